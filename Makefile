@@ -1,0 +1,33 @@
+# umbert-hf: `make demo` runs the whole pipeline on synthetic data, `make test` runs the test suite.
+# Both create .venv and install the project (with its test extras) when needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install test demo bench lint clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(PY) -m umbert_hf.demo --output_dir $${OUTPUT_DIR:-demo_output} $${FORCE:+--force}
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check umbert_hf dataset_builder training_scripts tests benchmarks
+	$(VENV)/bin/ruff format --check umbert_hf dataset_builder training_scripts tests benchmarks
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache

@@ -1,0 +1,317 @@
+"""umBERT and WumBERT: shapes, masking, losses, catalogue persistence, Auto classes, remote code and errors."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel
+from umbert_testing import UmBertModelTester
+
+from umbert_hf import UmBertConfig, UmBertModel, WumBertConfig, WumBertModel, expand_fill_in_the_blank
+from umbert_hf.modeling_umbert import contrastive_loss
+
+
+@pytest.fixture
+def tester():
+    return UmBertModelTester()
+
+
+# ----- config -------------------------------------------------------------------------------------------------
+
+
+def test_config_defaults_are_faithful_to_the_original():
+    config = UmBertConfig()
+    assert config.categories == ["shoes", "tops", "accessories", "bottoms"]
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (128, 6, 8)
+    assert config.intermediate_size == 512 and config.decoder_hidden_size == 256
+    assert config.loss_type == "contrastive"
+    assert UmBertConfig(hidden_size=64).intermediate_size == 256
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"hidden_size": 30, "num_attention_heads": 4}, "multiple of `num_attention_heads`"),
+        ({"loss_type": "l1"}, "Unknown `loss_type` 'l1'"),
+        ({"distance": "manhattan"}, "Unknown `distance` 'manhattan'"),
+        ({"categories": []}, "at least one slot"),
+        ({"categories": ["tops", "shoes", "tops"]}, "duplicates \\['tops'\\]"),
+        ({"contrastive_temperature": 0.0}, "contrastive_temperature"),
+    ],
+)
+def test_invalid_config_raises_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        UmBertConfig(**kwargs)
+    with pytest.raises(ValueError, match=message):
+        WumBertConfig(**kwargs)
+
+
+# ----- forward ------------------------------------------------------------------------------------------------
+
+
+def test_forward_shapes(tester):
+    model = tester.umbert()
+    inputs = torch.randn(tester.batch_size, 4, tester.hidden_size)
+    output = model(inputs_embeds=inputs)
+    assert output.loss is None
+    assert output.reconstructions.shape == (tester.batch_size, 4, tester.hidden_size)
+    assert output.last_hidden_state.shape == (tester.batch_size, 4, tester.hidden_size)
+    assert output.masked_predictions is None
+    masked = model(inputs_embeds=inputs, masked_positions=torch.zeros(tester.batch_size, dtype=torch.long))
+    assert masked.masked_predictions.shape == (tester.batch_size, tester.hidden_size)
+    assert torch.equal(masked.masked_predictions, masked.reconstructions[:, 0])
+
+
+def test_fill_in_the_blank_expansion_masks_exactly_one_slot_per_copy():
+    outfits = torch.arange(3 * 4 * 2, dtype=torch.float32).reshape(3, 4, 2)
+    expanded, masked_positions = expand_fill_in_the_blank(outfits)
+    assert expanded.shape == (12, 4, 2)
+    assert masked_positions.tolist() == [0, 1, 2, 3] * 3
+    for row in range(12):
+        assert torch.equal(expanded[row], outfits[row // 4])
+    ids, positions = expand_fill_in_the_blank(torch.tensor([[5, 6, 7, 8]]))
+    assert ids.tolist() == [[5, 6, 7, 8]] * 4 and positions.tolist() == [0, 1, 2, 3]
+
+
+def test_masked_slot_receives_its_category_mask_token(tester):
+    model = tester.umbert()
+    captured = {}
+    handle = model.backbone.encoder.register_forward_pre_hook(lambda module, args: captured.update(x=args[0]))
+    inputs = torch.randn(8, 4, tester.hidden_size)
+    expanded, masked_positions = expand_fill_in_the_blank(inputs)
+    model(inputs_embeds=expanded, masked_positions=masked_positions)
+    handle.remove()
+    encoder_input = captured["x"]
+    for row, slot in enumerate(masked_positions.tolist()):
+        assert torch.equal(encoder_input[row, slot], model.backbone.mask_embeddings[slot])
+        others = [position for position in range(4) if position != slot]
+        assert torch.equal(encoder_input[row, others], expanded[row, others])
+
+
+def test_category_embeddings_are_added_to_every_slot():
+    model = UmBertModelTester(use_category_embeddings=True).umbert()
+    captured = {}
+    model.backbone.encoder.register_forward_pre_hook(lambda module, args: captured.update(x=args[0]))
+    inputs = torch.randn(2, 4, 32)
+    model(inputs_embeds=inputs)
+    assert torch.allclose(captured["x"], inputs + model.backbone.category_embeddings.weight)
+
+
+@pytest.mark.parametrize("loss_type", ["mse", "contrastive", "mse+contrastive"])
+def test_loss_is_finite_with_gradients_and_decreases_when_overfitting(loss_type):
+    tester = UmBertModelTester(loss_type=loss_type)
+    model = tester.umbert().train()
+    outfits = tester.item_embeddings[tester.outfit_rows(16)]
+    expanded, masked_positions = expand_fill_in_the_blank(outfits)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = model(inputs_embeds=expanded, masked_positions=masked_positions, labels=expanded).loss
+        assert torch.isfinite(loss)
+        optimizer.zero_grad()
+        loss.backward()
+        assert model.backbone.mask_embeddings.grad.abs().sum() > 0
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_mse_loss_is_the_mean_squared_error_over_all_slots(tester):
+    model = UmBertModelTester(loss_type="mse").umbert()
+    inputs = torch.randn(5, 4, 32)
+    labels = torch.randn(5, 4, 32)
+    output = model(inputs_embeds=inputs, labels=labels)
+    assert torch.allclose(output.loss, ((output.reconstructions - labels) ** 2).mean())
+
+
+def test_contrastive_loss_matches_a_direct_computation():
+    torch.manual_seed(0)
+    predictions, targets = torch.randn(6, 8), torch.randn(6, 8)
+    targets[4] = targets[1]  # the same item in two outfits of the same category: not a negative
+    categories = torch.tensor([0, 0, 1, 1, 0, 0])
+    scale = torch.tensor(0.0)  # temperature 1
+    loss = contrastive_loss(predictions, targets, categories, scale, "cosine")
+    cosine = torch.nn.functional.cosine_similarity(predictions[:, None], targets[None], dim=-1)
+    expected = []
+    for row in range(6):
+        candidates = [
+            col for col in range(6) if categories[col] == categories[row] and (col == row or {row, col} != {1, 4})
+        ]
+        logits = cosine[row, candidates]
+        expected.append(-torch.log_softmax(logits, 0)[candidates.index(row)])
+    assert torch.allclose(loss, torch.stack(expected).mean(), atol=1e-5)
+
+
+# ----- WumBERT ------------------------------------------------------------------------------------------------
+
+
+def test_wumbert_input_ids_and_inputs_embeds_agree(tester):
+    model = tester.wumbert()
+    rows = tester.outfit_rows()
+    masked_positions = torch.randint(4, (tester.batch_size,))
+    by_ids = model(input_ids=rows, masked_positions=masked_positions)
+    by_embeds = model(inputs_embeds=model.item_embeddings(rows), masked_positions=masked_positions)
+    assert torch.allclose(by_ids.reconstructions, by_embeds.reconstructions)
+    assert torch.equal(model.item_embeddings.weight, tester.item_embeddings)
+    with pytest.raises(ValueError, match="exactly one of `input_ids` and `inputs_embeds`"):
+        model(input_ids=rows, inputs_embeds=model.item_embeddings(rows))
+
+
+def test_wumbert_table_trains_and_labels_may_be_ids(tester):
+    model = tester.wumbert().train()
+    expanded, masked_positions = expand_fill_in_the_blank(tester.outfit_rows())
+    loss = model(input_ids=expanded, masked_positions=masked_positions, labels=expanded).loss
+    loss.backward()
+    assert model.item_embeddings.weight.grad.abs().sum() > 0
+
+
+def test_umbert_and_wumbert_give_the_same_outputs_from_the_same_weights(tester):
+    umbert, wumbert = tester.umbert(), tester.wumbert()
+    wumbert.backbone.load_state_dict(umbert.backbone.state_dict())
+    rows = tester.outfit_rows()
+    assert torch.allclose(
+        umbert(inputs_embeds=tester.item_embeddings[rows]).reconstructions,
+        wumbert(input_ids=rows).reconstructions,
+        atol=1e-6,
+    )
+
+
+# ----- completion ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build", ["umbert", "wumbert"])
+def test_complete_returns_top_k_items_of_the_blank_category_best_first(tester, build):
+    model = getattr(tester, build)()
+    rows = tester.outfit_rows(3).tolist()
+    outfits = [tester.outfit_dict(rows[0], blank=2), tester.outfit_dict(rows[1], blank=0)]
+    results = model.complete(outfits, top_k=5)
+    assert len(results) == 2 and all(len(result) == 5 for result in results)
+    for result, blank in zip(results, [2, 0]):
+        allowed = {tester.item_ids[row] for row in tester.rows_of(tester.categories[blank])}
+        assert {entry["item_id"] for entry in result} <= allowed
+        scores = [entry["score"] for entry in result]
+        assert scores == sorted(scores, reverse=True)
+        assert all(isinstance(entry["item_id"], str) and isinstance(entry["score"], float) for entry in result)
+    # Same answer as predicting the masked slot by hand and brute-force ranking with cdist.
+    inputs = tester.item_embeddings[torch.tensor(rows[0])].unsqueeze(0)
+    prediction = model(inputs_embeds=inputs, masked_positions=torch.tensor([2])).masked_predictions
+    candidates = tester.rows_of("accessories")
+    distances = torch.cdist(prediction, model.get_catalogue_embeddings()[candidates])[0]
+    expected = [tester.item_ids[candidates[index]] for index in distances.argsort()[:5]]
+    assert [entry["item_id"] for entry in results[0]] == expected
+    assert results[0][0]["score"] == pytest.approx(-distances.min().item(), abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("outfit", "message"),
+    [
+        ({"shoes": "100000", "tops": "999", "accessories": None, "bottoms": "100003"}, "unknown item id '999'"),
+        ({"shoes": "100000", "hats": "100001", "accessories": None, "bottoms": "100003"}, "unknown slot 'hats'"),
+        ({"shoes": "100000", "tops": "100001", "accessories": "100002", "bottoms": "100003"}, "got 0"),
+        ({"shoes": None, "tops": None, "accessories": "100002", "bottoms": "100003"}, "got 2"),
+        ({"shoes": "100000", "accessories": None, "bottoms": "100003"}, "slot 'tops' is missing"),
+        ({"shoes": torch.zeros(7), "tops": "100001", "accessories": None, "bottoms": "100003"}, "shape \\(32,\\)"),
+    ],
+)
+def test_complete_errors_name_the_offending_value(tester, outfit, message):
+    with pytest.raises(ValueError, match=message):
+        tester.umbert().complete([outfit])
+
+
+def test_catalogue_errors(tester):
+    model = UmBertModel(tester.config)
+    with pytest.raises(ValueError, match="no catalogue"):
+        model.complete([{"shoes": "1", "tops": "2", "accessories": None, "bottoms": "3"}])
+    ids, embeddings, categories = tester.item_ids, tester.item_embeddings, tester.item_categories
+    with pytest.raises(ValueError, match="hidden_size=32"):
+        model.set_catalogue(ids, torch.randn(len(ids), 16), categories)
+    with pytest.raises(ValueError, match="no items of category 'bottoms'"):
+        keep = [row for row, name in enumerate(categories) if name != "bottoms"]
+        model.set_catalogue([ids[r] for r in keep], embeddings[keep], [categories[r] for r in keep])
+    with pytest.raises(ValueError, match="Unknown catalogue categories \\['hats'\\]"):
+        model.set_catalogue(ids, embeddings, ["hats"] + categories[1:])
+    with pytest.raises(ValueError, match="more than once"):
+        model.set_catalogue([ids[0]] + ids[:-1], embeddings, categories)
+    with pytest.raises(ValueError, match="must be strings"):
+        model.set_catalogue([int(ids[0])] + ids[1:], embeddings, categories)
+    with pytest.raises(ValueError, match="inputs_embeds"):
+        tester.umbert()(inputs_embeds=torch.randn(2, 4, 16))
+
+
+# ----- persistence, Auto classes, remote code -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("build", ["umbert", "wumbert"])
+def test_save_load_round_trip_keeps_outputs_and_catalogue(tester, build, tmp_path):
+    model = getattr(tester, build)()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert not list(tmp_path.glob("*.bin")) and not list(tmp_path.glob("*.pt"))
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(loaded) is type(model)
+    assert loaded.catalogue_item_id_list == tester.item_ids
+    assert torch.equal(loaded.get_catalogue_embeddings(), model.get_catalogue_embeddings())
+    inputs = tester.item_embeddings[tester.outfit_rows()]
+    assert torch.equal(loaded(inputs_embeds=inputs).reconstructions, model(inputs_embeds=inputs).reconstructions)
+    outfit = tester.outfit_dict(tester.outfit_rows(1)[0].tolist(), blank=1)
+    assert loaded.complete([outfit]) == model.complete([outfit])
+    config = AutoConfig.from_pretrained(tmp_path)
+    assert config.catalogue_size == len(tester.item_ids)
+    assert json.loads((tmp_path / "config.json").read_text())["auto_map"]["AutoModel"].startswith("modeling_umbert.")
+
+
+def test_auto_classes_are_registered():
+    assert type(AutoConfig.for_model("umbert")) is UmBertConfig
+    assert type(AutoConfig.for_model("wumbert")) is WumBertConfig
+    assert type(AutoModel.from_config(UmBertConfig(hidden_size=32, num_attention_heads=4))) is UmBertModel
+    assert type(AutoModel.from_config(WumBertConfig(hidden_size=32, num_attention_heads=4))) is WumBertModel
+
+
+REMOTE_CODE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["umbert_hf"] = None  # the package must not be needed: the folder carries its code
+    import torch
+    from transformers import AutoModel
+    folder, inputs_file = sys.argv[1], sys.argv[2]
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    request = json.load(open(inputs_file))
+    inputs = torch.tensor(request["inputs"])
+    print(json.dumps({
+        "reconstructions": model(inputs_embeds=inputs).reconstructions.tolist(),
+        "completions": model.complete(request["outfits"], top_k=3),
+    }))
+    """
+)
+
+
+@pytest.mark.parametrize("build", ["umbert", "wumbert"])
+def test_remote_code_loading_without_the_package(tester, build, tmp_path):
+    model = getattr(tester, build)()
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    for name in ("modeling_umbert.py", "configuration_umbert.py", "retrieval.py", "masking.py"):
+        assert (folder / name).exists()
+    inputs = tester.item_embeddings[tester.outfit_rows(3)]
+    outfits = [tester.outfit_dict(rows, blank=index) for index, rows in enumerate(tester.outfit_rows(3).tolist())]
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"inputs": inputs.tolist(), "outfits": outfits}))
+    env = {"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_CODE_SCRIPT, str(folder), str(request)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = json.loads(result.stdout.strip().splitlines()[-1])
+    assert torch.allclose(
+        torch.tensor(remote["reconstructions"]), model(inputs_embeds=inputs).reconstructions, atol=1e-6
+    )
+    assert remote["completions"] == model.complete(outfits, top_k=3)

@@ -1,0 +1,41 @@
+"""umbert-hf: outfit completion with umBERT and WumBERT as Hugging Face models.
+
+Importing the package registers every model with `AutoConfig` and `AutoModel`, and marks each class for
+`register_for_auto_class`, so a saved folder carries its modeling code for `trust_remote_code` loading.
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_umbert import UmBertConfig, WumBertConfig
+from .masking import expand_fill_in_the_blank, mask_slots
+from .modeling_umbert import UmBertModel, UmBertOutput, WumBertModel
+from .retrieval import top_k
+
+__version__ = "0.1.0"
+
+_REGISTERED_MODELS = [
+    (UmBertConfig, UmBertModel),
+    (WumBertConfig, WumBertModel),
+]
+
+
+def _register_auto_classes() -> None:
+    for config_class, model_class in _REGISTERED_MODELS:
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        AutoModel.register(config_class, model_class, exist_ok=True)
+        config_class.register_for_auto_class()
+        model_class.register_for_auto_class("AutoModel")
+
+
+_register_auto_classes()
+
+__all__ = [
+    "UmBertConfig",
+    "UmBertModel",
+    "UmBertOutput",
+    "WumBertConfig",
+    "WumBertModel",
+    "expand_fill_in_the_blank",
+    "mask_slots",
+    "top_k",
+]

@@ -1,0 +1,564 @@
+"""umBERT and WumBERT: BERT-like encoders over the item embeddings of an outfit, with a retrieval catalogue."""
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput, logging
+
+from .configuration_umbert import UmBertConfig, WumBertConfig
+from .masking import mask_slots
+from .retrieval import PreparedKeys, prepare_keys
+from .retrieval import top_k as retrieve_top_k
+
+logger = logging.get_logger(__name__)
+
+# Largest inverse temperature of the contrastive loss, as in CLIP.
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+@dataclass
+class UmBertOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is provided):
+        Reconstruction (MSE), contrastive (InfoNCE) or combined loss, as set by `config.loss_type`.
+    reconstructions (`torch.FloatTensor` of shape `(batch_size, num_slots, hidden_size)`):
+        The decoded item embedding of every slot, masked slot included.
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_slots, hidden_size)`):
+        Encoder output before the per-slot decoders.
+    masked_predictions (`torch.FloatTensor` of shape `(batch_size, hidden_size)`, *optional*):
+        The reconstruction of each outfit's masked slot, returned when `masked_positions` is provided.
+    """
+
+    loss: torch.FloatTensor | None = None
+    reconstructions: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    masked_predictions: torch.FloatTensor | None = None
+
+
+class UmBertSlotDecoders(nn.Module):
+    """One MLP per slot (hidden -> decoder_hidden -> hidden), applied to all slots at once with batched weights."""
+
+    def __init__(self, config: UmBertConfig):
+        super().__init__()
+        slots, hidden, inner = config.num_categories, config.hidden_size, config.decoder_hidden_size
+        self.up_weight = nn.Parameter(torch.empty(slots, hidden, inner))
+        self.up_bias = nn.Parameter(torch.zeros(slots, inner))
+        self.down_weight = nn.Parameter(torch.empty(slots, inner, hidden))
+        self.down_bias = nn.Parameter(torch.zeros(slots, hidden))
+        self.activation = nn.GELU() if config.hidden_act == "gelu" else nn.ReLU()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        # (batch, slots, hidden) -> (batch, slots, inner) -> (batch, slots, hidden)
+        inner = torch.einsum("bsh,shi->bsi", hidden_states, self.up_weight) + self.up_bias
+        return torch.einsum("bsi,sih->bsh", self.activation(inner), self.down_weight) + self.down_bias
+
+
+class UmBertBackbone(nn.Module):
+    """MASK tokens, optional category embeddings, the transformer encoder and the per-slot decoders."""
+
+    def __init__(self, config: UmBertConfig):
+        super().__init__()
+        self.config = config
+        self.mask_embeddings = nn.Parameter(torch.empty(config.num_categories, config.hidden_size))
+        self.category_embeddings = (
+            nn.Embedding(config.num_categories, config.hidden_size) if config.use_category_embeddings else None
+        )
+        layer = nn.TransformerEncoderLayer(
+            d_model=config.hidden_size,
+            nhead=config.num_attention_heads,
+            dim_feedforward=config.intermediate_size,
+            dropout=config.hidden_dropout_prob,
+            activation=config.hidden_act,
+            layer_norm_eps=config.layer_norm_eps,
+            batch_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, num_layers=config.num_hidden_layers, enable_nested_tensor=False)
+        self.decoders = UmBertSlotDecoders(config)
+        self.logit_scale = nn.Parameter(
+            torch.tensor(math.log(1.0 / config.contrastive_temperature)), requires_grad=config.learn_temperature
+        )
+
+    def forward(
+        self, inputs_embeds: torch.Tensor, masked_positions: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if masked_positions is not None:
+            inputs_embeds = mask_slots(inputs_embeds, masked_positions, self.mask_embeddings)
+        if self.category_embeddings is not None:
+            inputs_embeds = inputs_embeds + self.category_embeddings.weight.unsqueeze(0)
+        last_hidden_state = self.encoder(inputs_embeds)  # (batch, slots, hidden)
+        return self.decoders(last_hidden_state), last_hidden_state
+
+
+def _similarity_logits(predictions: torch.Tensor, targets: torch.Tensor, distance: str) -> torch.Tensor:
+    """(rows, rows) logits that rank targets like retrieval does: cosine, or -|p - t|^2 up to a per-row constant."""
+    if distance == "cosine":
+        return nn.functional.normalize(predictions, dim=-1) @ nn.functional.normalize(targets, dim=-1).T
+    return torch.addmm(-targets.pow(2).sum(dim=-1), predictions, targets.T, alpha=2.0)
+
+
+def contrastive_loss(
+    predictions: torch.Tensor,
+    targets: torch.Tensor,
+    row_categories: torch.Tensor,
+    logit_scale: torch.Tensor,
+    distance: str,
+) -> torch.Tensor:
+    """InfoNCE: each prediction must pick its own target among the batch's targets of the same category.
+
+    Targets of another category are excluded, and so are exact copies of the true target (the same item in another
+    outfit of the batch), which would otherwise count as negatives.
+    """
+    logits = _similarity_logits(predictions, targets, distance) * logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+    rows = torch.arange(predictions.shape[0], device=predictions.device)
+    _, item_index = torch.unique(targets.detach(), dim=0, return_inverse=True)
+    same_item = (item_index[:, None] == item_index[None, :]) & (rows[:, None] != rows[None, :])
+    other_category = row_categories[:, None] != row_categories[None, :]
+    logits = logits.masked_fill(same_item | other_category, torch.finfo(logits.dtype).min)
+    return nn.functional.cross_entropy(logits.float(), rows)
+
+
+def outfit_loss(
+    config: UmBertConfig,
+    reconstructions: torch.Tensor,
+    targets: torch.Tensor,
+    masked_positions: torch.Tensor | None,
+    logit_scale: torch.Tensor,
+    mse_targets: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The training loss selected by `config.loss_type`.
+
+    MSE covers every slot. The contrastive term covers the masked slot of each outfit, or every slot when nothing is
+    masked (pre-training). `mse_targets` lets WumBERT stop gradients into its own table for the MSE term.
+    """
+    loss = reconstructions.new_zeros(())
+    if "mse" in config.loss_type:
+        mse_targets = targets if mse_targets is None else mse_targets
+        loss = loss + nn.functional.mse_loss(reconstructions.float(), mse_targets.float())
+    if "contrastive" in config.loss_type:
+        batch_size, num_slots, hidden_size = reconstructions.shape
+        if masked_positions is not None:
+            rows = torch.arange(batch_size, device=reconstructions.device)
+            predictions, row_targets = reconstructions[rows, masked_positions], targets[rows, masked_positions]
+            row_categories = masked_positions
+        else:
+            predictions = reconstructions.reshape(-1, hidden_size)
+            row_targets = targets.reshape(-1, hidden_size)
+            row_categories = torch.arange(num_slots, device=reconstructions.device).repeat(batch_size)
+        loss = loss + contrastive_loss(predictions, row_targets, row_categories, logit_scale, config.distance)
+    return loss
+
+
+class UmBertPreTrainedModel(PreTrainedModel):
+    """Weight initialisation, catalogue storage and outfit completion shared by umBERT and WumBERT."""
+
+    config_class = UmBertConfig
+    base_model_prefix = "umbert"
+    main_input_name = "inputs_embeds"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, UmBertBackbone):
+            init.normal_(module.mask_embeddings, mean=0.0, std=std)
+            init.constant_(module.logit_scale, math.log(1.0 / self.config.contrastive_temperature))
+        elif isinstance(module, UmBertSlotDecoders):
+            init.normal_(module.up_weight, mean=0.0, std=std)
+            init.normal_(module.down_weight, mean=0.0, std=std)
+            init.zeros_(module.up_bias)
+            init.zeros_(module.down_bias)
+
+    # ----- catalogue -------------------------------------------------------------------------------------------
+
+    def _register_catalogue_buffers(self) -> None:
+        """Buffers saved in the safetensors file: item ids as padded UTF-8 bytes, category index, embeddings."""
+        size, id_length = self.config.catalogue_size, self.config.catalogue_id_length
+        self.register_buffer("catalogue_item_ids", torch.zeros(size, id_length, dtype=torch.uint8))
+        self.register_buffer("catalogue_categories", torch.zeros(size, dtype=torch.long))
+        self._catalogue_cache: dict[str, Any] | None = None
+        self._catalogue_cache_key: tuple | None = None
+
+    def get_catalogue_embeddings(self) -> torch.Tensor:
+        """(catalogue_size, hidden) embeddings of the catalogue items, used for context lookup and retrieval."""
+        raise NotImplementedError
+
+    def _store_catalogue_embeddings(self, embeddings: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def set_catalogue(self, item_ids: Sequence[str], embeddings: torch.Tensor, categories: Sequence[str]) -> None:
+        """Store the retrieval catalogue: item ids (str), their embeddings (N, hidden) and slot names.
+
+        Saved by `save_pretrained` and restored by `from_pretrained`, so a loaded model completes outfits with real
+        item ids. Raises `ValueError` for mismatched lengths, wrong embedding size, duplicate ids, unknown
+        categories, or a slot category with no items.
+        """
+        item_ids = list(item_ids)
+        categories = list(categories)
+        embeddings = torch.as_tensor(embeddings, dtype=torch.float32)
+        if not all(isinstance(item_id, str) for item_id in item_ids):
+            bad = next(item_id for item_id in item_ids if not isinstance(item_id, str))
+            raise ValueError(f"Catalogue item ids must be strings, got {bad!r} ({type(bad).__name__}).")
+        if embeddings.dim() != 2 or embeddings.shape[1] != self.config.hidden_size:
+            raise ValueError(
+                f"Catalogue embeddings must be (num_items, hidden_size={self.config.hidden_size}), "
+                f"got shape {tuple(embeddings.shape)}."
+            )
+        if not len(item_ids) == len(categories) == embeddings.shape[0]:
+            raise ValueError(
+                f"Catalogue lengths differ: {len(item_ids)} item ids, {len(categories)} categories, "
+                f"{embeddings.shape[0]} embeddings."
+            )
+        if len(set(item_ids)) != len(item_ids):
+            seen: set[str] = set()
+            duplicate = next(item_id for item_id in item_ids if item_id in seen or seen.add(item_id))
+            raise ValueError(f"Catalogue item ids must be unique, got {duplicate!r} more than once.")
+        slot_index = {name: index for index, name in enumerate(self.config.categories)}
+        unknown = sorted(set(categories) - set(slot_index))
+        if unknown:
+            raise ValueError(f"Unknown catalogue categories {unknown}; the model's slots are {self.config.categories}.")
+        empty = [name for name in self.config.categories if name not in set(categories)]
+        if empty:
+            raise ValueError(f"The catalogue has no items of category {empty[0]!r}; every slot needs candidates.")
+
+        encoded = [item_id.encode("utf-8") for item_id in item_ids]
+        id_length = max(1, max(len(raw) for raw in encoded))
+        id_bytes = torch.zeros(len(encoded), id_length, dtype=torch.uint8)
+        flat = torch.frombuffer(bytearray(b"".join(raw.ljust(id_length, b"\0") for raw in encoded)), dtype=torch.uint8)
+        id_bytes.copy_(flat.view(len(encoded), id_length))
+        device = self.catalogue_categories.device
+        self.catalogue_item_ids = id_bytes.to(device)
+        self.catalogue_categories = torch.tensor([slot_index[name] for name in categories], device=device)
+        self._store_catalogue_embeddings(embeddings.to(device))
+        self.config.catalogue_size = len(item_ids)
+        self.config.catalogue_id_length = id_length
+        self._catalogue_cache = None
+
+    def _catalogue(self) -> dict[str, Any]:
+        """Id -> row lookup and per-category rows, decoded once and rebuilt whenever the buffers change."""
+        key = (
+            self.catalogue_item_ids.data_ptr(),
+            self.catalogue_item_ids._version,
+            self.catalogue_categories.data_ptr(),
+            self.catalogue_categories._version,
+        )
+        if self._catalogue_cache is None or self._catalogue_cache_key != key:
+            if self.catalogue_item_ids.shape[0] == 0:
+                raise ValueError("The model has no catalogue: call `set_catalogue(item_ids, embeddings, categories)`.")
+            raw = self.catalogue_item_ids.cpu().numpy().tobytes()
+            width = self.catalogue_item_ids.shape[1]
+            item_ids = [raw[i : i + width].rstrip(b"\0").decode("utf-8") for i in range(0, len(raw), width)]
+            rows_by_category = {
+                name: torch.nonzero(self.catalogue_categories == index).squeeze(1)
+                for index, name in enumerate(self.config.categories)
+            }
+            self._catalogue_cache = {
+                "item_ids": item_ids,
+                "row_of": {item_id: row for row, item_id in enumerate(item_ids)},
+                "rows_by_category": rows_by_category,
+            }
+            self._catalogue_cache_key = key
+        return self._catalogue_cache
+
+    @property
+    def catalogue_item_id_list(self) -> list[str]:
+        """Catalogue item ids, in catalogue row order."""
+        return self._catalogue()["item_ids"]
+
+    def catalogue_rows(self, item_ids: Sequence[str]) -> torch.Tensor:
+        """Catalogue row of each item id; `ValueError` naming the first unknown id."""
+        row_of = self._catalogue()["row_of"]
+        try:
+            return torch.tensor([row_of[item_id] for item_id in item_ids], dtype=torch.long)
+        except KeyError as error:
+            raise ValueError(f"Unknown item id {error.args[0]!r}: it is not in the model's catalogue.") from None
+
+    def catalogue_rows_of_category(self, category: str) -> torch.Tensor:
+        """Catalogue rows of one slot category."""
+        rows_by_category = self._catalogue()["rows_by_category"]
+        if category not in rows_by_category:
+            raise ValueError(f"Unknown slot {category!r}; the model's slots are {self.config.categories}.")
+        return rows_by_category[category]
+
+    # ----- completion ------------------------------------------------------------------------------------------
+
+    def predict_masked(self, inputs_embeds: torch.Tensor, masked_positions: torch.Tensor) -> torch.Tensor:
+        """(batch, hidden) prediction of each outfit's masked slot, in eval mode without gradients."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return self(inputs_embeds=inputs_embeds, masked_positions=masked_positions).masked_predictions
+        finally:
+            self.train(was_training)
+
+    def _prepared_category_keys(self) -> list[tuple[torch.Tensor, PreparedKeys]]:
+        """Per slot: catalogue rows and their prepared keys, recomputed only when the embeddings change."""
+        cache = self._catalogue()
+        embeddings = self.get_catalogue_embeddings()
+        key = (embeddings.data_ptr(), embeddings._version, self.config.distance, self._catalogue_cache_key)
+        if cache.get("prepared_key") != key:
+            with torch.no_grad():
+                cache["prepared"] = [
+                    (rows.to(embeddings.device), prepare_keys(embeddings[rows], self.config.distance))
+                    for rows in (self.catalogue_rows_of_category(name) for name in self.config.categories)
+                ]
+            cache["prepared_key"] = key
+        return cache["prepared"]
+
+    def retrieve(
+        self, predictions: torch.Tensor, categories: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k catalogue rows of each prediction among items of its slot category (`categories` are slot indices).
+
+        Returns `(scores, rows)` of shape (batch, min(k, smallest category searched)); one batched search per slot.
+        """
+        prepared = self._prepared_category_keys()
+        present = categories.unique().tolist()
+        k = min([k] + [prepared[index][0].numel() for index in present])
+        order = categories.argsort(stable=True)
+        counts = torch.bincount(categories, minlength=len(prepared)).tolist()
+        scores, rows = [], []
+        for index, queries in zip(range(len(prepared)), predictions[order].split(counts)):
+            if counts[index] == 0:
+                continue
+            candidate_rows, keys = prepared[index]
+            category_scores, positions = retrieve_top_k(queries, keys, k, self.config.distance)
+            scores.append(category_scores)
+            rows.append(candidate_rows[positions])
+        inverse = order.argsort()
+        return torch.cat(scores)[inverse], torch.cat(rows)[inverse]
+
+    def _outfit_inputs(self, outfits: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validate outfits and build (inputs_embeds, masked_positions); context values are item ids or embeddings."""
+        slots = self.config.categories
+        catalogue_embeddings = self.get_catalogue_embeddings()
+        inputs = catalogue_embeddings.new_zeros(len(outfits), len(slots), self.config.hidden_size)
+        blanks = []
+        for number, outfit in enumerate(outfits):
+            unknown = [slot for slot in outfit if slot not in slots]
+            if unknown:
+                raise ValueError(f"Outfit {number}: unknown slot {unknown[0]!r}; the model's slots are {slots}.")
+            missing = [slot for slot in slots if slot not in outfit]
+            if missing:
+                raise ValueError(f"Outfit {number}: slot {missing[0]!r} is missing; give an item id or None.")
+            blank_slots = [slot for slot in slots if outfit[slot] is None]
+            if len(blank_slots) != 1:
+                raise ValueError(
+                    f"Outfit {number}: exactly one slot must be None (the blank), got {len(blank_slots)}: {blank_slots}."
+                )
+            blanks.append(slots.index(blank_slots[0]))
+            for position, slot in enumerate(slots):
+                value = outfit[slot]
+                if value is None:
+                    continue
+                inputs[number, position] = self._context_embedding(value, slot, number)
+        return inputs, torch.tensor(blanks, dtype=torch.long, device=inputs.device)
+
+    def _context_embedding(self, value: Any, slot: str, number: int) -> torch.Tensor:
+        """Embedding of one context item: a catalogue item id, or an embedding tensor of size `hidden_size`."""
+        if isinstance(value, str):
+            row_of = self._catalogue()["row_of"]
+            if value not in row_of:
+                raise ValueError(f"Outfit {number}, slot {slot!r}: unknown item id {value!r} (not in the catalogue).")
+            return self.get_catalogue_embeddings()[row_of[value]]
+        if isinstance(value, torch.Tensor):
+            if value.shape != (self.config.hidden_size,):
+                raise ValueError(
+                    f"Outfit {number}, slot {slot!r}: embedding must have shape ({self.config.hidden_size},), "
+                    f"got {tuple(value.shape)}."
+                )
+            return value
+        raise ValueError(
+            f"Outfit {number}, slot {slot!r}: expected an item id (str), an embedding tensor or None, "
+            f"got {type(value).__name__}."
+        )
+
+    def complete(self, outfits: Sequence[Mapping[str, Any]], top_k: int = 10) -> list[list[dict[str, Any]]]:
+        """Suggest items for the blank slot of each outfit.
+
+        Args:
+            outfits: dicts slot -> item id (or embedding tensor), with exactly one slot set to None (the blank).
+            top_k: number of suggestions per outfit.
+
+        Returns:
+            Per outfit, a list of `{"item_id": str, "score": float}` for the `top_k` catalogue items of the blank's
+            category, best first (score: minus the distance, or cosine similarity).
+        """
+        if isinstance(outfits, Mapping):
+            outfits = [outfits]
+        if top_k < 1:
+            raise ValueError(f"`top_k` must be at least 1, got {top_k}.")
+        if len(outfits) == 0:
+            return []
+        inputs_embeds, blanks = self._outfit_inputs(outfits)
+        predictions = self.predict_masked(inputs_embeds, blanks)
+        scores, rows = self.retrieve(predictions, blanks, top_k)
+        item_ids = self.catalogue_item_id_list
+        return [
+            [{"item_id": item_ids[row], "score": score} for row, score in zip(row_list, score_list)]
+            for row_list, score_list in zip(rows.tolist(), scores.tolist())
+        ]
+
+    def _check_inputs_embeds(self, inputs_embeds: torch.Tensor) -> None:
+        expected = (len(self.config.categories), self.config.hidden_size)
+        if inputs_embeds.dim() != 3 or tuple(inputs_embeds.shape[1:]) != expected:
+            raise ValueError(
+                f"`inputs_embeds` must be (batch, slots={expected[0]}, hidden_size={expected[1]}), "
+                f"got shape {tuple(inputs_embeds.shape)}."
+            )
+
+
+class UmBertModel(UmBertPreTrainedModel):
+    """umBERT: reconstructs the item embeddings of an outfit given as `inputs_embeds`, one slot per category."""
+
+    def __init__(self, config: UmBertConfig):
+        super().__init__(config)
+        self.backbone = UmBertBackbone(config)
+        self._register_catalogue_buffers()
+        self.register_buffer("catalogue_embeddings", torch.zeros(config.catalogue_size, config.hidden_size))
+        self.post_init()
+
+    def get_catalogue_embeddings(self) -> torch.Tensor:
+        return self.catalogue_embeddings
+
+    def _store_catalogue_embeddings(self, embeddings: torch.Tensor) -> None:
+        self.catalogue_embeddings = embeddings
+
+    def forward(
+        self,
+        inputs_embeds: torch.Tensor,
+        masked_positions: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> UmBertOutput:
+        r"""
+        inputs_embeds (`torch.FloatTensor` of shape `(batch_size, num_slots, hidden_size)`):
+            Item embeddings, one per slot in `config.categories` order.
+        masked_positions (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Slot to replace with its category's MASK token in each outfit.
+        labels (`torch.FloatTensor` of shape `(batch_size, num_slots, hidden_size)`, *optional*):
+            Target embeddings (usually the unmasked outfit); the loss is computed only when given.
+        """
+        self._check_inputs_embeds(inputs_embeds)
+        reconstructions, last_hidden_state = self.backbone(inputs_embeds, masked_positions)
+        loss = None
+        if labels is not None:
+            loss = outfit_loss(self.config, reconstructions, labels, masked_positions, self.backbone.logit_scale)
+        masked_predictions = None
+        if masked_positions is not None:
+            masked_predictions = reconstructions[torch.arange(reconstructions.shape[0]), masked_positions]
+        return UmBertOutput(
+            loss=loss,
+            reconstructions=reconstructions,
+            last_hidden_state=last_hidden_state,
+            masked_predictions=masked_predictions,
+        )
+
+
+class WumBertModel(UmBertPreTrainedModel):
+    """WumBERT: umBERT over a trainable item table; `input_ids` index the catalogue, whose rows are the table."""
+
+    config_class = WumBertConfig
+    base_model_prefix = "wumbert"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: WumBertConfig):
+        super().__init__(config)
+        self.backbone = UmBertBackbone(config)
+        self.item_embeddings = nn.Embedding(config.catalogue_size, config.hidden_size)
+        self._register_catalogue_buffers()
+        self.post_init()
+
+    @classmethod
+    def from_item_embeddings(
+        cls,
+        item_ids: Sequence[str],
+        embeddings: torch.Tensor,
+        categories: Sequence[str],
+        config: WumBertConfig | None = None,
+        **config_kwargs,
+    ) -> "WumBertModel":
+        """A WumBERT whose item table starts from `embeddings` (e.g. image embeddings) and whose catalogue is set."""
+        embeddings = torch.as_tensor(embeddings, dtype=torch.float32)
+        if config is None:
+            config = WumBertConfig(**{"hidden_size": embeddings.shape[-1], **config_kwargs})
+        model = cls(config)
+        model.set_catalogue(item_ids, embeddings, categories)
+        return model
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.item_embeddings
+
+    def get_catalogue_embeddings(self) -> torch.Tensor:
+        return self.item_embeddings.weight
+
+    def _store_catalogue_embeddings(self, embeddings: torch.Tensor) -> None:
+        table = nn.Embedding(embeddings.shape[0], embeddings.shape[1], device=embeddings.device)
+        with torch.no_grad():
+            table.weight.copy_(embeddings)
+        self.item_embeddings = table
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        masked_positions: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> UmBertOutput:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch_size, num_slots)`):
+            Catalogue rows of the outfit's items. Give exactly one of `input_ids` and `inputs_embeds`.
+        masked_positions (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Slot to replace with its category's MASK token in each outfit.
+        labels (`torch.LongTensor` of shape `(batch_size, num_slots)` or `torch.FloatTensor` of shape
+            `(batch_size, num_slots, hidden_size)`, *optional*):
+            Target item rows (looked up in the table) or target embeddings. The MSE term does not propagate into the
+            table through its targets, which would otherwise collapse every item to one point.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Give exactly one of `input_ids` and `inputs_embeds`.")
+        if input_ids is not None:
+            if input_ids.dim() != 2 or input_ids.shape[1] != len(self.config.categories):
+                raise ValueError(
+                    f"`input_ids` must be (batch, slots={len(self.config.categories)}), "
+                    f"got shape {tuple(input_ids.shape)}."
+                )
+            inputs_embeds = self.item_embeddings(input_ids)  # (batch, slots, hidden)
+        self._check_inputs_embeds(inputs_embeds)
+        reconstructions, last_hidden_state = self.backbone(inputs_embeds, masked_positions)
+        loss = None
+        if labels is not None:
+            targets = labels if labels.is_floating_point() else self.item_embeddings(labels)
+            loss = outfit_loss(
+                self.config,
+                reconstructions,
+                targets,
+                masked_positions,
+                self.backbone.logit_scale,
+                mse_targets=targets.detach(),
+            )
+        masked_predictions = None
+        if masked_positions is not None:
+            masked_predictions = reconstructions[torch.arange(reconstructions.shape[0]), masked_positions]
+        return UmBertOutput(
+            loss=loss,
+            reconstructions=reconstructions,
+            last_hidden_state=last_hidden_state,
+            masked_predictions=masked_predictions,
+        )
+
+
+__all__ = [
+    "UmBertOutput",
+    "UmBertPreTrainedModel",
+    "UmBertModel",
+    "WumBertModel",
+    "contrastive_loss",
+    "outfit_loss",
+]
