@@ -1,0 +1,29 @@
+"""Reconstruction pre-training of umBERT or WumBERT on outfits of item embeddings.
+
+    accelerate launch training_scripts/pretrain.py --dataset DATA --embeddings EMB.parquet --output_dir OUT
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 training_scripts/pretrain.py ...
+
+Writes OUT/{config.json, model.safetensors (with the catalogue), README.md, metrics.json, history.json,
+training_curves.png} and, with --checkpointing_steps, OUT/step_N or OUT/epoch_N checkpoints.
+"""
+
+import argparse
+
+from umbert_hf.outfit_training import add_data_args, add_model_args, train_outfit_model
+from umbert_hf.training import add_training_args
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(parser, embeddings_required=True)
+    add_model_args(parser)
+    add_training_args(parser, num_train_epochs=10, per_device_train_batch_size=128, learning_rate=1e-3, patience=3)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return train_outfit_model(parse_args(argv), objective="reconstruction")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,536 @@
+"""Pre-training, fine-tuning and evaluation of umBERT/WumBERT: the logic behind the thin `training_scripts/`.
+
+Data are outfits as rows of the catalogue (the embeddings table restricted to the slot categories); umBERT looks the
+rows up in its fixed catalogue embeddings, WumBERT takes them as `input_ids` into its trainable table.
+"""
+
+import argparse
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from .configuration_umbert import DISTANCES, LOSS_TYPES, UmBertConfig, WumBertConfig
+from .embeddings import EmbeddingsTable, read_embeddings_table
+from .masking import expand_fill_in_the_blank
+from .metrics import (
+    OutfitEvaluator,
+    Predictor,
+    accuracy_metrics,
+    compatibility_metrics,
+    context_mean_predictor,
+    hit_rate_metrics,
+    model_predictor,
+    random_predictor,
+)
+from .modeling_umbert import UmBertModel, UmBertPreTrainedModel, WumBertModel
+from .outfit_data import (
+    CompatibilityOutfits,
+    FitbQuestions,
+    OutfitRows,
+    catalogue_from_table,
+    compatibility_outfits,
+    dataset_has_config,
+    fitb_questions,
+    load_dataset_config,
+    outfit_rows,
+)
+
+logger = logging.getLogger(__name__)
+
+OBJECTIVES = ("reconstruction", "fill_in_the_blank")
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """Model hyperparameters of a new umBERT/WumBERT (defaults: the original umBERT, contrastive loss)."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model_type", choices=["umbert", "wumbert"], default="umbert")
+    group.add_argument("--num_hidden_layers", type=int, default=6)
+    group.add_argument("--num_attention_heads", type=int, default=8)
+    group.add_argument("--intermediate_size", type=int, default=None, help="Feed-forward size (default 4 x hidden).")
+    group.add_argument("--hidden_dropout_prob", type=float, default=0.1)
+    group.add_argument("--use_category_embeddings", action="store_true")
+    group.add_argument("--loss_type", choices=LOSS_TYPES, default="contrastive")
+    group.add_argument("--distance", choices=DISTANCES, default="euclidean")
+    group.add_argument("--contrastive_temperature", type=float, default=0.1)
+
+
+def add_data_args(parser: argparse.ArgumentParser, embeddings_required: bool) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--dataset", type=str, required=True, help="Dataset folder or Hub repo built by dataset_builder."
+    )
+    group.add_argument(
+        "--embeddings",
+        type=str,
+        required=embeddings_required,
+        default=None,
+        help="Embeddings table (parquet) from compute_embeddings.py or your own.",
+    )
+    group.add_argument("--metric_for_best_model", type=str, default=None, help="Validation metric for early stopping.")
+
+
+@dataclass
+class OutfitData:
+    """Everything a phase needs, as catalogue rows."""
+
+    catalogue: EmbeddingsTable
+    slots: list[str]
+    outfits: dict[str, OutfitRows] = field(default_factory=dict)
+    fitb: dict[str, FitbQuestions] = field(default_factory=dict)
+    compatibility: dict[str, CompatibilityOutfits] = field(default_factory=dict)
+
+    @property
+    def catalogue_categories(self) -> torch.LongTensor:
+        slot_index = {slot: position for position, slot in enumerate(self.slots)}
+        return torch.tensor([slot_index[category] for category in self.catalogue.categories], dtype=torch.long)
+
+    def skipped_counts(self) -> dict[str, int]:
+        counts = {f"skipped_outfits_{split}": rows.skipped for split, rows in self.outfits.items()}
+        counts.update({f"skipped_fitb_{split}": questions.skipped for split, questions in self.fitb.items()})
+        counts.update({f"skipped_compatibility_{split}": rows.skipped for split, rows in self.compatibility.items()})
+        return counts
+
+
+def load_outfit_data(
+    dataset: str | os.PathLike,
+    catalogue: EmbeddingsTable,
+    slots: list[str],
+    splits: tuple[str, ...] = ("train", "validation", "test"),
+    train_config: str = "outfits",
+) -> OutfitData:
+    """Outfits of every split, plus the `fitb` and `compatibility` configs where the dataset has them."""
+    data = OutfitData(catalogue=catalogue, slots=list(slots))
+    outfits = load_dataset_config(dataset, "outfits")
+    for split in splits:
+        if split not in outfits:
+            continue
+        config = train_config if split == "train" else "outfits"
+        source = load_dataset_config(dataset, config)["train"] if config != "outfits" else outfits[split]
+        data.outfits[split] = outfit_rows(source, slots, catalogue, what=f"{config}/{split}")
+    if dataset_has_config(dataset, "fitb"):
+        fitb = load_dataset_config(dataset, "fitb")
+        for split in splits:
+            if split in fitb and split in outfits:
+                data.fitb[split] = fitb_questions(fitb[split], outfits[split], slots, catalogue)
+    if dataset_has_config(dataset, "compatibility"):
+        compatibility = load_dataset_config(dataset, "compatibility")
+        for split in splits:
+            if split in compatibility:
+                data.compatibility[split] = compatibility_outfits(compatibility[split], slots, catalogue)
+    if "train" in splits and ("train" not in data.outfits or len(data.outfits["train"].rows) == 0):
+        raise ValueError(f"Dataset {str(dataset)!r} has no usable training outfits for slots {slots}.")
+    return data
+
+
+def read_catalogue(embeddings: str | os.PathLike, slots: list[str]) -> EmbeddingsTable:
+    """The embeddings table restricted to the slot categories."""
+    return catalogue_from_table(read_embeddings_table(embeddings), slots)
+
+
+def catalogue_of_model(model: UmBertPreTrainedModel) -> EmbeddingsTable:
+    """The catalogue stored in a model, as an embeddings table (ids, categories, embeddings)."""
+    categories = [model.config.categories[index] for index in model.catalogue_categories.tolist()]
+    return EmbeddingsTable(
+        list(model.catalogue_item_id_list),
+        categories,
+        model.get_catalogue_embeddings().detach().cpu().float(),
+        dict(model.config.embedding_metadata or {}),
+    )
+
+
+def dataset_slots(dataset: str | os.PathLike, default: list[str] | None = None) -> list[str]:
+    """Slot names of a built dataset (the `outfits` columns other than `outfit_id`), in column order."""
+    splits = load_dataset_config(dataset, "outfits")
+    columns = next(iter(splits.values())).column_names
+    slots = [column for column in columns if column != "outfit_id"]
+    return slots or list(default or [])
+
+
+def new_model(args: argparse.Namespace, catalogue: EmbeddingsTable, slots: list[str]) -> UmBertPreTrainedModel:
+    """A fresh umBERT or WumBERT sized to the embeddings, with the catalogue set."""
+    metadata = dict(catalogue.metadata)
+    config_kwargs = {
+        "categories": list(slots),
+        "hidden_size": catalogue.embedding_dim,
+        "num_hidden_layers": args.num_hidden_layers,
+        "num_attention_heads": args.num_attention_heads,
+        "intermediate_size": args.intermediate_size,
+        "hidden_dropout_prob": args.hidden_dropout_prob,
+        "use_category_embeddings": args.use_category_embeddings,
+        "loss_type": args.loss_type,
+        "distance": args.distance,
+        "contrastive_temperature": args.contrastive_temperature,
+        "image_encoder": metadata.get("image_encoder", {}).get("name")
+        if isinstance(metadata.get("image_encoder"), dict)
+        else metadata.get("image_encoder"),
+        "text_encoder": metadata.get("text_encoder", {}).get("name")
+        if isinstance(metadata.get("text_encoder"), dict)
+        else metadata.get("text_encoder"),
+        "embedding_metadata": metadata or None,
+    }
+    if args.model_type == "wumbert":
+        return WumBertModel.from_item_embeddings(
+            catalogue.item_ids, catalogue.embeddings, catalogue.categories, WumBertConfig(**config_kwargs)
+        )
+    model = UmBertModel(UmBertConfig(**config_kwargs))
+    model.set_catalogue(catalogue.item_ids, catalogue.embeddings, catalogue.categories)
+    return model
+
+
+def training_step_for(
+    objective: str, model: UmBertPreTrainedModel
+) -> Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]:
+    """The loss of one batch of outfit rows: reconstruction of the whole outfit, or the fill-in-the-blank expansion.
+
+    umBERT gets embeddings from its catalogue; WumBERT gets the rows as `input_ids`, so its table trains under DDP.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"Unknown objective {objective!r}; expected one of {OBJECTIVES}.")
+    uses_ids = isinstance(model, WumBertModel)
+    catalogue_embeddings = None if uses_ids else model.get_catalogue_embeddings()
+
+    def step(wrapped_model: torch.nn.Module, rows: torch.Tensor) -> torch.Tensor:
+        masked_positions = None
+        if objective == "fill_in_the_blank":
+            rows, masked_positions = expand_fill_in_the_blank(rows)  # (batch * slots, slots)
+        if uses_ids:
+            return wrapped_model(input_ids=rows, masked_positions=masked_positions, labels=rows).loss
+        embeds = catalogue_embeddings[rows]  # (batch, slots, hidden)
+        return wrapped_model(inputs_embeds=embeds, masked_positions=masked_positions, labels=embeds).loss
+
+    return step
+
+
+def _gather_per_example(
+    accelerator: Accelerator,
+    num_examples: int,
+    batch_size: int,
+    compute: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+) -> dict[str, torch.Tensor]:
+    """Run `compute(example_indices)` on each process's share and gather, counting every example exactly once."""
+    if num_examples == 0:
+        return {}
+    loader = accelerator.prepare_data_loader(
+        torch.utils.data.DataLoader(torch.arange(num_examples), batch_size=batch_size, shuffle=False)
+    )
+    outputs: dict[str, list[torch.Tensor]] = {}
+    for indices in loader:
+        gathered = accelerator.gather_for_metrics(compute(indices.to(accelerator.device)))
+        for name, value in gathered.items():
+            outputs.setdefault(name, []).append(value.cpu())
+    return {name: torch.cat(values) for name, values in outputs.items()}
+
+
+def evaluate_split(
+    accelerator: Accelerator,
+    predict: Predictor,
+    data: OutfitData,
+    split: str,
+    catalogue_embeddings: torch.Tensor,
+    distance: str,
+    batch_size: int,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, float]:
+    """Every metric of the shared contract (with chance levels) on one split, distributed over processes."""
+    device = accelerator.device
+    evaluator = OutfitEvaluator(catalogue_embeddings.to(device), data.catalogue_categories.to(device), distance)
+    metrics: dict[str, float] = {}
+    with torch.no_grad(), accelerator.autocast():
+        if split in data.outfits and len(data.outfits[split].rows):
+            rows = data.outfits[split].rows.to(device)
+            num_slots = rows.shape[1]
+
+            def outfit_quantities(indices: torch.Tensor) -> dict[str, torch.Tensor]:
+                fitb = evaluator.fill_in_the_blank(predict, rows[indices])
+                reconstruction = evaluator.reconstruction(predict, rows[indices])
+                quantities = {
+                    "ranks": fitb["ranks"].view(-1, num_slots),
+                    "sizes": fitb["category_sizes"].view(-1, num_slots),
+                    "reconstruction_correct": reconstruction["correct"].view(-1, num_slots),
+                    "reconstruction_chance": reconstruction["chance"].view(-1, num_slots),
+                }
+                if loss_fn is not None:
+                    loss = loss_fn(rows[indices]).float()
+                    quantities["loss"] = loss.expand(indices.shape[0])  # the batch mean, once per outfit
+                return quantities
+
+            out = _gather_per_example(accelerator, rows.shape[0], batch_size, outfit_quantities)
+            metrics.update(hit_rate_metrics(out["ranks"].flatten(), out["sizes"].flatten()))
+            metrics.update(
+                accuracy_metrics(
+                    out["reconstruction_correct"].flatten(),
+                    out["reconstruction_chance"].flatten(),
+                    "reconstruction_accuracy",
+                )
+            )
+            if "loss" in out:
+                metrics["loss"] = out["loss"].mean().item()
+        if split in data.fitb and len(data.fitb[split].labels):
+            questions = data.fitb[split]
+            tensors = [
+                t.to(device) for t in (questions.outfit_rows, questions.blanks, questions.candidates, questions.labels)
+            ]
+            out = _gather_per_example(
+                accelerator,
+                len(questions.labels),
+                batch_size,
+                lambda indices: evaluator.fitb(predict, *(tensor[indices] for tensor in tensors)),
+            )
+            metrics.update(accuracy_metrics(out["correct"], out["chance"], "fitb_accuracy"))
+        if split in data.compatibility and len(data.compatibility[split].labels):
+            compatibility = data.compatibility[split]
+            rows, labels = compatibility.rows.to(device), compatibility.labels.to(device)
+            out = _gather_per_example(
+                accelerator,
+                len(labels),
+                batch_size,
+                lambda indices: {**evaluator.compatibility(predict, rows[indices]), "labels": labels[indices]},
+            )
+            metrics.update(compatibility_metrics(out["scores"], out["labels"]))
+    return metrics
+
+
+def evaluate_model(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    data: OutfitData,
+    split: str,
+    batch_size: int,
+    objective: str | None = None,
+) -> dict[str, float]:
+    """Evaluate an umBERT/WumBERT on a split; with `objective`, also its loss (`loss`)."""
+    unwrapped = accelerator.unwrap_model(model)
+    was_training = unwrapped.training
+    unwrapped.eval()
+    loss_fn = None
+    if objective is not None:
+        step = training_step_for(objective, unwrapped)
+        loss_fn = lambda rows: step(unwrapped, rows)  # noqa: E731
+    try:
+        return evaluate_split(
+            accelerator,
+            model_predictor(unwrapped),
+            data,
+            split,
+            unwrapped.get_catalogue_embeddings().detach(),
+            unwrapped.config.distance,
+            batch_size,
+            loss_fn=loss_fn,
+        )
+    finally:
+        unwrapped.train(was_training)
+
+
+def evaluate_baseline(
+    accelerator: Accelerator, baseline: str, data: OutfitData, split: str, batch_size: int, distance: str, seed: int
+) -> dict[str, float]:
+    """Score the same metrics for `random` guessing or the `context_mean` predictor, on the catalogue embeddings."""
+    embeddings = data.catalogue.embeddings.to(accelerator.device)
+    if baseline == "random":
+        predict = random_predictor(embeddings, seed=seed + accelerator.process_index)
+    elif baseline == "context_mean":
+        predict = context_mean_predictor()
+    else:
+        raise ValueError(f"Unknown baseline {baseline!r}; expected 'random' or 'context_mean'.")
+    return evaluate_split(accelerator, predict, data, split, embeddings, distance, batch_size)
+
+
+def prefixed(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {f"{prefix}{name}": value for name, value in metrics.items()}
+
+
+def metric_direction(metric_name: str) -> bool:
+    """Whether a larger value is better for a metric name (loss: smaller)."""
+    return "loss" not in metric_name
+
+
+def updates_per_epoch(num_batches: int, gradient_accumulation_steps: int) -> int:
+    return math.ceil(num_batches / gradient_accumulation_steps)
+
+
+__all__ = [
+    "OBJECTIVES",
+    "OutfitData",
+    "add_data_args",
+    "add_model_args",
+    "catalogue_of_model",
+    "dataset_slots",
+    "evaluate_baseline",
+    "evaluate_model",
+    "evaluate_split",
+    "load_outfit_data",
+    "metric_direction",
+    "new_model",
+    "prefixed",
+    "read_catalogue",
+    "training_step_for",
+    "updates_per_epoch",
+]
+
+
+def _chance_levels(metrics: dict[str, float]) -> dict[str, float]:
+    return {name[: -len("_chance")]: value for name, value in metrics.items() if name.endswith("_chance")}
+
+
+def format_comparison(columns: dict[str, dict[str, float]]) -> str:
+    """A text table: one row per metric, one column per model or baseline, plus chance."""
+    names = [name for name in next(iter(columns.values())) if not name.endswith("_chance")]
+    chance = _chance_levels(next(iter(columns.values())))
+    header = f"{'metric':26s}" + "".join(f"{label:>16s}" for label in columns) + f"{'chance':>12s}"
+    lines = [header, "-" * len(header)]
+    for name in names:
+        values = "".join(f"{column.get(name, float('nan')):16.4f}" for column in columns.values())
+        lines.append(f"{name:26s}{values}{chance.get(name, float('nan')):12.4f}")
+    return "\n".join(lines)
+
+
+def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, Any]:
+    """One training phase end to end: data, model, `fit`, test metrics with baselines, save, card and push.
+
+    `objective` is `"reconstruction"` (pre-training; a new model unless `args.model_name_or_path`) or
+    `"fill_in_the_blank"` (fine-tuning). Returns the metrics written to `metrics.json`.
+    """
+    from transformers import AutoModel
+
+    from .modelcard import make_model_card
+    from .outfit_data import RowsDataset
+    from .training import (
+        check_training_args,
+        create_optimizer_and_scheduler,
+        finish_run,
+        fit,
+        make_accelerator,
+        make_dataloader,
+    )
+
+    check_training_args(args)
+    accelerator = make_accelerator(args)
+    with accelerator.main_process_first():
+        if getattr(args, "model_name_or_path", None):
+            model = AutoModel.from_pretrained(args.model_name_or_path)
+            slots = list(model.config.categories)
+            catalogue = catalogue_of_model(model)
+        else:
+            slots = dataset_slots(args.dataset)
+            catalogue = read_catalogue(args.embeddings, slots)
+            model = new_model(args, catalogue, slots)
+        train_config = "outfits"
+        if objective == "fill_in_the_blank" and isinstance(model, WumBertModel):
+            if dataset_has_config(args.dataset, "outfits_augmented"):
+                train_config = "outfits_augmented"
+        data = load_outfit_data(args.dataset, catalogue, slots, train_config=train_config)
+    logger.info(f"Training on {len(data.outfits['train'].rows)} outfits from config {train_config!r}")
+
+    train_dataloader = make_dataloader(
+        RowsDataset(data.outfits["train"].rows),
+        args.per_device_train_batch_size,
+        shuffle=True,
+        seed=args.seed,
+        drop_last=True,
+    )
+    steps_per_process = math.ceil(len(train_dataloader) / accelerator.num_processes)
+    num_training_steps = args.num_train_epochs * updates_per_epoch(steps_per_process, args.gradient_accumulation_steps)
+    optimizer, lr_scheduler = create_optimizer_and_scheduler(
+        model, args, num_training_steps * accelerator.num_processes
+    )
+    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
+        model, optimizer, train_dataloader, lr_scheduler
+    )
+    unwrapped = accelerator.unwrap_model(model)
+    metric_name = args.metric_for_best_model or ("loss" if objective == "reconstruction" else "mrr")
+    eval_batch = args.per_device_eval_batch_size
+    result = fit(
+        accelerator,
+        model,
+        optimizer,
+        lr_scheduler,
+        train_dataloader,
+        training_step=training_step_for(objective, unwrapped),
+        evaluate=lambda wrapped: evaluate_model(accelerator, wrapped, data, "validation", eval_batch, objective),
+        metric_name=metric_name,
+        greater_is_better=metric_direction(metric_name),
+        args=args,
+    )
+
+    final_split = "test" if "test" in data.outfits else "validation"
+    final = evaluate_model(accelerator, model, data, final_split, eval_batch)
+    baselines = {
+        name: evaluate_baseline(accelerator, name, data, final_split, eval_batch, unwrapped.config.distance, args.seed)
+        for name in ("random", "context_mean")
+    }
+    if accelerator.is_main_process:
+        print(f"\n{unwrapped.config.model_type} ({objective}) on {final_split}:")
+        print(format_comparison({unwrapped.config.model_type: final, **baselines}))
+    metrics: dict[str, Any] = {
+        **prefixed({k: v for k, v in result.best_metrics.items() if k != "epoch"}, "val_"),
+        **prefixed(final, f"{final_split}_"),
+        **{
+            f"{final_split}_{name}_{key}": value
+            for name, values in baselines.items()
+            for key, value in values.items()
+            if not key.endswith("_chance")
+        },
+        "best_epoch": result.best_epoch,
+        "epochs_trained": len(result.history),
+        "stopped_early": result.stopped_early,
+        "global_step": result.global_step,
+        "objective": objective,
+        "train_config": train_config,
+        **data.skipped_counts(),
+    }
+    hyperparameters = {
+        key: value
+        for key, value in vars(args).items()
+        if key not in {"output_dir", "hub_token", "push_to_hub", "resume_from_checkpoint"}
+    }
+    card = make_model_card(
+        unwrapped.config.model_type,
+        model_name=args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir)),
+        dataset_name=str(args.dataset),
+        metrics={k: v for k, v in final.items() if not k.endswith("_chance")},
+        hyperparameters=hyperparameters,
+        base_model=getattr(args, "model_name_or_path", None),
+        chance_levels=_chance_levels(final),
+        extra={"split": final_split, "baselines": baselines, "objective": objective},
+    )
+    finish_run(accelerator, model, args, metrics=metrics, card=card)
+    return metrics
+
+
+def run_evaluation(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate a saved model, or a baseline on an embeddings table, on one split; returns the metrics."""
+    from accelerate.utils import set_seed
+    from transformers import AutoModel
+
+    accelerator = Accelerator(mixed_precision=getattr(args, "mixed_precision", "no"))
+    set_seed(args.seed)
+    model = None
+    if args.model_name_or_path:
+        model = AutoModel.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
+        slots = list(model.config.categories)
+        if args.embeddings and isinstance(model, UmBertModel):
+            table = read_catalogue(args.embeddings, slots)
+            model.set_catalogue(table.item_ids, table.embeddings, table.categories)
+        catalogue = catalogue_of_model(model)
+        distance = model.config.distance
+    else:
+        slots = dataset_slots(args.dataset)
+        catalogue = read_catalogue(args.embeddings, slots)
+        distance = args.distance
+    data = load_outfit_data(args.dataset, catalogue, slots, splits=(args.split,))
+    if model is not None:
+        model = accelerator.prepare_model(model, evaluation_mode=True)
+        metrics = evaluate_model(accelerator, model, data, args.split, args.per_device_eval_batch_size)
+        name = args.model_name_or_path
+    else:
+        metrics = evaluate_baseline(
+            accelerator, args.baseline, data, args.split, args.per_device_eval_batch_size, distance, args.seed
+        )
+        name = f"baseline:{args.baseline}"
+    return {"model": str(name), "split": args.split, "distance": distance, **metrics, **data.skipped_counts()}

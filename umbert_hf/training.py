@@ -1,0 +1,489 @@
+"""The one training loop of the package: Accelerate, checkpoints, resumption, early stopping, curves and saving.
+
+Every script in `training_scripts/` parses its flags with `add_training_args`, builds its data and model, and hands
+a `training_step` and an `evaluate` function to `fit`; `finish_run` saves, writes the card and pushes.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+logger = get_logger(__name__)
+
+TRAINER_STATE_NAME = "trainer_state.json"
+BEST_WEIGHTS_NAME = "best_weights.safetensors"
+HISTORY_NAME = "history.json"
+CURVES_NAME = "training_curves.png"
+METRICS_NAME = "metrics.json"
+
+
+def add_training_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
+    """Add the flags shared by every training script (names as in the `*_no_trainer.py` examples).
+
+    `defaults` overrides per-script defaults, e.g. `add_training_args(parser, learning_rate=1e-4)`.
+    """
+    values = {
+        "seed": 42,
+        "num_train_epochs": 10,
+        "per_device_train_batch_size": 64,
+        "per_device_eval_batch_size": 256,
+        "learning_rate": 1e-3,
+        "weight_decay": 0.0,
+        "optimizer": "adamw",
+        "lr_scheduler_type": "linear",
+        "num_warmup_steps": 0,
+        "gradient_accumulation_steps": 1,
+        "max_grad_norm": 1.0,
+        "mixed_precision": "no",
+        "patience": 3,
+        "report_to": "none",
+        **defaults,
+    }
+    group = parser.add_argument_group("training")
+    group.add_argument("--output_dir", type=str, required=True, help="Where the model, metrics and curves go.")
+    group.add_argument("--seed", type=int, default=values["seed"], help="Same seed, same numbers on CPU.")
+    group.add_argument("--num_train_epochs", type=int, default=values["num_train_epochs"])
+    group.add_argument("--per_device_train_batch_size", type=int, default=values["per_device_train_batch_size"])
+    group.add_argument("--per_device_eval_batch_size", type=int, default=values["per_device_eval_batch_size"])
+    group.add_argument("--learning_rate", type=float, default=values["learning_rate"])
+    group.add_argument("--weight_decay", type=float, default=values["weight_decay"])
+    group.add_argument("--optimizer", choices=["adam", "adamw"], default=values["optimizer"])
+    group.add_argument(
+        "--lr_scheduler_type",
+        choices=["linear", "cosine", "constant", "constant_with_warmup"],
+        default=values["lr_scheduler_type"],
+    )
+    group.add_argument("--num_warmup_steps", type=int, default=values["num_warmup_steps"])
+    group.add_argument("--gradient_accumulation_steps", type=int, default=values["gradient_accumulation_steps"])
+    group.add_argument("--max_grad_norm", type=float, default=values["max_grad_norm"], help="0 disables clipping.")
+    group.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"], default=values["mixed_precision"])
+    group.add_argument(
+        "--checkpointing_steps",
+        type=str,
+        default=None,
+        help="Save the training state every N optimizer steps ('N') or at the end of every epoch ('epoch').",
+    )
+    group.add_argument(
+        "--resume_from_checkpoint", type=str, default=None, help="A `step_N` or `epoch_N` folder to resume from."
+    )
+    group.add_argument(
+        "--patience",
+        type=int,
+        default=values["patience"],
+        help="Stop after this many epochs without improvement of the validation metric (0: never).",
+    )
+    group.add_argument("--push_to_hub", action="store_true", help="Push the final folder to the Hub.")
+    group.add_argument("--hub_model_id", type=str, default=None, help="Repository id for --push_to_hub.")
+    group.add_argument("--hub_token", type=str, default=None, help="Token for --push_to_hub (default: HF_TOKEN).")
+    group.add_argument(
+        "--report_to", type=str, default=values["report_to"], help="Tracker for accelerate: none, tensorboard, ..."
+    )
+
+
+def check_training_args(args: argparse.Namespace) -> None:
+    """Validate the shared flags; raises `ValueError` naming the flag."""
+    for name in ("num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}.")
+    if args.gradient_accumulation_steps < 1:
+        raise ValueError(f"--gradient_accumulation_steps must be at least 1, got {args.gradient_accumulation_steps}.")
+    if args.learning_rate <= 0:
+        raise ValueError(f"--learning_rate must be positive, got {args.learning_rate}.")
+    if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
+        raise ValueError(
+            f"--checkpointing_steps must be a number of steps or 'epoch', got {args.checkpointing_steps!r}."
+        )
+    if args.resume_from_checkpoint and not Path(args.resume_from_checkpoint, TRAINER_STATE_NAME).is_file():
+        raise ValueError(
+            f"--resume_from_checkpoint {args.resume_from_checkpoint!r} is not a checkpoint folder "
+            f"(no {TRAINER_STATE_NAME} in it)."
+        )
+    if args.patience < 0:
+        raise ValueError(f"--patience must be 0 or more, got {args.patience}.")
+
+
+def make_accelerator(args: argparse.Namespace) -> Accelerator:
+    """An `Accelerator` configured from the shared flags, with the seed set on every process."""
+    # Catalogue buffers are constant (no broadcast needed); MASK tokens sit unused in reconstruction pre-training.
+    ddp_kwargs = DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)
+    accelerator = Accelerator(
+        kwargs_handlers=[ddp_kwargs],
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_dir=args.output_dir,
+    )
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+    accelerator.wait_for_everyone()
+    return accelerator
+
+
+class EpochShuffleSampler(torch.utils.data.Sampler[int]):
+    """Shuffles with a generator seeded by (seed, epoch): the order of an epoch never depends on what ran before.
+
+    That makes a run resumed from a mid-epoch checkpoint see exactly the batches the uninterrupted run saw.
+    """
+
+    def __init__(self, num_samples: int, seed: int, shuffle: bool = True):
+        self.num_samples, self.seed, self.shuffle, self.epoch = num_samples, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.num_samples))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+
+def make_dataloader(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    collate_fn: Callable | None = None,
+    num_workers: int = 0,
+    drop_last: bool = False,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over an `EpochShuffleSampler` (deterministic per epoch, resumable).
+
+    `drop_last` drops an incomplete final batch (when there is at least one full batch): in-batch contrastive
+    losses learn nothing from a batch of one outfit.
+    """
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=EpochShuffleSampler(len(dataset), seed, shuffle=shuffle),
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        drop_last=drop_last and len(dataset) >= batch_size,
+    )
+
+
+def create_optimizer_and_scheduler(
+    model: torch.nn.Module, args: argparse.Namespace, num_training_steps: int
+) -> tuple[torch.optim.Optimizer, Any]:
+    """Adam or AdamW with no weight decay on biases, norms and 1-D parameters, plus the learning-rate schedule."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.dim() < 2 or "norm" in name.lower() else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer_class = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_class(groups, lr=args.learning_rate)
+    scheduler = get_scheduler(
+        args.lr_scheduler_type,
+        optimizer=optimizer,
+        num_warmup_steps=args.num_warmup_steps,
+        num_training_steps=num_training_steps,
+    )
+    return optimizer, scheduler
+
+
+@dataclass
+class TrainerState:
+    """What `fit` needs beyond the Accelerate state to resume exactly where a run stopped."""
+
+    epoch: int = 0
+    batches_done_in_epoch: int = 0
+    global_step: int = 0
+    epoch_loss_sum: float = 0.0
+    epoch_loss_count: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    epochs_without_improvement: int = 0
+    stopped_early: bool = False
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]]
+    best_epoch: int | None
+    best_metric: float | None
+    best_metrics: dict[str, float]
+    stopped_early: bool
+    global_step: int
+
+
+def _is_better(value: float, best: float | None, greater_is_better: bool) -> bool:
+    if best is None:
+        return True
+    return value > best if greater_is_better else value < best
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    """Write JSON atomically (temp file + rename): a crash never leaves a truncated file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True)
+        temporary = handle.name
+    os.replace(temporary, path)
+
+
+def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> None:
+    """Loss and metric curves per epoch, one panel per quantity, as a PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [key for key in history[0] if key != "epoch"] if history else []
+    if not keys:
+        return
+    columns = min(3, len(keys))
+    rows = math.ceil(len(keys) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.2 * rows), squeeze=False)
+    epochs = [entry["epoch"] for entry in history]
+    for axis, key in zip(axes.flat, keys):
+        axis.plot(epochs, [entry.get(key, float("nan")) for entry in history], marker="o")
+        axis.set_title(key)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(keys) :]:
+        axis.axis("off")
+    figure.tight_layout()
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.tmp.png")
+    figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    os.replace(temporary, path)
+
+
+def _state_dict_on_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in model.state_dict().items()}
+
+
+def _save_checkpoint(
+    accelerator: Accelerator, output_dir: str, name: str, state: TrainerState, best_weights: dict | None
+) -> None:
+    """`Accelerator.save_state` into a temporary folder renamed to `<output_dir>/<name>` once complete."""
+    final = Path(output_dir, name)
+    temporary = Path(output_dir, f".tmp-{name}")
+    if accelerator.is_main_process and temporary.exists():
+        shutil.rmtree(temporary)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary))
+    if accelerator.is_main_process:
+        write_json(temporary / TRAINER_STATE_NAME, asdict(state))
+        if best_weights is not None:
+            save_file(best_weights, str(temporary / BEST_WEIGHTS_NAME))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(temporary, final)
+    accelerator.wait_for_everyone()
+
+
+def _load_checkpoint(accelerator: Accelerator, path: str) -> tuple[TrainerState, dict | None]:
+    accelerator.load_state(path)
+    state = TrainerState(**json.loads(Path(path, TRAINER_STATE_NAME).read_text()))
+    best_file = Path(path, BEST_WEIGHTS_NAME)
+    best_weights = load_file(str(best_file)) if best_file.exists() else None
+    logger.info(
+        f"Resumed from {path}: epoch {state.epoch}, batch {state.batches_done_in_epoch}", main_process_only=True
+    )
+    return state, best_weights
+
+
+def fit(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr_scheduler: Any,
+    train_dataloader: torch.utils.data.DataLoader,
+    *,
+    training_step: Callable[[torch.nn.Module, Any], torch.Tensor],
+    evaluate: Callable[[torch.nn.Module], dict[str, float]],
+    metric_name: str,
+    greater_is_better: bool,
+    args: argparse.Namespace,
+) -> FitResult:
+    """Train with the objects returned by `accelerator.prepare`, evaluating after every epoch.
+
+    Keeps the weights of the best epoch (by `metric_name`) and loads them back into `model` at the end; stops after
+    `args.patience` epochs without improvement; saves `step_N`/`epoch_N` checkpoints and resumes from one; writes
+    `history.json` and `training_curves.png` into `args.output_dir` after every epoch.
+    """
+    state, best_weights = TrainerState(), None
+    if args.resume_from_checkpoint:
+        state, best_weights = _load_checkpoint(accelerator, args.resume_from_checkpoint)
+    step_interval = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
+    updates_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+    progress = tqdm(
+        total=updates_per_epoch * args.num_train_epochs,
+        initial=state.global_step,
+        disable=not accelerator.is_local_main_process,
+        desc="training",
+    )
+    if state.stopped_early:
+        progress.close()
+        return _finish_fit(accelerator, model, state, best_weights)
+
+    for epoch in range(state.epoch, args.num_train_epochs):
+        model.train()
+        _set_epoch(train_dataloader, epoch)
+        batches = train_dataloader
+        if state.batches_done_in_epoch:
+            batches = accelerator.skip_first_batches(train_dataloader, state.batches_done_in_epoch)
+        for batch in batches:
+            with accelerator.accumulate(model):
+                loss = training_step(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
+            state.batches_done_in_epoch += 1
+            state.epoch_loss_sum += loss.detach().float().item()
+            state.epoch_loss_count += 1
+            if accelerator.sync_gradients:
+                state.global_step += 1
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss.item():.4f}", epoch=epoch + 1)
+                if step_interval and state.global_step % step_interval == 0:
+                    _save_checkpoint(accelerator, args.output_dir, f"step_{state.global_step}", state, best_weights)
+
+        metrics = evaluate(model)
+        train_loss = accelerator.reduce(
+            torch.tensor(state.epoch_loss_sum / max(1, state.epoch_loss_count), device=accelerator.device), "mean"
+        ).item()
+        entry = {"epoch": epoch + 1, "train_loss": train_loss, **metrics}
+        state.history.append(entry)
+        if metric_name not in metrics:
+            raise KeyError(f"evaluate() returned {sorted(metrics)}, without the monitored metric {metric_name!r}.")
+        if _is_better(metrics[metric_name], state.best_metric, greater_is_better):
+            state.best_metric, state.best_epoch = metrics[metric_name], epoch + 1
+            state.epochs_without_improvement = 0
+            best_weights = _state_dict_on_cpu(accelerator.unwrap_model(model))
+        else:
+            state.epochs_without_improvement += 1
+        logger.info(json.dumps(entry), main_process_only=True)
+        accelerator.log(entry, step=epoch + 1)
+        state.epoch, state.batches_done_in_epoch = epoch + 1, 0
+        state.epoch_loss_sum, state.epoch_loss_count = 0.0, 0
+        state.stopped_early = 0 < args.patience <= state.epochs_without_improvement
+        if accelerator.is_main_process:
+            write_json(Path(args.output_dir, HISTORY_NAME), state.history)
+            plot_curves(state.history, Path(args.output_dir, CURVES_NAME))
+        if args.checkpointing_steps == "epoch":
+            _save_checkpoint(accelerator, args.output_dir, f"epoch_{epoch + 1}", state, best_weights)
+        if state.stopped_early:
+            logger.info(f"Early stopping: no improvement of {metric_name} for {args.patience} epochs.")
+            break
+    progress.close()
+    return _finish_fit(accelerator, model, state, best_weights)
+
+
+def _set_epoch(dataloader: torch.utils.data.DataLoader, epoch: int) -> None:
+    """Tell the sampler which epoch starts (Accelerate's prepared loaders forward it to our sampler)."""
+    if hasattr(dataloader, "set_epoch"):
+        dataloader.set_epoch(epoch)
+    elif isinstance(getattr(dataloader, "sampler", None), EpochShuffleSampler):
+        dataloader.sampler.set_epoch(epoch)
+
+
+def _finish_fit(
+    accelerator: Accelerator, model: torch.nn.Module, state: TrainerState, best_weights: dict | None
+) -> FitResult:
+    if best_weights is not None:
+        unwrapped = accelerator.unwrap_model(model)
+        device = next(unwrapped.parameters()).device
+        unwrapped.load_state_dict({name: tensor.to(device) for name, tensor in best_weights.items()})
+    best_metrics = next((entry for entry in state.history if entry["epoch"] == state.best_epoch), {})
+    return FitResult(
+        history=state.history,
+        best_epoch=state.best_epoch,
+        best_metric=state.best_metric,
+        best_metrics=dict(best_metrics),
+        stopped_early=state.stopped_early,
+        global_step=state.global_step,
+    )
+
+
+def finish_run(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    args: argparse.Namespace,
+    *,
+    metrics: dict[str, Any],
+    card: Any | None = None,
+    extra_files: dict[str, Any] | None = None,
+) -> None:
+    """Save the final model (`save_pretrained`), its card and `metrics.json`, then push when `--push_to_hub`.
+
+    Runs `save_pretrained` on the main process only, after every process has finished.
+    """
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.save_pretrained(args.output_dir)
+        write_json(Path(args.output_dir, METRICS_NAME), metrics)
+        for name, payload in (extra_files or {}).items():
+            write_json(Path(args.output_dir, name), payload)
+        if card is not None:
+            card.save(str(Path(args.output_dir, "README.md")))
+        if args.push_to_hub:
+            push_folder_to_hub(args.output_dir, args.hub_model_id or Path(args.output_dir).name, token=args.hub_token)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
+def push_folder_to_hub(
+    folder: str | os.PathLike, repo_id: str, token: str | None = None, repo_type: str = "model"
+) -> str:
+    """Create the repository if needed and upload the folder, without training checkpoints. Returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    repo_url = api.create_repo(repo_id, repo_type=repo_type, exist_ok=True)
+    commit = api.upload_folder(
+        repo_id=repo_url.repo_id,
+        repo_type=repo_type,
+        folder_path=str(folder),
+        ignore_patterns=["epoch_*", "step_*", ".tmp-*", "*.tmp.png"],
+        commit_message="Upload with umbert-hf",
+    )
+    logger.info(f"Pushed {folder} to {repo_url.repo_id}", main_process_only=True)
+    return commit.commit_url
+
+
+__all__ = [
+    "EpochShuffleSampler",
+    "FitResult",
+    "TrainerState",
+    "add_training_args",
+    "check_training_args",
+    "create_optimizer_and_scheduler",
+    "finish_run",
+    "fit",
+    "make_accelerator",
+    "make_dataloader",
+    "plot_curves",
+    "push_folder_to_hub",
+    "write_json",
+]
