@@ -1,0 +1,252 @@
+"""Pre-training, fine-tuning and evaluation scripts: outputs, resumption after a kill, DDP, baselines."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from transformers import AutoModel
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "training_scripts"
+TINY_MODEL = ["--num_hidden_layers", "1", "--num_attention_heads", "2", "--hidden_dropout_prob", "0.1"]
+FAST = ["--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "64", "--seed", "7"]
+
+
+def run_script(script: str, *args: str, launcher: list[str] | None = None, timeout: int = 600):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = (launcher or [sys.executable]) + [str(SCRIPTS / script), *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def close(a: dict, b: dict, keys, tolerance=1e-5):
+    for key in keys:
+        assert a[key] == pytest.approx(b[key], abs=tolerance), key
+
+
+@pytest.fixture(scope="module")
+def pretrained(outfit_dataset, tmp_path_factory):
+    dataset, embeddings = outfit_dataset
+    output = tmp_path_factory.mktemp("pretrain") / "model"
+    run_script(
+        "pretrain.py",
+        "--dataset",
+        dataset,
+        "--embeddings",
+        embeddings,
+        "--output_dir",
+        output,
+        "--num_train_epochs",
+        "2",
+        *TINY_MODEL,
+        *FAST,
+    )
+    return output
+
+
+def test_pretrain_writes_model_metrics_curves_and_card(pretrained, outfit_dataset):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "metrics.json",
+        "history.json",
+        "training_curves.png",
+        "README.md",
+    ):
+        assert (pretrained / name).exists(), name
+    metrics = json.loads((pretrained / "metrics.json").read_text())
+    for key in (
+        "val_loss",
+        "test_hit_rate@10",
+        "test_hit_rate@10_chance",
+        "test_fitb_accuracy",
+        "test_mrr",
+        "test_compatibility_auc",
+        "test_context_mean_fitb_accuracy",
+        "test_random_hit_rate@10",
+    ):
+        assert key in metrics, key
+    assert metrics["test_fitb_accuracy_chance"] == pytest.approx(0.25)
+    history = json.loads((pretrained / "history.json").read_text())
+    assert [entry["epoch"] for entry in history] == [1, 2]
+    model = AutoModel.from_pretrained(pretrained)
+    assert model.config.loss_type == "contrastive" and model.config.num_hidden_layers == 1
+    import datasets
+
+    outfit = datasets.load_dataset(str(outfit_dataset[0]), "outfits")["test"][0]
+    query = {slot: outfit[slot] for slot in model.config.categories}
+    query["tops"] = None
+    suggestions = model.complete([query], top_k=5)[0]
+    assert len(suggestions) == 5 and all(isinstance(entry["item_id"], str) for entry in suggestions)
+
+
+def test_finetune_beats_both_baselines(pretrained, outfit_dataset, tmp_path):
+    dataset, _ = outfit_dataset
+    output = tmp_path / "finetuned"
+    run_script(
+        "finetune.py",
+        "--model_name_or_path",
+        pretrained,
+        "--dataset",
+        dataset,
+        "--output_dir",
+        output,
+        "--num_train_epochs",
+        "6",
+        *FAST,
+    )
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["objective"] == "fill_in_the_blank"
+    for metric in ("fitb_accuracy", "hit_rate@10"):
+        model_value = metrics[f"test_{metric}"]
+        assert model_value > metrics[f"test_random_{metric}"], metric
+        assert model_value > metrics[f"test_context_mean_{metric}"], metric
+
+
+def test_evaluate_script_prints_json_matching_the_training_metrics(pretrained, outfit_dataset, tmp_path):
+    dataset, embeddings = outfit_dataset
+    result = run_script(
+        "evaluate.py", "--model_name_or_path", pretrained, "--dataset", dataset, "--output_file", tmp_path / "eval.json"
+    )
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert printed == json.loads((tmp_path / "eval.json").read_text())
+    trained = json.loads((pretrained / "metrics.json").read_text())
+    close(
+        printed,
+        {key[len("test_") :]: value for key, value in trained.items() if key.startswith("test_")},
+        ["hit_rate@1", "hit_rate@10", "mrr", "fitb_accuracy", "compatibility_auc", "reconstruction_accuracy"],
+    )
+    baseline = run_script(
+        "evaluate.py",
+        "--baseline",
+        "random",
+        "--dataset",
+        dataset,
+        "--embeddings",
+        embeddings,
+        "--output_file",
+        tmp_path / "random.json",
+    )
+    random_metrics = json.loads(baseline.stdout.strip().splitlines()[-1])
+    assert random_metrics["model"] == "baseline:random"
+    assert abs(random_metrics["fitb_accuracy"] - 0.25) < 0.1
+    assert random_metrics["compatibility_auc_chance"] == 0.5
+
+
+def test_resume_after_kill_gives_the_same_final_metrics(outfit_dataset, tmp_path):
+    dataset, embeddings = outfit_dataset
+    common = [
+        "--dataset",
+        dataset,
+        "--embeddings",
+        embeddings,
+        "--num_train_epochs",
+        "3",
+        *TINY_MODEL,
+        *FAST,
+        "--checkpointing_steps",
+        "3",
+    ]
+    run_script("pretrain.py", *common, "--output_dir", tmp_path / "full")
+    interrupted = tmp_path / "interrupted"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "pretrain.py"), *map(str, common), "--output_dir", str(interrupted)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while not (interrupted / "step_6").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    checkpoints = sorted(interrupted.glob("step_*"), key=lambda path: int(path.name.split("_")[1]))
+    assert checkpoints, "no checkpoint was written before the kill"
+    run_script("pretrain.py", *common, "--output_dir", interrupted, "--resume_from_checkpoint", checkpoints[-1])
+    full = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    resumed = json.loads((interrupted / "metrics.json").read_text())
+    close(
+        full,
+        resumed,
+        ["val_loss", "test_mrr", "test_hit_rate@10", "test_fitb_accuracy", "test_compatibility_auc"],
+        tolerance=1e-6,
+    )
+    assert full["global_step"] == resumed["global_step"]
+
+
+def test_two_process_ddp_metrics_equal_single_process_evaluation(outfit_dataset, tmp_path):
+    dataset, embeddings = outfit_dataset
+    output = tmp_path / "ddp"
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    os.environ["ACCELERATE_USE_CPU"] = "1"
+    try:
+        run_script(
+            "pretrain.py",
+            "--dataset",
+            dataset,
+            "--embeddings",
+            embeddings,
+            "--output_dir",
+            output,
+            "--num_train_epochs",
+            "1",
+            *TINY_MODEL,
+            *FAST,
+            launcher=launcher,
+        )
+    finally:
+        del os.environ["ACCELERATE_USE_CPU"]
+    trained = json.loads((output / "metrics.json").read_text())
+    single = run_script(
+        "evaluate.py", "--model_name_or_path", output, "--dataset", dataset, "--output_file", tmp_path / "single.json"
+    )
+    evaluated = json.loads(single.stdout.strip().splitlines()[-1])
+    close(
+        evaluated,
+        {key[len("test_") :]: value for key, value in trained.items() if key.startswith("test_")},
+        ["hit_rate@1", "hit_rate@10", "hit_rate@50", "mrr", "fitb_accuracy", "compatibility_auc"],
+    )
+
+
+def test_bad_arguments_fail_clearly(outfit_dataset, tmp_path):
+    dataset, embeddings = outfit_dataset
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "pretrain.py"),
+            "--dataset",
+            str(dataset),
+            "--embeddings",
+            str(embeddings),
+            "--output_dir",
+            str(tmp_path / "x"),
+            "--resume_from_checkpoint",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "is not a checkpoint folder" in result.stderr
