@@ -98,7 +98,9 @@ def test_finetune_beats_both_baselines(pretrained, outfit_dataset, tmp_path):
         "--output_dir",
         output,
         "--num_train_epochs",
-        "6",
+        "12",
+        "--learning_rate",
+        "2e-3",
         *FAST,
     )
     metrics = json.loads((output / "metrics.json").read_text())
@@ -172,12 +174,9 @@ def test_resume_after_kill_gives_the_same_final_metrics(outfit_dataset, tmp_path
     run_script("pretrain.py", *common, "--output_dir", interrupted, "--resume_from_checkpoint", checkpoints[-1])
     full = json.loads((tmp_path / "full" / "metrics.json").read_text())
     resumed = json.loads((interrupted / "metrics.json").read_text())
-    close(
-        full,
-        resumed,
-        ["val_loss", "test_mrr", "test_hit_rate@10", "test_fitb_accuracy", "test_compatibility_auc"],
-        tolerance=1e-6,
-    )
+    assert {key: full[key] for key in full if key.startswith(("val_", "test_"))} == {
+        key: resumed[key] for key in resumed if key.startswith(("val_", "test_"))
+    }
     assert full["global_step"] == resumed["global_step"]
 
 

@@ -179,6 +179,9 @@ def make_dataloader(
         collate_fn=collate_fn,
         num_workers=num_workers,
         drop_last=drop_last and len(dataset) >= batch_size,
+        # Its own generator: starting an iterator would otherwise draw from the global RNG, shifting the dropout
+        # masks of a resumed run (which starts its iterator after the checkpoint's RNG state was restored).
+        generator=torch.Generator().manual_seed(seed),
     )
 
 

@@ -1,0 +1,187 @@
+"""Command line of the dataset builder: `build` a Hub-layout dataset from a raw Polyvore folder, `synthesize` one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .export import build_dataset, push_to_hub
+from .polyvore_outfits import DEFAULT_CATEGORIES
+from .raw import PolyvoreFormatError
+from .synthetic import check_synthesis_parameters, synthesize_polyvore
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_EPILOG = """\
+examples:
+  # a small synthetic raw folder in the official Polyvore Outfits format, then the dataset
+  python -m dataset_builder synthesize --output_dir synthetic_polyvore --num_items 2000 --num_outfits 3000
+  python -m dataset_builder build --raw_dir synthetic_polyvore --output_dir polyvore_umbert
+
+  # the real download, disjoint splits, bags counted as accessories, pushed to the Hub
+  python -m dataset_builder build --raw_dir polyvore_outfits --output_dir polyvore_disjoint \\
+      --split_type disjoint --category_map bags=accessories --push_to_hub USER/polyvore-umbert
+
+  # then, in Python:  datasets.load_dataset("polyvore_umbert", "outfits")
+
+exit codes: 0 done, 2 bad input or usage (the message names the file and field), 1 other failures.
+"""
+
+
+def _category_map(text: str) -> tuple[str, str]:
+    semantic, separator, slot = text.partition("=")
+    if not separator or not semantic:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SEMANTIC=SLOT, e.g. bags=accessories")
+    return semantic, slot
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a non-negative integer")
+    return value
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog or "python -m dataset_builder",
+        description="Polyvore Outfits for umBERT: build a `datasets` folder (parquet + card) from the raw download, "
+        "or synthesize a raw folder in the official format.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{build,synthesize}")
+
+    build = commands.add_parser(
+        "build",
+        help="raw Polyvore Outfits folder -> dataset folder (catalogue, outfits, fitb, compatibility)",
+        description="Build the catalogue, outfits, fitb and compatibility configs as parquet files with a dataset "
+        "card, loadable with datasets.load_dataset(OUTPUT_DIR, CONFIG). The folder appears only once complete.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    build.add_argument("--raw_dir", required=True, help="the unpacked Polyvore Outfits folder (or a synthetic one)")
+    build.add_argument("--output_dir", required=True, help="the dataset folder to write (must not exist)")
+    build.add_argument("--split_type", choices=("nondisjoint", "disjoint"), default="nondisjoint")
+    build.add_argument(
+        "--categories",
+        nargs="+",
+        default=list(DEFAULT_CATEGORIES),
+        metavar="SLOT",
+        help="slot categories, in column order (default: %(default)s); commas also separate",
+    )
+    build.add_argument(
+        "--category_map",
+        nargs="+",
+        type=_category_map,
+        default=[],
+        metavar="SEMANTIC=SLOT",
+        help="send a semantic category to a slot, e.g. bags=accessories; SEMANTIC= leaves it out "
+        "(default: each slot takes its own semantic category)",
+    )
+    build.add_argument("--no_images", action="store_true", help="leave out the catalogue's image column")
+    build.add_argument(
+        "--full_catalogue", action="store_true", help="catalogue of every item of the slot categories, not only "
+        "the items of kept outfits"
+    )  # fmt: skip
+    build.add_argument("--seed", type=_positive_int, default=0, help="seed of generated FITB questions and negatives")
+    build.add_argument(
+        "--strict", action="store_true", help="fail on missing items, missing or unreadable images, repeated set ids"
+    )
+    build.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    build.add_argument("--push_to_hub", metavar="REPO_ID", help="then upload the folder as a Hub dataset repo")
+    build.add_argument("--private", action="store_true", help="with --push_to_hub: create the repo private")
+    build.add_argument("--token", help="Hub token (default: the logged-in one)")
+
+    synthesize = commands.add_parser(
+        "synthesize",
+        help="write a synthetic raw folder in the official Polyvore Outfits format",
+        description="Write a synthetic raw Polyvore Outfits folder (metadata, splits, compatibility and FITB files, "
+        "images) whose outfits follow hidden compatibility rules (see dataset_builder/synthetic.py).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    synthesize.add_argument("--output_dir", required=True, help="the raw folder to write (must not exist)")
+    synthesize.add_argument("--num_items", type=_positive_int, default=2000, help="catalogue size (%(default)s)")
+    synthesize.add_argument("--num_outfits", type=_positive_int, default=3000, help="outfits (%(default)s)")
+    synthesize.add_argument("--image_size", type=_positive_int, default=64, help="image side in pixels (%(default)s)")
+    synthesize.add_argument("--seed", type=_positive_int, default=0, help="same seed, same bytes (%(default)s)")
+    synthesize.add_argument("--no_images", action="store_true", help="write no images/ folder")
+    synthesize.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    return parser
+
+
+def _split_categories(values: list[str]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run the command line; returns the exit code (argparse usage errors exit with 2 themselves).
+
+    `prog` names the command in usage messages, e.g. "umbert-hf" when that console script delegates here.
+    """
+    args = build_parser(prog).parse_args(argv)
+    start = time.perf_counter()
+    try:
+        if args.command == "synthesize":
+            try:
+                check_synthesis_parameters(args.num_items, args.num_outfits, args.image_size, args.seed)
+            except ValueError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+            summary = synthesize_polyvore(
+                args.output_dir,
+                num_items=args.num_items,
+                num_outfits=args.num_outfits,
+                image_size=args.image_size,
+                seed=args.seed,
+                with_images=not args.no_images,
+                overwrite=args.overwrite,
+            )
+            splits = "; ".join(
+                f"{split_type}: " + ", ".join(f"{stem} {n}" for stem, n in counts.items())
+                for split_type, counts in summary["splits"].items()
+            )
+            print(
+                f"wrote {summary['output_dir']}: {summary['num_items']} items ({summary['num_items_in_outfits']} in "
+                f"outfits, {summary['mean_outfits_per_item']} outfits per item), {summary['num_outfits']} outfits "
+                f"({summary['num_outfits_with_every_slot']} with every slot); {splits} "
+                f"[{time.perf_counter() - start:.1f}s]"
+            )
+            return EXIT_OK
+
+        summary = build_dataset(
+            args.raw_dir,
+            args.output_dir,
+            split_type=args.split_type,
+            categories=_split_categories(args.categories),
+            category_map=dict(args.category_map) or None,
+            with_images=not args.no_images,
+            full_catalogue=args.full_catalogue,
+            seed=args.seed,
+            strict=args.strict,
+            overwrite=args.overwrite,
+        )
+        print(summary)
+        print(f"built {args.output_dir} in {time.perf_counter() - start:.1f}s")
+    except PolyvoreFormatError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: no output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if args.push_to_hub:
+        try:
+            info = push_to_hub(args.output_dir, args.push_to_hub, token=args.token, private=args.private or None)
+        except Exception as error:  # network, auth, ...: the local dataset is complete
+            print(f"error: push to {args.push_to_hub} failed ({error}); {args.output_dir} is built", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"pushed to {getattr(info, 'commit_url', None) or args.push_to_hub}")
+    return EXIT_OK
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,290 @@
+"""Reading and validating a raw Polyvore Outfits folder (the official download layout), once and fast."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+METADATA_FILE = "polyvore_item_metadata.json"
+OUTFIT_TITLES_FILE = "polyvore_outfit_titles.json"
+CATEGORIES_FILE = "categories.csv"
+IMAGES_DIR = "images"
+SPLIT_TYPES = ("nondisjoint", "disjoint")
+# official file stem -> `datasets` split name
+SPLIT_FILES = {"train": "train", "valid": "validation", "test": "test"}
+
+
+class PolyvoreFormatError(ValueError):
+    """Bad input to the Polyvore builder; the message names the file or field and what was expected."""
+
+
+@dataclass
+class RawOutfit:
+    """One outfit of a split file: `members` are `(index, item_id)` pairs in file order."""
+
+    set_id: str
+    members: list[tuple[int, str]]
+
+
+@dataclass
+class FitbQuestion:
+    """One question of an official `fill_in_blank_*.json` file (references are `<set_id>_<index>`)."""
+
+    question: list[str]
+    answers: list[str]
+    blank_position: int | None
+
+
+@dataclass
+class PolyvoreRaw:
+    """The parsed raw folder: item metadata, one split type's outfits and the official FITB/compatibility files."""
+
+    root: Path
+    split_type: str
+    item_category: dict[str, str]  # item_id -> semantic category
+    item_title: dict[str, str]  # item_id -> title (falls back to `url_name`)
+    outfits: dict[str, list[RawOutfit]]  # split -> outfits, file order
+    compatibility: dict[str, list[tuple[int, list[str]]] | None]  # split -> (label, refs); None: file absent
+    fitb: dict[str, list[FitbQuestion] | None]  # split -> questions; None: file absent
+    duplicate_set_ids: dict[str, int] = field(default_factory=dict)  # split -> outfits dropped as repeated
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / IMAGES_DIR
+
+    def image_path(self, item_id: str) -> Path:
+        return self.root / IMAGES_DIR / f"{item_id}.jpg"
+
+    def reference_index(self, split: str) -> dict[str, str]:
+        """`<set_id>_<index>` -> item id for every member of every outfit of `split`."""
+        index = {}
+        for outfit in self.outfits[split]:
+            prefix = outfit.set_id + "_"
+            for member_index, item_id in outfit.members:
+                index[prefix + str(member_index)] = item_id
+        return index
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def load_json(path: Path, root: Path | None = None):
+    """`json.load` with a `PolyvoreFormatError` naming the file, line and column on failure."""
+    name = _relative(path, root) if root is not None else str(path)
+    if not path.is_file():
+        raise PolyvoreFormatError(f"{name}: file not found (expected at {path})")
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read())
+    except json.JSONDecodeError as error:
+        raise PolyvoreFormatError(
+            f"{name}: malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from error
+    except UnicodeDecodeError as error:
+        raise PolyvoreFormatError(f"{name}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+
+
+def _read_metadata(root: Path) -> tuple[dict[str, str], dict[str, str]]:
+    metadata = load_json(root / METADATA_FILE, root)
+    if not isinstance(metadata, dict):
+        raise PolyvoreFormatError(
+            f"{METADATA_FILE}: expected a JSON object {{item_id: {{...}}}}, got {type(metadata).__name__}"
+        )
+    item_category, item_title = {}, {}
+    for item_id, meta in metadata.items():
+        try:
+            category = meta["semantic_category"]
+            title = meta.get("title") or meta.get("url_name") or ""
+        except (KeyError, TypeError, AttributeError):
+            if not isinstance(meta, dict):
+                raise PolyvoreFormatError(
+                    f"{METADATA_FILE}: item '{item_id}' should be an object, got {type(meta).__name__}"
+                ) from None
+            raise PolyvoreFormatError(f"{METADATA_FILE}: item '{item_id}' has no 'semantic_category'") from None
+        if not isinstance(category, str) or not category:
+            raise PolyvoreFormatError(
+                f"{METADATA_FILE}: item '{item_id}' has 'semantic_category' {category!r}, expected a non-empty string"
+            )
+        if not isinstance(title, str):
+            raise PolyvoreFormatError(f"{METADATA_FILE}: item '{item_id}' has 'title' {title!r}, expected a string")
+        item_category[item_id] = category
+        item_title[item_id] = title
+    return item_category, item_title
+
+
+def _outfit_error(name: str, position: int, entry, problem: str) -> PolyvoreFormatError:
+    set_id = entry.get("set_id") if isinstance(entry, dict) else None
+    where = f"outfit #{position}" + (f" (set_id '{set_id}')" if set_id is not None else "")
+    return PolyvoreFormatError(f"{name}: {where} {problem}")
+
+
+def _read_outfits(path: Path, root: Path, strict: bool) -> tuple[list[RawOutfit], int]:
+    name = _relative(path, root)
+    entries = load_json(path, root)
+    if not isinstance(entries, list):
+        raise PolyvoreFormatError(f"{name}: expected a JSON list of outfits, got {type(entries).__name__}")
+    outfits, seen, duplicates = [], set(), 0
+    for position, entry in enumerate(entries):
+        try:
+            set_id = str(entry["set_id"])
+            members = [(int(member["index"]), str(member["item_id"])) for member in entry["items"]]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise _describe_outfit_problem(name, position, entry) from None
+        if set_id in seen:
+            if strict:
+                raise _outfit_error(name, position, entry, "repeats a set_id already seen in this file")
+            duplicates += 1
+            continue
+        seen.add(set_id)
+        outfits.append(RawOutfit(set_id, members))
+    return outfits, duplicates
+
+
+def _describe_outfit_problem(name: str, position: int, entry) -> PolyvoreFormatError:
+    # slow path, only on failure: say precisely what is wrong
+    if not isinstance(entry, dict):
+        return _outfit_error(name, position, entry, f"should be an object, got {type(entry).__name__}")
+    for key in ("set_id", "items"):
+        if key not in entry:
+            return _outfit_error(name, position, entry, f"has no '{key}'")
+    if not isinstance(entry["items"], list):
+        return _outfit_error(name, position, entry, "has 'items' that is not a list")
+    for number, member in enumerate(entry["items"]):
+        if not isinstance(member, dict):
+            return _outfit_error(name, position, entry, f"item #{number} should be an object")
+        for key in ("item_id", "index"):
+            if key not in member:
+                return _outfit_error(name, position, entry, f"item #{number} has no '{key}'")
+        try:
+            int(member["index"])
+        except (TypeError, ValueError):
+            return _outfit_error(
+                name, position, entry, f"item #{number} has 'index' {member['index']!r}, expected an integer"
+            )
+    return _outfit_error(name, position, entry, "is malformed")
+
+
+def _read_compatibility(path: Path, root: Path) -> list[tuple[int, list[str]]] | None:
+    if not path.is_file():
+        return None
+    name = _relative(path, root)
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            if tokens[0] not in ("0", "1"):
+                raise PolyvoreFormatError(
+                    f"{name}: line {line_number} starts with {tokens[0]!r}, expected a label 1 or 0 then references"
+                )
+            rows.append((int(tokens[0]), tokens[1:]))
+    return rows
+
+
+def _read_fitb(path: Path, root: Path) -> list[FitbQuestion] | None:
+    if not path.is_file():
+        return None
+    name = _relative(path, root)
+    entries = load_json(path, root)
+    if not isinstance(entries, list):
+        raise PolyvoreFormatError(f"{name}: expected a JSON list of questions, got {type(entries).__name__}")
+    questions = []
+    for position, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise PolyvoreFormatError(f"{name}: question #{position} should be an object")
+        for key in ("question", "answers"):
+            value = entry.get(key)
+            if not isinstance(value, list) or not all(isinstance(ref, str) for ref in value):
+                raise PolyvoreFormatError(
+                    f"{name}: question #{position} has '{key}' {value!r}, expected a list of '<set_id>_<index>' strings"
+                )
+        blank = entry.get("blank_position")
+        questions.append(FitbQuestion(entry["question"], entry["answers"], blank if isinstance(blank, int) else None))
+    return questions
+
+
+def read_raw(raw_dir: str | os.PathLike, split_type: str = "nondisjoint", strict: bool = False) -> PolyvoreRaw:
+    """Read and validate the parts of a raw Polyvore Outfits folder that the builder uses.
+
+    Required: `polyvore_item_metadata.json` and `<split_type>/{train,valid,test}.json`. The official
+    `compatibility_*.txt` and `fill_in_blank_*.json` files are read when present. Images are checked later
+    (`check_images`), only for the items that can reach the dataset.
+    """
+    root = Path(raw_dir)
+    if split_type not in SPLIT_TYPES:
+        raise PolyvoreFormatError(f"split_type {split_type!r} is not one of {SPLIT_TYPES}")
+    if not root.is_dir():
+        raise PolyvoreFormatError(f"raw folder {root} not found (expected the unpacked Polyvore Outfits download)")
+    split_dir = root / split_type
+    if not split_dir.is_dir():
+        raise PolyvoreFormatError(f"{split_type}/: folder not found in {root}")
+    item_category, item_title = _read_metadata(root)
+    outfits, compatibility, fitb, duplicates = {}, {}, {}, {}
+    for stem, split in SPLIT_FILES.items():
+        outfits[split], duplicates[split] = _read_outfits(split_dir / f"{stem}.json", root, strict)
+        compatibility[split] = _read_compatibility(split_dir / f"compatibility_{stem}.txt", root)
+        fitb[split] = _read_fitb(split_dir / f"fill_in_blank_{stem}.json", root)
+    return PolyvoreRaw(root, split_type, item_category, item_title, outfits, compatibility, fitb, duplicates)
+
+
+def check_images(raw: PolyvoreRaw, item_ids, strict: bool = False) -> tuple[set[str], set[str]]:
+    """Return `(missing, unreadable)` among `item_ids`: no `images/<item_id>.jpg`, or bytes PIL cannot parse.
+
+    With `strict`, the first bad image raises `PolyvoreFormatError`.
+    """
+    images_dir = raw.images_dir
+    if not images_dir.is_dir():
+        raise PolyvoreFormatError(
+            f"{IMAGES_DIR}/: folder not found in {raw.root} (build with --no_images to skip images)"
+        )
+    with os.scandir(images_dir) as entries:
+        present = {entry.name for entry in entries}
+    missing, unreadable = set(), set()
+    for item_id in sorted(item_ids):
+        if f"{item_id}.jpg" not in present:
+            if strict:
+                raise PolyvoreFormatError(f"{IMAGES_DIR}/{item_id}.jpg: image of item '{item_id}' not found")
+            missing.add(item_id)
+            continue
+        try:
+            read_image_bytes(raw.image_path(item_id))
+        except Exception as error:  # PIL raises many types on corrupt files
+            if strict:
+                raise PolyvoreFormatError(
+                    f"{IMAGES_DIR}/{item_id}.jpg: unreadable image of item '{item_id}' ({error})"
+                ) from error
+            unreadable.add(item_id)
+    return missing, unreadable
+
+
+def read_image_bytes(path: Path) -> bytes:
+    """The file's bytes, after checking that PIL recognises them as an image."""
+    data = path.read_bytes()
+    with Image.open(io.BytesIO(data)) as image:
+        image.verify()
+    return data
+
+
+__all__ = [
+    "FitbQuestion",
+    "PolyvoreFormatError",
+    "PolyvoreRaw",
+    "RawOutfit",
+    "check_images",
+    "load_json",
+    "read_image_bytes",
+    "read_raw",
+]
