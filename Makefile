@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) -m umbert_hf.demo --output_dir $${OUTPUT_DIR:-demo_output} $${FORCE:+--force}
+	FORCE=$(FORCE) $(PY) -m umbert_hf.demo --output_dir $${OUTPUT_DIR:-demo_output}
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

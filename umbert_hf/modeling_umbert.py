@@ -1,7 +1,8 @@
 """umBERT and WumBERT: BERT-like encoders over the item embeddings of an outfit, with a retrieval catalogue."""
 
 import math
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,6 +153,13 @@ def outfit_loss(
             row_categories = torch.arange(num_slots, device=reconstructions.device).repeat(batch_size)
         loss = loss + contrastive_loss(predictions, row_targets, row_categories, logit_scale, config.distance)
     return loss
+
+
+def _is_image(value: Any) -> bool:
+    """A PIL image, or a path to an existing file (read as an image by the encoder's preprocessing)."""
+    if isinstance(value, os.PathLike) or isinstance(value, str):
+        return os.path.isfile(value)
+    return type(value).__module__.startswith("PIL.")
 
 
 class UmBertPreTrainedModel(PreTrainedModel):
@@ -360,23 +368,71 @@ class UmBertPreTrainedModel(PreTrainedModel):
         return inputs, torch.tensor(blanks, dtype=torch.long, device=inputs.device)
 
     def _context_embedding(self, value: Any, slot: str, number: int) -> torch.Tensor:
-        """Embedding of one context item: a catalogue item id, or an embedding tensor of size `hidden_size`."""
-        if isinstance(value, str):
-            row_of = self._catalogue()["row_of"]
-            if value not in row_of:
-                raise ValueError(f"Outfit {number}, slot {slot!r}: unknown item id {value!r} (not in the catalogue).")
-            return self.get_catalogue_embeddings()[row_of[value]]
+        """Embedding of one context item: a catalogue item id, an embedding tensor, or an image (PIL image or path)."""
+        if isinstance(value, str) and value in self._catalogue()["row_of"]:
+            return self.get_catalogue_embeddings()[self._catalogue()["row_of"][value]]
         if isinstance(value, torch.Tensor):
             if value.shape != (self.config.hidden_size,):
                 raise ValueError(
                     f"Outfit {number}, slot {slot!r}: embedding must have shape ({self.config.hidden_size},), "
                     f"got {tuple(value.shape)}."
                 )
-            return value
+            return value.to(self.get_catalogue_embeddings())
+        if _is_image(value):
+            return self.embed_images([value])[0].to(self.get_catalogue_embeddings())
+        if isinstance(value, str):
+            raise ValueError(
+                f"Outfit {number}, slot {slot!r}: unknown item id {value!r} (not in the catalogue, nor an image file)."
+            )
         raise ValueError(
-            f"Outfit {number}, slot {slot!r}: expected an item id (str), an embedding tensor or None, "
-            f"got {type(value).__name__}."
+            f"Outfit {number}, slot {slot!r}: expected an item id (str), an image (PIL image or file path), "
+            f"an embedding tensor or None, got {type(value).__name__}."
         )
+
+    def set_image_embedder(self, embedder: Callable[[list[Any]], torch.Tensor] | None) -> None:
+        """Use `embedder(images) -> (n, hidden)` for image contexts instead of the encoder recorded in the config."""
+        self._image_embedder = embedder
+
+    def embed_images(self, images: list[Any]) -> torch.Tensor:
+        """Embed photos like the catalogue was embedded: with the image encoder and preprocessing in the config.
+
+        The encoder (a folder or Hub id, recorded by `compute_embeddings.py`) is loaded once, on first use.
+        """
+        if getattr(self, "_image_embedder", None) is None:
+            self._image_embedder = self._recorded_image_embedder()
+        embeddings = self._image_embedder(list(images))
+        if embeddings.shape[-1] != self.config.hidden_size:
+            raise ValueError(
+                f"The image encoder gives {embeddings.shape[-1]}-d embeddings, the model expects {self.config.hidden_size}."
+            )
+        return embeddings
+
+    def _recorded_image_embedder(self) -> Callable[[list[Any]], torch.Tensor]:
+        metadata = self.config.embedding_metadata or {}
+        encoder = self.config.image_encoder or metadata.get("image_encoder")
+        if not encoder:
+            raise ValueError(
+                "This model's config records no image encoder (its embeddings did not come from "
+                "compute_embeddings.py with --image_encoder), so photos cannot be embedded; give item ids instead."
+            )
+        if metadata.get("parts", ["image"]) != ["image"]:
+            raise ValueError(
+                f"This model's item embeddings combine {metadata.get('parts')}; a photo alone gives only the image "
+                "part, so photos cannot be used as context items."
+            )
+        try:
+            from umbert_hf.image_processing import encode_images, load_image_encoder
+        except ImportError as error:
+            raise ValueError("Embedding photos needs the umbert-hf package: pip install umbert-hf.") from error
+        image_model = load_image_encoder(encoder)
+        preprocessing = metadata.get("image_preprocessing")
+        normalize = bool(metadata.get("normalized"))
+
+        def embed(images: list[Any]) -> torch.Tensor:
+            embeddings = encode_images(image_model, images, preprocessing=preprocessing)
+            return nn.functional.normalize(embeddings, dim=-1) if normalize else embeddings
+
+        return embed
 
     def complete(self, outfits: Sequence[Mapping[str, Any]], top_k: int = 10) -> list[list[dict[str, Any]]]:
         """Suggest items for the blank slot of each outfit.

@@ -1,0 +1,186 @@
+"""The `umbert-hf` command: complete outfits, synthesise and build datasets, augment outfits, run the demo."""
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+EXAMPLES = """examples:
+  umbert-hf synthesize --output_dir raw --num_items 2000 --num_outfits 3000
+  umbert-hf build --raw_dir raw --output_dir dataset
+  umbert-hf complete --model demo_output/umbert --outfit shoes=123 tops=456 accessories=? bottoms=789 --top_k 5
+  umbert-hf complete --model USER/umbert-polyvore --outfit shoes=? tops=my_top.jpg accessories=1 bottoms=2 \\
+      --render completion.png --dataset dataset
+  umbert-hf augment --dataset dataset --embeddings embeddings.parquet --k 5 --output_dir dataset_augmented
+  umbert-hf demo --output_dir demo_output
+"""
+
+BLANK_MARKERS = ("?", "")
+
+
+class CliError(Exception):
+    """A user error: printed without a traceback, exit code 2."""
+
+
+def parse_outfit(assignments: Sequence[str]) -> dict[str, str | None]:
+    """`["shoes=1", "tops=?"]` -> `{"shoes": "1", "tops": None}`; a value that is a file stays a path (a photo)."""
+    outfit: dict[str, str | None] = {}
+    for assignment in assignments:
+        slot, separator, value = assignment.partition("=")
+        slot, value = slot.strip(), value.strip()
+        if not separator or not slot:
+            raise CliError(f"--outfit: expected SLOT=ITEM_ID, SLOT=IMAGE_FILE or SLOT=?, got {assignment!r}.")
+        if slot in outfit:
+            raise CliError(f"--outfit: slot {slot!r} is given twice.")
+        outfit[slot] = None if value in BLANK_MARKERS else value
+    return outfit
+
+
+def load_model(name_or_path: str, trust_remote_code: bool = False):
+    """`AutoModel.from_pretrained` with a clear message for a wrong path or an unreachable Hub id."""
+    from transformers import AutoModel
+
+    import umbert_hf  # noqa: F401 - registers the Auto classes
+
+    try:
+        model = AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        where = "folder" if os.path.isdir(name_or_path) else "model folder or Hub repo id"
+        raise CliError(f"--model {name_or_path!r}: cannot load a {where}: {str(error).splitlines()[0]}") from None
+    if not hasattr(model, "complete"):
+        raise CliError(f"--model {name_or_path!r} is a {model.config.model_type!r} model, not umBERT or WumBERT.")
+    return model.eval()
+
+
+def catalogue_details(dataset: str | None) -> tuple[dict[str, str], dict]:
+    """Titles and images (item id -> PIL image) of a built dataset's catalogue; empty without a dataset."""
+    if not dataset:
+        return {}, {}
+    from .outfit_data import load_dataset_config
+
+    try:
+        catalogue = load_dataset_config(dataset, "catalogue")["train"]
+    except ValueError as error:
+        raise CliError(f"--dataset {dataset!r}: {error}") from None
+    titles = dict(zip(catalogue["item_id"], catalogue["title"]))
+    images = dict(zip(catalogue["item_id"], catalogue["image"])) if "image" in catalogue.column_names else {}
+    return titles, images
+
+
+def run_complete(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from .rendering import CompletionRow, render_completions
+
+    outfit = parse_outfit(args.outfit)
+    model = load_model(args.model, args.trust_remote_code)
+    titles, images = catalogue_details(args.dataset)
+    query: dict = {}
+    for slot, value in outfit.items():
+        query[slot] = value
+        if value is not None and value not in model.catalogue_item_id_list and os.path.isfile(value):
+            try:
+                query[slot] = Image.open(value).convert("RGB")
+            except OSError as error:
+                raise CliError(f"--outfit {slot}={value}: not a readable image ({error}).") from None
+            images[value] = query[slot]
+    try:
+        suggestions = model.complete([query], top_k=args.top_k)[0]
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    blank = next(slot for slot, value in outfit.items() if value is None)
+    print(f"Suggestions for {blank}:")
+    for rank, entry in enumerate(suggestions, start=1):
+        title = titles.get(entry["item_id"], "")
+        print(f"{rank:3d}. {entry['item_id']:>14s}  score {entry['score']:9.4f}  {title}")
+    if args.render:
+        if not images:
+            raise CliError("--render needs --dataset DIR (built with images) to draw the items.")
+        row = CompletionRow(outfit=outfit, blank=blank, suggestions=[entry["item_id"] for entry in suggestions])
+        path = render_completions([row], images, args.render, slots=model.config.categories)
+        print(f"Wrote {path}")
+    return 0
+
+
+def _delegate_dataset_builder(argv: list[str]) -> int:
+    from dataset_builder.cli import main as dataset_main
+
+    return dataset_main(argv, prog="umbert-hf")
+
+
+def _delegate_augment(argv: list[str]) -> int:
+    from .augment import main as augment_main
+
+    return augment_main(argv) or 0
+
+
+def _delegate_demo(argv: list[str]) -> int:
+    from .demo import main as demo_main
+
+    return demo_main(argv) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="umbert-hf",
+        description="Outfit completion with umBERT and WumBERT.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    complete = commands.add_parser(
+        "complete",
+        help="suggest items for the blank slot of an outfit",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    complete.add_argument("--model", required=True, help="Saved umBERT/WumBERT folder or Hub repo id.")
+    complete.add_argument(
+        "--outfit",
+        nargs="+",
+        required=True,
+        metavar="SLOT=VALUE",
+        help="One per slot: an item id, an image file (embedded with the model's recorded encoder), or ? for the blank.",
+    )
+    complete.add_argument("--top_k", type=int, default=5)
+    complete.add_argument("--render", type=str, default=None, help="Write a PNG of the outfit and the suggestions.")
+    complete.add_argument("--dataset", type=str, default=None, help="Built dataset: titles and images of the items.")
+    complete.add_argument("--trust_remote_code", action="store_true", help="Load a model with the code in its repo.")
+    for name, help_text in (
+        ("synthesize", "write a synthetic raw folder in the Polyvore Outfits format"),
+        ("build", "build the outfits dataset (parquet + card) from a raw Polyvore Outfits folder"),
+        ("augment", "add nearest-neighbour swapped outfits as an outfits_augmented config (WumBERT)"),
+        ("demo", "run the whole pipeline on synthetic data and complete a few outfits"),
+    ):
+        commands.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+DELEGATES = {
+    "synthesize": lambda argv: _delegate_dataset_builder(["synthesize", *argv]),
+    "build": lambda argv: _delegate_dataset_builder(["build", *argv]),
+    "augment": _delegate_augment,
+    "demo": _delegate_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATES:
+        return DELEGATES[argv[0]](argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return run_complete(args)
+    except CliError as error:
+        print(f"umbert-hf {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+__all__ = ["CliError", "build_parser", "main", "parse_outfit"]
