@@ -88,7 +88,7 @@ def test_masked_slot_receives_its_category_mask_token(tester):
     for row, slot in enumerate(masked_positions.tolist()):
         assert torch.equal(encoder_input[row, slot], model.backbone.mask_embeddings[slot])
         others = [position for position in range(4) if position != slot]
-        assert torch.equal(encoder_input[row, others], expanded[row, others])
+        assert torch.allclose(encoder_input[row, others], model.standardize(expanded[row, others]))
 
 
 def test_category_embeddings_are_added_to_every_slot():
@@ -97,7 +97,7 @@ def test_category_embeddings_are_added_to_every_slot():
     model.backbone.encoder.register_forward_pre_hook(lambda module, args: captured.update(x=args[0]))
     inputs = torch.randn(2, 4, 32)
     model(inputs_embeds=inputs)
-    assert torch.allclose(captured["x"], inputs + model.backbone.category_embeddings.weight)
+    assert torch.allclose(captured["x"], model.standardize(inputs) + model.backbone.category_embeddings.weight)
 
 
 @pytest.mark.parametrize("loss_type", ["mse", "contrastive", "mse+contrastive"])
@@ -124,7 +124,17 @@ def test_mse_loss_is_the_mean_squared_error_over_all_slots(tester):
     inputs = torch.randn(5, 4, 32)
     labels = torch.randn(5, 4, 32)
     output = model(inputs_embeds=inputs, labels=labels)
-    assert torch.allclose(output.loss, ((output.reconstructions - labels) ** 2).mean())
+    # Computed in the standardised space: differences divided by the catalogue's overall spread.
+    scale = tester.item_embeddings.sub(tester.item_embeddings.mean(0)).pow(2).mean().sqrt()
+    assert torch.allclose(output.loss, (((output.reconstructions - labels) / scale) ** 2).mean(), rtol=1e-4)
+
+
+def test_standardisation_uses_catalogue_statistics_and_can_be_disabled(tester):
+    model = tester.umbert()
+    assert torch.allclose(model.embedding_mean, tester.item_embeddings.mean(0))
+    assert torch.allclose(model.standardize(tester.item_embeddings).pow(2).mean(), torch.tensor(1.0), atol=1e-5)
+    plain = UmBertModelTester(standardize_embeddings=False).umbert()
+    assert torch.equal(plain.embedding_mean, torch.zeros(32)) and torch.equal(plain.embedding_scale, torch.ones(1))
 
 
 def test_contrastive_loss_matches_a_direct_computation():

@@ -30,6 +30,10 @@ class UmBertConfig(PreTrainedConfig):
             items of the same category) or `"mse+contrastive"`.
         contrastive_temperature: initial InfoNCE temperature; learned when `learn_temperature`.
         distance: `"euclidean"` or `"cosine"`, used for retrieval and as the contrastive similarity.
+        standardize_embeddings: work internally on embeddings centred on the catalogue mean and divided by their
+            overall spread (stored with the catalogue). Item embeddings often share a large common offset (e.g. an
+            autoencoder's code); centring keeps the transformer's input and the loss well conditioned. Inputs and
+            `reconstructions` stay in the original space, and Euclidean rankings are unchanged by the uniform scale.
         catalogue_size / catalogue_id_length: shapes of the catalogue buffers, kept in sync by `set_catalogue`.
         image_encoder / text_encoder / embedding_metadata: where the item embeddings came from (path or Hub id and
             preprocessing), so images can be embedded the same way at completion time.
@@ -52,6 +56,7 @@ class UmBertConfig(PreTrainedConfig):
     contrastive_temperature: float = 0.1
     learn_temperature: bool = True
     distance: str = "euclidean"
+    standardize_embeddings: bool = True
     catalogue_size: int = 0
     catalogue_id_length: int = 1
     image_encoder: str | None = None

@@ -3,7 +3,7 @@
     make demo                      # or: python -m umbert_hf.demo --output_dir demo_output [--force]
 
 Steps (each writes one folder under --output_dir and is skipped when its output exists, unless --force):
-raw/ (synthetic raw Polyvore folder) -> dataset/ (parquet + card) -> image_encoder/ (SSIM autoencoder or ResNet)
+raw/ (synthetic raw Polyvore folder) -> dataset/ (parquet + card) -> image_encoder/ (ResNet-18 or SSIM autoencoder)
 -> embeddings.parquet -> umbert_pretrained/ -> umbert/ (fine-tuned, with card) -> eval/ (metrics and baselines)
 -> outfit_completion.png and the metrics beside their chance levels.
 """
@@ -32,8 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num_items", type=int, default=2000)
     parser.add_argument("--num_outfits", type=int, default=3000)
     parser.add_argument("--image_size", type=int, default=64)
-    parser.add_argument("--encoder", choices=["autoencoder", "resnet"], default="autoencoder")
-    parser.add_argument("--encoder_epochs", type=int, default=6)
+    parser.add_argument("--encoder", choices=["resnet", "autoencoder"], default="resnet")
+    parser.add_argument("--encoder_epochs", type=int, default=4)
     parser.add_argument("--pretrain_epochs", type=int, default=10)
     parser.add_argument("--finetune_epochs", type=int, default=30)
     parser.add_argument("--num_hidden_layers", type=int, default=2, help="umBERT layers (the original used 6).")

@@ -188,6 +188,9 @@ class UmBertPreTrainedModel(PreTrainedModel):
         size, id_length = self.config.catalogue_size, self.config.catalogue_id_length
         self.register_buffer("catalogue_item_ids", torch.zeros(size, id_length, dtype=torch.uint8))
         self.register_buffer("catalogue_categories", torch.zeros(size, dtype=torch.long))
+        # Standardisation of embeddings: (x - embedding_mean) / embedding_scale, set from the catalogue.
+        self.register_buffer("embedding_mean", torch.zeros(self.config.hidden_size))
+        self.register_buffer("embedding_scale", torch.ones(1))
         self._catalogue_cache: dict[str, Any] | None = None
         self._catalogue_cache_key: tuple | None = None
 
@@ -242,6 +245,11 @@ class UmBertPreTrainedModel(PreTrainedModel):
         self.catalogue_item_ids = id_bytes.to(device)
         self.catalogue_categories = torch.tensor([slot_index[name] for name in categories], device=device)
         self._store_catalogue_embeddings(embeddings.to(device))
+        if self.config.standardize_embeddings:
+            self.embedding_mean = embeddings.mean(dim=0).to(device)
+            self.embedding_scale = (
+                (embeddings - embeddings.mean(dim=0)).pow(2).mean().sqrt().clamp_min(1e-8).view(1).to(device)
+            )
         self.config.catalogue_size = len(item_ids)
         self.config.catalogue_id_length = id_length
         self._catalogue_cache = None
@@ -460,6 +468,45 @@ class UmBertPreTrainedModel(PreTrainedModel):
             for row_list, score_list in zip(rows.tolist(), scores.tolist())
         ]
 
+    def standardize(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Map item embeddings to the model's internal space (centred, unit overall spread)."""
+        return (embeddings - self.embedding_mean.to(embeddings.dtype)) / self.embedding_scale.to(embeddings.dtype)
+
+    def unstandardize(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Map internal reconstructions back to the space of the item embeddings."""
+        return embeddings * self.embedding_scale.to(embeddings.dtype) + self.embedding_mean.to(embeddings.dtype)
+
+    def _encode_and_score(
+        self,
+        inputs_embeds: torch.Tensor,
+        masked_positions: torch.Tensor | None,
+        targets: torch.Tensor | None,
+        mse_targets: torch.Tensor | None = None,
+    ) -> UmBertOutput:
+        """Shared forward: standardise, encode and decode, compute the loss in the internal space, map back."""
+        self._check_inputs_embeds(inputs_embeds)
+        internal, last_hidden_state = self.backbone(self.standardize(inputs_embeds), masked_positions)
+        loss = None
+        if targets is not None:
+            loss = outfit_loss(
+                self.config,
+                internal,
+                self.standardize(targets),
+                masked_positions,
+                self.backbone.logit_scale,
+                mse_targets=None if mse_targets is None else self.standardize(mse_targets),
+            )
+        reconstructions = self.unstandardize(internal)
+        masked_predictions = None
+        if masked_positions is not None:
+            masked_predictions = reconstructions[torch.arange(reconstructions.shape[0]), masked_positions]
+        return UmBertOutput(
+            loss=loss,
+            reconstructions=reconstructions,
+            last_hidden_state=last_hidden_state,
+            masked_predictions=masked_predictions,
+        )
+
     def _check_inputs_embeds(self, inputs_embeds: torch.Tensor) -> None:
         expected = (len(self.config.categories), self.config.hidden_size)
         if inputs_embeds.dim() != 3 or tuple(inputs_embeds.shape[1:]) != expected:
@@ -500,20 +547,7 @@ class UmBertModel(UmBertPreTrainedModel):
         labels (`torch.FloatTensor` of shape `(batch_size, num_slots, hidden_size)`, *optional*):
             Target embeddings (usually the unmasked outfit); the loss is computed only when given.
         """
-        self._check_inputs_embeds(inputs_embeds)
-        reconstructions, last_hidden_state = self.backbone(inputs_embeds, masked_positions)
-        loss = None
-        if labels is not None:
-            loss = outfit_loss(self.config, reconstructions, labels, masked_positions, self.backbone.logit_scale)
-        masked_predictions = None
-        if masked_positions is not None:
-            masked_predictions = reconstructions[torch.arange(reconstructions.shape[0]), masked_positions]
-        return UmBertOutput(
-            loss=loss,
-            reconstructions=reconstructions,
-            last_hidden_state=last_hidden_state,
-            masked_predictions=masked_predictions,
-        )
+        return self._encode_and_score(inputs_embeds, masked_positions, labels)
 
 
 class WumBertModel(UmBertPreTrainedModel):
@@ -586,28 +620,11 @@ class WumBertModel(UmBertPreTrainedModel):
                     f"got shape {tuple(input_ids.shape)}."
                 )
             inputs_embeds = self.item_embeddings(input_ids)  # (batch, slots, hidden)
-        self._check_inputs_embeds(inputs_embeds)
-        reconstructions, last_hidden_state = self.backbone(inputs_embeds, masked_positions)
-        loss = None
+        targets = None
         if labels is not None:
             targets = labels if labels.is_floating_point() else self.item_embeddings(labels)
-            loss = outfit_loss(
-                self.config,
-                reconstructions,
-                targets,
-                masked_positions,
-                self.backbone.logit_scale,
-                mse_targets=targets.detach(),
-            )
-        masked_predictions = None
-        if masked_positions is not None:
-            masked_predictions = reconstructions[torch.arange(reconstructions.shape[0]), masked_positions]
-        return UmBertOutput(
-            loss=loss,
-            reconstructions=reconstructions,
-            last_hidden_state=last_hidden_state,
-            masked_predictions=masked_predictions,
-        )
+        mse_targets = None if targets is None else targets.detach()
+        return self._encode_and_score(inputs_embeds, masked_positions, targets, mse_targets=mse_targets)
 
 
 __all__ = [

@@ -1,0 +1,66 @@
+"""A reduced run of the one-command demo: every step, the picture, the metrics, and reuse on a second run."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from umbert_hf.rendering import layout
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = [
+    "--num_items",
+    "300",
+    "--num_outfits",
+    "400",
+    "--image_size",
+    "32",
+    "--encoder_epochs",
+    "1",
+    "--pretrain_epochs",
+    "1",
+    "--finetune_epochs",
+    "1",
+    "--num_hidden_layers",
+    "1",
+    "--num_examples",
+    "2",
+]
+
+
+def run_demo(output_dir: Path) -> str:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("FORCE", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "umbert_hf.demo", "--output_dir", str(output_dir), *SMALL],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_reduced_demo_pipeline(tmp_path):
+    output = tmp_path / "demo"
+    printed = run_demo(output)
+    for name in ("raw", "dataset", "image_encoder", "embeddings.parquet", "umbert_pretrained", "umbert", "eval"):
+        assert (output / name).exists(), name
+    for name in ("config.json", "model.safetensors", "README.md", "metrics.json", "training_curves.png"):
+        assert (output / "umbert" / name).exists(), name
+    results = {
+        name: json.loads((output / "eval" / f"{name}_test.json").read_text())
+        for name in ("umbert", "random", "context_mean")
+    }
+    assert results["random"]["model"] == "baseline:random"
+    assert "fitb_accuracy_chance" in results["umbert"]
+    picture = Image.open(output / "outfit_completion.png")
+    assert picture.size == layout(num_slots=4, num_suggestions=5, num_rows=2)
+    assert "fitb_accuracy" in printed and "chance" in printed
+    again = run_demo(output)
+    assert again.count("reusing") == 9
