@@ -1,0 +1,126 @@
+"""The local `evaluate` metric module: loads offline from the package folder and gives `umbert_hf.metrics` numbers."""
+
+import math
+import socket
+
+import pytest
+import torch
+
+from umbert_hf.evaluate_module import EVALUATE_METRIC_CONFIGS, EVALUATE_METRIC_PATH, load_outfit_metric
+from umbert_hf.metrics import accuracy_metrics, compatibility_metrics, hit_rate_metrics, roc_auc
+
+evaluate = pytest.importorskip("evaluate")
+
+
+@pytest.fixture(scope="module")
+def metrics(tmp_path_factory):
+    """Each configuration loaded once with `evaluate.load(folder, config)`, while opening a socket fails."""
+    cache = tmp_path_factory.mktemp("evaluate_cache")
+    original_connect = socket.socket.connect
+
+    def no_network(self, *args, **kwargs):
+        raise OSError("network access attempted while loading a local metric")
+
+    socket.socket.connect = no_network
+    try:
+        return {
+            name: evaluate.load(EVALUATE_METRIC_PATH, name, cache_dir=str(cache)) for name in EVALUATE_METRIC_CONFIGS
+        }
+    finally:
+        socket.socket.connect = original_connect
+
+
+def random_ranks(seed: int, n: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    sizes = torch.randint(5, 120, (n,), generator=generator)
+    ranks = (torch.rand(n, generator=generator) * sizes).long() + 1  # in [1, size]
+    return ranks, sizes
+
+
+def assert_same(computed: dict, expected: dict) -> None:
+    assert computed.keys() == expected.keys()
+    for key, value in expected.items():
+        assert computed[key] == pytest.approx(value, abs=1e-12), key
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_retrieval_matches_hit_rate_metrics(metrics, seed):
+    ranks, sizes = random_ranks(seed)
+    computed = metrics["retrieval"].compute(ranks=ranks.tolist(), category_sizes=sizes.tolist())
+    assert_same(computed, hit_rate_metrics(ranks, sizes))
+    assert {"hit_rate@1", "hit_rate@10", "hit_rate@50", "mrr", "mrr_chance"} <= computed.keys()
+
+
+def test_retrieval_custom_ks_and_batches(metrics):
+    ranks, sizes = random_ranks(2)
+    metric = metrics["retrieval"]
+    for start in range(0, len(ranks), 64):
+        metric.add_batch(ranks=ranks[start : start + 64].tolist(), category_sizes=sizes[start : start + 64].tolist())
+    assert_same(metric.compute(ks=[5, 20]), hit_rate_metrics(ranks, sizes, ks=(5, 20)))
+
+
+def test_retrieval_rejects_ranks_outside_the_category(metrics):
+    with pytest.raises(ValueError, match="1-based"):
+        metrics["retrieval"].compute(ranks=[0, 2], category_sizes=[10, 10])
+
+
+@pytest.mark.parametrize("num_candidates", [4, 6])
+def test_fitb_matches_accuracy_metrics(metrics, num_candidates):
+    generator = torch.Generator().manual_seed(num_candidates)
+    predictions = torch.randint(0, num_candidates, (300,), generator=generator)
+    references = torch.randint(0, num_candidates, (300,), generator=generator)
+    computed = metrics["fitb"].compute(
+        predictions=predictions.tolist(), references=references.tolist(), num_candidates=num_candidates
+    )
+    chance = torch.full((300,), 1.0 / num_candidates, dtype=torch.double)
+    assert_same(computed, accuracy_metrics(predictions == references, chance, "fitb_accuracy"))
+    assert computed["fitb_accuracy_chance"] == pytest.approx(1 / num_candidates)
+
+
+def test_compatibility_matches_compatibility_metrics(metrics):
+    generator = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, 2, (250,), generator=generator)
+    # Rounded scores: many ties, which the AUC must average.
+    scores = (torch.randn(250, generator=generator, dtype=torch.double) + labels).round(decimals=1)
+    computed = metrics["compatibility"].compute(predictions=scores.tolist(), references=labels.tolist())
+    assert_same(computed, compatibility_metrics(scores, labels))
+    assert computed["compatibility_auc_chance"] == 0.5
+
+
+def test_compatibility_with_one_class_is_nan(metrics):
+    computed = metrics["compatibility"].compute(predictions=[0.1, 0.4], references=[1, 1])
+    assert math.isnan(computed["compatibility_auc"])
+
+
+def test_unknown_configuration_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="retrieval"):
+        evaluate.load(EVALUATE_METRIC_PATH, cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="expected one of"):
+        load_outfit_metric("hit_rate")
+
+
+def test_shortcut_loads_the_same_module(tmp_path):
+    metric = load_outfit_metric("fitb", cache_dir=str(tmp_path))
+    assert metric.compute(predictions=[0, 2, 1, 3], references=[0, 2, 0, 0]) == {
+        "fitb_accuracy": 0.5,
+        "fitb_accuracy_chance": 0.25,
+    }
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_roc_auc_matches_sklearn_with_ties(seed):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (150,), generator=generator)
+    labels[:2] = torch.tensor([0, 1])  # both classes present
+    scores = torch.randint(0, 6 + 10 * seed, (150,), generator=generator).double() + 0.5 * labels
+    expected = sklearn_metrics.roc_auc_score(labels.numpy(), scores.numpy())
+    assert roc_auc(scores, labels) == pytest.approx(expected, abs=1e-12)
+
+
+def test_roc_auc_all_tied_is_one_half():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    labels = torch.tensor([0, 1, 1, 0, 1])
+    scores = torch.zeros(5)
+    assert roc_auc(scores, labels) == pytest.approx(sklearn_metrics.roc_auc_score(labels.numpy(), scores.numpy()))
+    assert roc_auc(scores, labels) == 0.5
