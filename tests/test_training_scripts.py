@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "training_scripts"
 TINY_MODEL = ["--num_hidden_layers", "1", "--num_attention_heads", "2", "--hidden_dropout_prob", "0.1"]
 FAST = ["--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "64", "--seed", "7"]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for the DDP rendezvous (the default 29500 may be taken)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def run_script(script: str, *args: str, launcher: list[str] | None = None, timeout: int = 600):
@@ -196,6 +204,8 @@ def test_two_process_ddp_metrics_equal_single_process_evaluation(outfit_dataset,
         "no",
         "--dynamo_backend",
         "no",
+        "--main_process_port",
+        str(free_port()),
     ]
     os.environ["ACCELERATE_USE_CPU"] = "1"
     try:

