@@ -97,15 +97,10 @@ class UmBertBackbone(nn.Module):
 
 
 def _similarity_logits(predictions: torch.Tensor, targets: torch.Tensor, distance: str) -> torch.Tensor:
-    """(rows, rows) logits that rank targets like retrieval does: cosine, or -|p - t|^2 / hidden up to a row constant.
-
-    Dividing the squared distance by the hidden size keeps the logits of standardised embeddings (whose squared norm
-    is about `hidden`) in the range of cosine logits, so one temperature suits both distances.
-    """
+    """(rows, rows) logits that rank targets like retrieval does: cosine, or -|p - t|^2 up to a per-row constant."""
     if distance == "cosine":
         return nn.functional.normalize(predictions, dim=-1) @ nn.functional.normalize(targets, dim=-1).T
-    scores = torch.addmm(-targets.pow(2).sum(dim=-1), predictions, targets.T, alpha=2.0)
-    return scores / predictions.shape[-1]
+    return torch.addmm(-targets.pow(2).sum(dim=-1), predictions, targets.T, alpha=2.0)
 
 
 def contrastive_loss(
