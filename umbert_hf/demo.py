@@ -124,20 +124,13 @@ def run_pipeline(args: argparse.Namespace) -> dict:
             "train_image_encoder.py", "--dataset", str(dataset), "--output_dir", str(encoder), *encoder_arguments(args)
         ),
     )
+    embedding_arguments = ["--dataset", str(dataset), "--image_encoder", str(encoder), "--output", str(embeddings)]
+    text_encoder = find_text_encoder(args.text_encoder)
+    if text_encoder:
+        # Titles name colour, pattern and formality; with the image part, projected back to a small umBERT size.
+        embedding_arguments += ["--text_encoder", text_encoder, "--output_dim", str(args.embedding_dim)]
     pipeline.step(
-        "compute embeddings",
-        embeddings,
-        pipeline.launch(
-            "compute_embeddings.py",
-            "--dataset",
-            str(dataset),
-            "--image_encoder",
-            str(encoder),
-            "--output",
-            str(embeddings),
-            "--seed",
-            seed,
-        ),
+        "compute embeddings", embeddings, pipeline.launch("compute_embeddings.py", *embedding_arguments, "--seed", seed)
     )
     model_arguments = ["--num_hidden_layers", str(args.num_hidden_layers), "--num_attention_heads", "8", "--seed", seed]
     pipeline.step(
