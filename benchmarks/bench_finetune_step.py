@@ -35,7 +35,9 @@ def main(argv=None) -> dict[str, float]:
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     config = UmBertConfig(
-        hidden_size=args.hidden_size, num_hidden_layers=args.num_hidden_layers, num_attention_heads=args.num_attention_heads
+        hidden_size=args.hidden_size,
+        num_hidden_layers=args.num_hidden_layers,
+        num_attention_heads=args.num_attention_heads,
     )
     slots = config.num_categories
     outfits = torch.randn(args.batch_size, slots, args.hidden_size)
@@ -58,7 +60,7 @@ def main(argv=None) -> dict[str, float]:
         model = UmBertModel(config).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-        def umbert_step():
+        def umbert_step(model=model, optimizer=optimizer):
             expanded, masked_positions = expand_fill_in_the_blank(outfits)
             loss = model(inputs_embeds=expanded, masked_positions=masked_positions, labels=expanded).loss
             loss.backward()
@@ -68,11 +70,15 @@ def main(argv=None) -> dict[str, float]:
         figures[f"umbert_{loss_type}_outfits_per_s"] = args.batch_size / timed_steps(umbert_step, args.steps)
         if loss_type == "contrastive":
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                figures["umbert_contrastive_bf16_outfits_per_s"] = args.batch_size / timed_steps(umbert_step, args.steps)
+                figures["umbert_contrastive_bf16_outfits_per_s"] = args.batch_size / timed_steps(
+                    umbert_step, args.steps
+                )
     figures["bare_encoder_outfits_per_s"] = args.batch_size / timed_steps(bare_step, args.steps)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         figures["bare_encoder_bf16_outfits_per_s"] = args.batch_size / timed_steps(bare_step, args.steps)
-    figures["umbert_vs_bare_slowdown"] = figures["bare_encoder_outfits_per_s"] / figures["umbert_contrastive_outfits_per_s"]
+    figures["umbert_vs_bare_slowdown"] = (
+        figures["bare_encoder_outfits_per_s"] / figures["umbert_contrastive_outfits_per_s"]
+    )
     print(
         f"fine-tuning step: {args.batch_size} outfits x {slots} masked copies, hidden {args.hidden_size}, "
         f"{args.num_hidden_layers} layers, {args.num_attention_heads} heads, {torch.get_num_threads()} threads"

@@ -6,8 +6,12 @@ Importing the package registers every model with `AutoConfig` and `AutoModel`, a
 
 from transformers import AutoConfig, AutoModel
 
+from .configuration_fashion_resnet import FashionResNetConfig
+from .configuration_ssim_autoencoder import SsimAutoEncoderConfig
 from .configuration_umbert import UmBertConfig, WumBertConfig
 from .masking import expand_fill_in_the_blank, mask_slots
+from .modeling_fashion_resnet import FashionResNetModel
+from .modeling_ssim_autoencoder import SsimAutoEncoderModel
 from .modeling_umbert import UmBertModel, UmBertOutput, WumBertModel
 from .retrieval import top_k
 
@@ -16,6 +20,8 @@ __version__ = "0.1.0"
 _REGISTERED_MODELS = [
     (UmBertConfig, UmBertModel),
     (WumBertConfig, WumBertModel),
+    (FashionResNetConfig, FashionResNetModel),
+    (SsimAutoEncoderConfig, SsimAutoEncoderModel),
 ]
 
 
@@ -30,6 +36,10 @@ def _register_auto_classes() -> None:
 _register_auto_classes()
 
 __all__ = [
+    "FashionResNetConfig",
+    "FashionResNetModel",
+    "SsimAutoEncoderConfig",
+    "SsimAutoEncoderModel",
     "UmBertConfig",
     "UmBertModel",
     "UmBertOutput",

@@ -1,0 +1,161 @@
+"""Tests of the WumBERT-style outfit augmentation: nearest same-category swaps, duplicates, the written dataset
+folder (`outfits_augmented` config) and the bad inputs."""
+
+import os
+
+import datasets
+import pytest
+import torch
+
+from umbert_hf.augment import (
+    CONFIG_NAME,
+    augment_outfits,
+    main,
+    nearest_same_category,
+    write_augmented_dataset,
+)
+from umbert_hf.embeddings import EmbeddingsTable, write_embeddings_table
+
+
+def line_table(extra_items: dict[str, tuple[str, float]] | None = None) -> EmbeddingsTable:
+    """Items on a line (1-d embeddings), so the nearest neighbours are obvious.
+
+    shoes: s0..s5 at 0, 1, 2, 3, 4, 10; tops: t0..t3 at 0, 1, 2, 3 (shifted far away so categories never mix).
+    """
+    items = {f"s{index}": ("shoes", float(position)) for index, position in enumerate([0, 1, 2, 3, 4, 10])}
+    items |= {f"t{index}": ("tops", 100.0 + index) for index in range(4)}
+    items |= extra_items or {}
+    ids = list(items)
+    return EmbeddingsTable(ids, [items[item][0] for item in ids], torch.tensor([[items[item][1], 0.0] for item in ids]))
+
+
+def outfits(rows: list[tuple[str, str, str]]) -> datasets.Dataset:
+    return datasets.Dataset.from_dict(
+        {"outfit_id": [row[0] for row in rows], "shoes": [row[1] for row in rows], "tops": [row[2] for row in rows]}
+    )
+
+
+def test_neighbours_are_nearest_first_same_category_and_exclude_the_item():
+    neighbours = nearest_same_category(line_table(), ["s0", "s2", "s5"], "shoes", k=2)
+    assert neighbours["s0"] == ["s1", "s2"] and neighbours["s5"] == ["s4", "s3"]
+    assert set(neighbours["s2"]) == {"s1", "s3"}  # a tie, in either order
+    # A pool restricts the candidates; a category smaller than k gives shorter lists.
+    assert nearest_same_category(line_table(), ["s0"], "shoes", k=3, pool=["s0", "s4", "t1"]) == {"s0": ["s4"]}
+
+
+def test_each_outfit_is_followed_by_its_one_slot_swaps():
+    augmented, summary = augment_outfits(outfits([("o1", "s0", "t0")]), line_table(), k=2, neighbours="catalogue")
+    rows = augmented.to_list()
+    assert rows[0] == {"outfit_id": "o1", "shoes": "s0", "tops": "t0", "source_outfit_id": "o1", "swapped_slot": ""}
+    assert [(row["outfit_id"], row["shoes"], row["tops"]) for row in rows[1:]] == [
+        ("o1-aug-shoes-1", "s1", "t0"),
+        ("o1-aug-shoes-2", "s2", "t0"),
+        ("o1-aug-tops-1", "s0", "t1"),
+        ("o1-aug-tops-2", "s0", "t2"),
+    ]
+    assert all(row["source_outfit_id"] == "o1" for row in rows)
+    assert summary.num_original_outfits == 1 and summary.num_augmented_outfits == 4 and summary.num_outfits == 5
+
+
+def test_copies_equal_to_existing_outfits_are_skipped():
+    # o2 is o1 with the nearest shoe: o1's first shoe swap would duplicate it (and o2's would duplicate o1).
+    data = outfits([("o1", "s0", "t0"), ("o2", "s1", "t0")])
+    augmented, summary = augment_outfits(data, line_table(), k=2, neighbours="catalogue")
+    keys = [(row["shoes"], row["tops"]) for row in augmented.to_list()]
+    assert len(keys) == len(set(keys))
+    assert summary.num_duplicates_skipped >= 2
+    assert ("s1", "t0") in keys and keys.count(("s0", "t0")) == 1
+
+
+def test_train_pool_never_brings_in_items_outside_the_training_outfits():
+    data = outfits([("o1", "s0", "t0"), ("o2", "s3", "t3")])
+    augmented, _ = augment_outfits(data, line_table(), k=3, neighbours="train")
+    used = {row["shoes"] for row in augmented.to_list()} | {row["tops"] for row in augmented.to_list()}
+    assert used == {"s0", "s3", "t0", "t3"}
+    catalogue, _ = augment_outfits(data, line_table(), k=3, neighbours="catalogue")
+    assert len(catalogue) > len(augmented)
+
+
+def test_bad_inputs_are_rejected():
+    table = line_table()
+    with pytest.raises(ValueError, match=r"not in the embeddings table, e.g. \['x9'\]"):
+        augment_outfits(outfits([("o1", "x9", "t0")]), table)
+    with pytest.raises(ValueError, match="slot 'shoes' have another category.*'t1' is 'tops'"):
+        augment_outfits(outfits([("o1", "t1", "t0")]), table)
+    with pytest.raises(ValueError, match="`k` must be at least 1"):
+        augment_outfits(outfits([("o1", "s0", "t0")]), table, k=0)
+    with pytest.raises(ValueError, match="`neighbours`"):
+        augment_outfits(outfits([("o1", "s0", "t0")]), table, neighbours="everything")
+    with pytest.raises(ValueError, match="outfit_id"):
+        augment_outfits(datasets.Dataset.from_dict({"shoes": ["s0"]}), table)
+
+
+@pytest.fixture(scope="module")
+def built_dataset(tmp_path_factory):
+    from dataset_builder import build_dataset, synthesize_polyvore
+
+    root = tmp_path_factory.mktemp("augment_data")
+    synthesize_polyvore(root / "raw", num_items=120, num_outfits=60, image_size=16, seed=1, with_images=False)
+    build_dataset(root / "raw", root / "source", with_images=False)
+    catalogue = datasets.load_dataset(str(root / "source"), "catalogue", cache_dir=str(root / "cache"))["train"]
+    generator = torch.Generator().manual_seed(0)
+    embeddings = torch.randn(len(catalogue), 4, generator=generator)
+    write_embeddings_table(root / "emb.parquet", catalogue["item_id"], catalogue["category"], embeddings)
+    return root
+
+
+def test_cli_writes_a_loadable_outfits_augmented_config_and_leaves_the_source_untouched(built_dataset, tmp_path):
+    source, cache = built_dataset / "source", str(tmp_path / "cache")
+    readme_before = (source / "README.md").read_text()
+    output = tmp_path / "augmented"
+    argv = ["--dataset", str(source), "--embeddings", str(built_dataset / "emb.parquet"), "--k", "3"]
+    assert main([*argv, "--output_dir", str(output)]) == 0
+
+    train = datasets.load_dataset(str(source), "outfits", cache_dir=cache)["train"]
+    augmented = datasets.load_dataset(str(output), CONFIG_NAME, cache_dir=cache)["train"]
+    assert augmented.column_names == ["outfit_id", *slot_names(train), "source_outfit_id", "swapped_slot"]
+    originals = augmented.filter(lambda row: row["swapped_slot"] == "")
+    assert originals["outfit_id"] == train["outfit_id"]  # every training outfit, in order
+    assert len(augmented) > len(train)
+    catalogue = datasets.load_dataset(str(output), "catalogue", cache_dir=cache)["train"]
+    category = dict(zip(catalogue["item_id"], catalogue["category"]))
+    by_id = {row["outfit_id"]: row for row in train}
+    for row in augmented.select(range(len(augmented) - 20, len(augmented))):
+        if row["swapped_slot"]:
+            source_row = by_id[row["source_outfit_id"]]
+            changed = [slot for slot in slot_names(train) if row[slot] != source_row[slot]]
+            assert changed == [row["swapped_slot"]] and category[row[changed[0]]] == changed[0]
+    # The other configs are still there, and the source folder was not modified (the copy is hard links).
+    assert datasets.load_dataset(str(output), "outfits", cache_dir=cache)["test"].num_rows > 0
+    assert (source / "README.md").read_text() == readme_before
+    assert not (source / CONFIG_NAME).exists()
+    assert "outfits_augmented" in (output / "README.md").read_text()
+
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        main([*argv, "--output_dir", str(output)])
+    assert main([*argv, "--output_dir", str(output), "--overwrite", "--k", "1"]) == 0
+
+
+def test_augmenting_in_place_adds_the_config_once(built_dataset, tmp_path):
+    import shutil
+
+    folder = tmp_path / "in_place"
+    shutil.copytree(built_dataset / "source", folder)
+    table_path = str(built_dataset / "emb.parquet")
+    for k in ("2", "1"):
+        assert main(["--dataset", str(folder), "--embeddings", table_path, "--k", k, "--output_dir", str(folder)]) == 0
+    readme = (folder / "README.md").read_text()
+    assert readme.count(f"config_name: {CONFIG_NAME}") == 1
+    assert readme.count("<!-- outfits_augmented:begin -->") == 1
+    assert sorted(os.listdir(folder / CONFIG_NAME)) == ["train-00000-of-00001.parquet"]
+
+
+def test_missing_readme_is_reported(tmp_path):
+    augmented, summary = augment_outfits(outfits([("o1", "s0", "t0")]), line_table(), k=1)
+    (tmp_path / "not_a_dataset").mkdir()
+    with pytest.raises(FileNotFoundError, match="README.md"):
+        write_augmented_dataset(tmp_path / "not_a_dataset", tmp_path / "out", augmented, summary)
+
+
+def slot_names(dataset: datasets.Dataset) -> list[str]:
+    return [name for name in dataset.column_names if name != "outfit_id"]

@@ -1,0 +1,347 @@
+"""Outfit augmentation as in the original WumBERT data: copies of each training outfit with one item swapped for
+one of its nearest same-category neighbours in embedding space.
+
+The result is written as a dataset folder holding everything the input folder holds (hard links where possible)
+plus a config `outfits_augmented` with one `train` split: the original training outfits, each followed by its new
+copies. Training scripts read it with `datasets.load_dataset(OUT, "outfits_augmented")["train"]`.
+
+    python -m umbert_hf.augment --dataset DIR --embeddings FILE --k 5 --output_dir OUT
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import datasets
+import pyarrow.parquet as pq
+import torch
+from huggingface_hub import DatasetCard
+from transformers.utils import logging
+
+from .embeddings import EmbeddingsTable, read_embeddings_table
+from .retrieval import top_k
+
+logger = logging.get_logger(__name__)
+
+CONFIG_NAME = "outfits_augmented"
+NEIGHBOUR_POOLS = ("train", "catalogue")
+DATA_FILE = f"{CONFIG_NAME}/train-00000-of-00001.parquet"
+_CARD_BEGIN = "<!-- outfits_augmented:begin -->"
+_CARD_END = "<!-- outfits_augmented:end -->"
+
+
+@dataclass
+class AugmentationSummary:
+    """Counts of one augmentation run (also written into the dataset card)."""
+
+    k: int
+    distance: str
+    neighbours: str
+    embeddings: str | None
+    num_original_outfits: int
+    num_augmented_outfits: int
+    num_duplicates_skipped: int
+    num_short_neighbour_lists: int
+
+    @property
+    def num_outfits(self) -> int:
+        return self.num_original_outfits + self.num_augmented_outfits
+
+
+def slot_columns(outfits: datasets.Dataset) -> list[str]:
+    """The slot columns of an `outfits` split: every column but `outfit_id` (and augmentation bookkeeping)."""
+    if "outfit_id" not in outfits.column_names:
+        raise ValueError(f"The outfits have no `outfit_id` column (found {outfits.column_names}).")
+    return [name for name in outfits.column_names if name not in ("outfit_id", "source_outfit_id", "swapped_slot")]
+
+
+def nearest_same_category(
+    table: EmbeddingsTable,
+    query_items: Sequence[str],
+    category: str,
+    k: int,
+    distance: str = "euclidean",
+    pool: Sequence[str] | None = None,
+) -> dict[str, list[str]]:
+    """The `k` nearest items of the same category for each query item, nearest first, the item itself excluded.
+
+    Args:
+        pool: candidate item ids (default: every item of `category` in the table); only those of `category` count.
+    """
+    category_rows = table.category_rows().get(category)
+    if category_rows is None:
+        raise ValueError(f"No item of category {category!r} in the embeddings table.")
+    if pool is not None:
+        pool_rows = set(table.rows(list(pool)).tolist())
+        category_rows = torch.tensor([row for row in category_rows.tolist() if row in pool_rows], dtype=torch.long)
+    if len(category_rows) == 0 or not query_items:
+        return {item_id: [] for item_id in query_items}
+    query_rows = table.rows(list(query_items))
+    # One extra neighbour, because a query usually finds itself first (ties may put it later; it is dropped anyway).
+    _, indices = top_k(table.embeddings[query_rows], table.embeddings[category_rows], k + 1, distance=distance)
+    candidate_ids = [table.item_ids[row] for row in category_rows.tolist()]
+    neighbours = {}
+    for item_id, row_indices in zip(query_items, indices.tolist()):
+        found = [candidate_ids[index] for index in row_indices if candidate_ids[index] != item_id]
+        neighbours[item_id] = found[:k]
+    return neighbours
+
+
+def augment_outfits(
+    outfits: datasets.Dataset,
+    table: EmbeddingsTable,
+    k: int = 5,
+    distance: str = "euclidean",
+    neighbours: str = "train",
+    embeddings_name: str | None = None,
+) -> tuple[datasets.Dataset, AugmentationSummary]:
+    """Each training outfit followed by its copies with one slot's item swapped for one of its `k` nearest
+    same-category neighbours; copies equal to an outfit already present are skipped.
+
+    Args:
+        outfits: the `outfits` config's `train` split (columns `outfit_id` + one per slot).
+        table: item embeddings; every item of `outfits` must be in it, with its slot as category.
+        k: neighbours per item.
+        distance: `"euclidean"` or `"cosine"`.
+        neighbours: `"train"` draws replacements only from items of the training outfits (no validation/test item
+            leaks into training), `"catalogue"` from every item of the table (the original WumBERT data).
+
+    Returns:
+        `(augmented, summary)`; `augmented` has the columns of `outfits` plus `source_outfit_id` and `swapped_slot`
+        (`""` for the original outfits). New outfit ids are `<outfit_id>-aug-<slot>-<rank>`.
+    """
+    if k < 1:
+        raise ValueError(f"`k` must be at least 1, got {k}.")
+    if neighbours not in NEIGHBOUR_POOLS:
+        raise ValueError(f"`neighbours` must be one of {NEIGHBOUR_POOLS}, got {neighbours!r}.")
+    slots = slot_columns(outfits)
+    columns = {name: [str(value) for value in outfits[name]] for name in ["outfit_id", *slots]}
+    _check_items(table, columns, slots)
+
+    neighbour_lists = {}
+    for slot in slots:
+        used = list(dict.fromkeys(columns[slot]))  # unique, first-seen order
+        pool = used if neighbours == "train" else None
+        neighbour_lists[slot] = nearest_same_category(table, used, slot, k, distance=distance, pool=pool)
+
+    rows = {name: [] for name in ["outfit_id", *slots, "source_outfit_id", "swapped_slot"]}
+    seen = {tuple(columns[slot][index] for slot in slots) for index in range(len(outfits))}
+    duplicates = short_lists = added = 0
+
+    def append(outfit_id: str, items: list[str], source: str, swapped: str) -> None:
+        rows["outfit_id"].append(outfit_id)
+        for slot, item_id in zip(slots, items):
+            rows[slot].append(item_id)
+        rows["source_outfit_id"].append(source)
+        rows["swapped_slot"].append(swapped)
+
+    for index in range(len(outfits)):
+        outfit_id = columns["outfit_id"][index]
+        items = [columns[slot][index] for slot in slots]
+        append(outfit_id, items, outfit_id, "")
+        for position, slot in enumerate(slots):
+            replacements = neighbour_lists[slot][items[position]]
+            short_lists += len(replacements) < k
+            for rank, replacement in enumerate(replacements, start=1):
+                new_items = items.copy()
+                new_items[position] = replacement
+                key = tuple(new_items)
+                if key in seen or replacement in items:
+                    duplicates += 1
+                    continue
+                seen.add(key)
+                append(f"{outfit_id}-aug-{slot}-{rank}", new_items, outfit_id, slot)
+                added += 1
+
+    features = datasets.Features({name: datasets.Value("string") for name in rows})
+    summary = AugmentationSummary(
+        k=k,
+        distance=distance,
+        neighbours=neighbours,
+        embeddings=embeddings_name,
+        num_original_outfits=len(outfits),
+        num_augmented_outfits=added,
+        num_duplicates_skipped=duplicates,
+        num_short_neighbour_lists=short_lists,
+    )
+    return datasets.Dataset.from_dict(rows, features=features), summary
+
+
+def _check_items(table: EmbeddingsTable, columns: dict[str, list[str]], slots: list[str]) -> None:
+    index = table.index
+    for slot in slots:
+        missing = sorted({item_id for item_id in columns[slot] if item_id not in index})
+        if missing:
+            raise ValueError(
+                f"{len(missing)} item(s) of slot {slot!r} are not in the embeddings table, e.g. {missing[:5]}; "
+                "compute the embeddings for the whole catalogue of this dataset."
+            )
+        wrong = sorted({item_id for item_id in columns[slot] if table.categories[index[item_id]] != slot})
+        if wrong:
+            found = table.categories[index[wrong[0]]]
+            raise ValueError(
+                f"{len(wrong)} item(s) of slot {slot!r} have another category in the embeddings table, e.g. "
+                f"{wrong[0]!r} is {found!r}."
+            )
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
+def _write_atomically(path: str, write) -> None:
+    """`write(temporary_path)`, then rename over `path` (a hard-linked original is replaced, never modified)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.tmp-{os.getpid()}"
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def _card_section(summary: AugmentationSummary) -> str:
+    return "\n".join(
+        [
+            _CARD_BEGIN,
+            "## Config `outfits_augmented`",
+            "",
+            "The training outfits of `outfits`, each followed by copies in which one slot's item is replaced by one "
+            f"of its {summary.k} nearest same-category neighbours ({summary.distance} distance over the item "
+            f"embeddings `{summary.embeddings}`, neighbours drawn from the {summary.neighbours} items); copies equal "
+            "to an outfit already present are skipped. Columns `source_outfit_id` and `swapped_slot` say where each "
+            "copy comes from.",
+            "",
+            f"- original outfits: {summary.num_original_outfits}",
+            f"- added copies: {summary.num_augmented_outfits}",
+            f"- duplicates skipped: {summary.num_duplicates_skipped}",
+            _CARD_END,
+        ]
+    )
+
+
+def write_augmented_dataset(
+    dataset_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    augmented: datasets.Dataset,
+    summary: AugmentationSummary,
+    overwrite: bool = False,
+) -> str:
+    """Write `output_dir` = the dataset folder (hard links or copies) + the `outfits_augmented` config.
+
+    `output_dir` may be `dataset_dir` itself (the config is then added in place).
+    """
+    dataset_dir, output_dir = os.path.abspath(dataset_dir), os.path.abspath(output_dir)
+    readme = os.path.join(dataset_dir, "README.md")
+    if not os.path.isfile(readme):
+        raise FileNotFoundError(f"{dataset_dir} has no README.md with the dataset configs; is it a built dataset?")
+    if output_dir != dataset_dir:
+        if os.path.exists(output_dir) and os.listdir(output_dir):
+            if not overwrite:
+                raise FileExistsError(f"{output_dir} exists and is not empty; pass --overwrite to replace it.")
+            shutil.rmtree(output_dir)
+        shutil.copytree(
+            dataset_dir,
+            output_dir,
+            copy_function=_link_or_copy,
+            ignore=shutil.ignore_patterns(CONFIG_NAME, ".cache"),
+            dirs_exist_ok=True,
+        )
+
+    table = augmented.data.table.replace_schema_metadata(
+        {**(augmented.data.table.schema.metadata or {}), b"umbert_hf": json.dumps(asdict(summary)).encode()}
+    )
+    shutil.rmtree(os.path.join(output_dir, CONFIG_NAME), ignore_errors=True)
+    _write_atomically(os.path.join(output_dir, DATA_FILE), lambda path: pq.write_table(table, path))
+
+    card = DatasetCard(open(os.path.join(output_dir, "README.md"), encoding="utf-8").read())
+    configs = [config for config in (card.data.to_dict().get("configs") or []) if config["config_name"] != CONFIG_NAME]
+    configs.append(
+        {"config_name": CONFIG_NAME, "data_files": [{"split": "train", "path": f"{CONFIG_NAME}/train-*.parquet"}]}
+    )
+    card.data["configs"] = configs
+    text = card.text
+    if _CARD_BEGIN in text and _CARD_END in text:
+        text = text[: text.index(_CARD_BEGIN)].rstrip() + text[text.index(_CARD_END) + len(_CARD_END) :]
+    card.text = text.rstrip() + "\n\n" + _card_section(summary) + "\n"
+    content = str(card)
+
+    def write_card(path: str) -> None:
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(content)
+
+    _write_atomically(os.path.join(output_dir, "README.md"), write_card)
+    return output_dir
+
+
+def augment_dataset(
+    dataset_dir: str | os.PathLike,
+    embeddings: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    k: int = 5,
+    distance: str = "euclidean",
+    neighbours: str = "train",
+    overwrite: bool = False,
+    cache_dir: str | None = None,
+) -> AugmentationSummary:
+    """Read the dataset's training outfits and the embeddings table, augment, and write the output folder."""
+    table = read_embeddings_table(embeddings)
+    outfits = datasets.load_dataset(os.fspath(dataset_dir), "outfits", cache_dir=cache_dir)["train"]
+    augmented, summary = augment_outfits(
+        outfits, table, k=k, distance=distance, neighbours=neighbours, embeddings_name=os.path.basename(embeddings)
+    )
+    write_augmented_dataset(dataset_dir, output_dir, augmented, summary, overwrite=overwrite)
+    return summary
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, help="Built dataset folder (with the `outfits` config).")
+    parser.add_argument("--embeddings", required=True, help="Embeddings table (parquet file or folder).")
+    parser.add_argument("--output_dir", required=True, help="Output dataset folder (may be --dataset itself).")
+    parser.add_argument("--k", type=int, default=5, help="Nearest neighbours per item (default 5).")
+    parser.add_argument("--distance", choices=("euclidean", "cosine"), default="euclidean")
+    parser.add_argument(
+        "--neighbours",
+        choices=NEIGHBOUR_POOLS,
+        default="train",
+        help="Draw replacements from the training outfits' items (default, no leakage of evaluation items) or "
+        "from the whole catalogue (the original WumBERT data).",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty --output_dir.")
+    args = parser.parse_args(argv)
+    if args.k < 1:
+        parser.error(f"--k must be at least 1, got {args.k}.")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.set_verbosity_info()
+    summary = augment_dataset(
+        args.dataset,
+        args.embeddings,
+        args.output_dir,
+        k=args.k,
+        distance=args.distance,
+        neighbours=args.neighbours,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"{summary.num_original_outfits} training outfits + {summary.num_augmented_outfits} copies "
+        f"({summary.num_duplicates_skipped} duplicates skipped) -> {os.path.abspath(args.output_dir)} "
+        f"config '{CONFIG_NAME}'"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

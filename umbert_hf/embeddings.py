@@ -1,0 +1,279 @@
+"""The item embeddings table: one row per catalogue item (`item_id`, `category`, `embedding`), stored as parquet.
+
+The table is what `compute_embeddings.py` writes and what pretraining, fine-tuning, evaluation and augmentation
+read; users may bring their own (e.g. CLIP embeddings) as long as it has the three columns. Parquet schema metadata
+under the key `umbert_hf` holds a JSON dict describing how the embeddings were made (encoders and preprocessing).
+"""
+
+import glob
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+METADATA_KEY = b"umbert_hf"
+REQUIRED_COLUMNS = ("item_id", "category", "embedding")
+
+
+@dataclass(eq=False)
+class EmbeddingsTable:
+    r"""
+    An embeddings table in memory.
+
+    Args:
+        item_ids: item ids (strings), unique, in table order.
+        categories: slot category of each item.
+        embeddings: `(num_items, dim)` float32 tensor, row i for `item_ids[i]`.
+        metadata: how the embeddings were made (see `compute_embeddings.py`); `{}` when unknown.
+    """
+
+    item_ids: list[str]
+    categories: list[str]
+    embeddings: torch.FloatTensor
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.embeddings.dim() != 2:
+            raise ValueError(f"`embeddings` must be 2-D (items, dim), got shape {tuple(self.embeddings.shape)}.")
+        if not len(self.item_ids) == len(self.categories) == self.embeddings.shape[0]:
+            raise ValueError(
+                f"Lengths differ: {len(self.item_ids)} item ids, {len(self.categories)} categories, "
+                f"{self.embeddings.shape[0]} embeddings."
+            )
+        self._index: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.embeddings.shape[1]
+
+    @property
+    def index(self) -> dict[str, int]:
+        """`item_id -> row`."""
+        if self._index is None:
+            self._index = {item_id: row for row, item_id in enumerate(self.item_ids)}
+        return self._index
+
+    def rows(self, item_ids: Sequence[str]) -> torch.LongTensor:
+        """Row of each item id; `KeyError` naming the first unknown ones."""
+        index = self.index
+        missing = [item_id for item_id in item_ids if item_id not in index]
+        if missing:
+            raise KeyError(f"{len(missing)} item id(s) not in the embeddings table, e.g. {missing[:5]}.")
+        return torch.tensor([index[item_id] for item_id in item_ids], dtype=torch.long)
+
+    def category_rows(self) -> dict[str, torch.LongTensor]:
+        """Rows of the items of each category, in table order."""
+        rows: dict[str, list[int]] = {}
+        for row, category in enumerate(self.categories):
+            rows.setdefault(category, []).append(row)
+        return {category: torch.tensor(indices, dtype=torch.long) for category, indices in rows.items()}
+
+    def save(self, path: str | os.PathLike) -> str:
+        return write_embeddings_table(path, self.item_ids, self.categories, self.embeddings, self.metadata)
+
+
+def write_embeddings_table(
+    path: str | os.PathLike,
+    item_ids: Sequence[str],
+    categories: Sequence[str],
+    embeddings: torch.Tensor | np.ndarray,
+    metadata: dict | None = None,
+) -> str:
+    """Write the table as one parquet file, atomically (a temporary file renamed over `path`).
+
+    `metadata` must be JSON-serialisable; it is stored in the parquet schema metadata under `umbert_hf`.
+    Returns the path written.
+    """
+    path = os.fspath(path)
+    embeddings = embeddings.detach().cpu().numpy() if isinstance(embeddings, torch.Tensor) else np.asarray(embeddings)
+    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+    # Validate through the same checks as a table in memory.
+    table = EmbeddingsTable(list(item_ids), list(categories), torch.from_numpy(embeddings), dict(metadata or {}))
+    _check_values(path, table.item_ids, table.categories, embeddings)
+
+    dim = embeddings.shape[1]
+    embedding_column = pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1), pa.float32()), dim)
+    schema_metadata = {METADATA_KEY: json.dumps(table.metadata, sort_keys=True).encode()}
+    arrow_table = pa.table(
+        {
+            "item_id": pa.array(table.item_ids, pa.string()),
+            "category": pa.array(table.categories, pa.string()),
+            "embedding": embedding_column,
+        }
+    ).replace_schema_metadata(schema_metadata)
+
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(arrow_table, temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
+
+
+def read_embeddings_table(path: str | os.PathLike) -> EmbeddingsTable:
+    """Read and validate an embeddings table.
+
+    Args:
+        path: a parquet file, a folder of parquet files (e.g. a Hub dataset repo, read in sorted file order), or a
+            folder written by `datasets.Dataset.save_to_disk`.
+
+    Raises:
+        FileNotFoundError: nothing at `path`.
+        ValueError: a missing or malformed column, duplicated ids, or non-finite values; the message names the file
+            and the column.
+    """
+    path = os.fspath(path)
+    arrow_table, metadata = _read_arrow(path)
+    missing = [name for name in REQUIRED_COLUMNS if name not in arrow_table.column_names]
+    if missing:
+        raise ValueError(
+            f"{path}: missing column(s) {missing}; an embeddings table needs {list(REQUIRED_COLUMNS)} "
+            f"(found {arrow_table.column_names})."
+        )
+    if arrow_table.num_rows == 0:
+        raise ValueError(f"{path}: the embeddings table is empty.")
+    item_ids = _string_column(path, arrow_table, "item_id")
+    categories = _string_column(path, arrow_table, "category")
+    embeddings = _embedding_column(path, arrow_table, item_ids)
+    _check_values(path, item_ids, categories, embeddings)
+    return EmbeddingsTable(item_ids, categories, torch.from_numpy(embeddings), metadata)
+
+
+def _read_arrow(path: str) -> tuple[pa.Table, dict]:
+    if os.path.isfile(path):
+        return _read_parquet_files(path, [path])
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"No embeddings table at {path}.")
+    if os.path.isfile(os.path.join(path, "state.json")) or os.path.isfile(os.path.join(path, "dataset_dict.json")):
+        return _read_saved_dataset(path)
+    files = sorted(glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True))
+    if not files:
+        raise FileNotFoundError(f"{path} is a folder without parquet files or a saved `datasets` dataset.")
+    return _read_parquet_files(path, files)
+
+
+def _read_parquet_files(path: str, files: list[str]) -> tuple[pa.Table, dict]:
+    tables = []
+    for file in files:
+        try:
+            tables.append(pq.read_table(file))
+        except (pa.ArrowException, OSError) as error:
+            raise ValueError(f"{file}: not a readable parquet file ({error}).") from error
+    metadata = _decode_metadata(file=files[0], schema_metadata=tables[0].schema.metadata)
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    except pa.ArrowException as error:
+        raise ValueError(f"{path}: the parquet files have incompatible schemas ({error}).") from error
+    return table, metadata
+
+
+def _read_saved_dataset(path: str) -> tuple[pa.Table, dict]:
+    import datasets
+
+    dataset = datasets.load_from_disk(path)
+    if isinstance(dataset, datasets.DatasetDict):
+        if len(dataset) != 1 and "train" not in dataset:
+            raise ValueError(f"{path}: a dataset with splits {list(dataset)}; expected one split or 'train'.")
+        dataset = dataset["train"] if "train" in dataset else next(iter(dataset.values()))
+    table = dataset.flatten_indices().data.table if dataset._indices is not None else dataset.data.table
+    metadata = _decode_metadata(path, table.schema.metadata)
+    if not metadata and dataset.info.description:
+        try:
+            metadata = json.loads(dataset.info.description)
+        except json.JSONDecodeError:
+            metadata = {}
+    return table, metadata if isinstance(metadata, dict) else {}
+
+
+def _decode_metadata(file: str, schema_metadata: dict | None) -> dict:
+    raw = (schema_metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        return {}
+    try:
+        metadata = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{file}: the `umbert_hf` parquet metadata is not valid JSON ({error}).") from error
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _string_column(path: str, table: pa.Table, name: str) -> list[str]:
+    column = table.column(name)
+    if column.null_count:
+        raise ValueError(f"{path}: column '{name}' has {column.null_count} null value(s).")
+    if name == "item_id" and pa.types.is_integer(column.type):
+        logger.warning(f"{path}: column '{name}' holds integers; converting them to strings (ids are strings).")
+        return [str(value) for value in column.to_pylist()]
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise ValueError(f"{path}: column '{name}' must hold strings, got type {column.type}.")
+    return column.to_pylist()
+
+
+def _embedding_column(path: str, table: pa.Table, item_ids: list[str]) -> np.ndarray:
+    column = table.column("embedding").combine_chunks()
+    list_type = column.type
+    if not (pa.types.is_list(list_type) or pa.types.is_large_list(list_type) or pa.types.is_fixed_size_list(list_type)):
+        raise ValueError(f"{path}: column 'embedding' must hold lists of floats, got type {list_type}.")
+    if not (pa.types.is_floating(list_type.value_type) or pa.types.is_integer(list_type.value_type)):
+        raise ValueError(f"{path}: column 'embedding' must hold lists of floats, got type {list_type}.")
+    if column.null_count:
+        row = column.is_null().to_pylist().index(True)
+        raise ValueError(f"{path}: column 'embedding' is null for item {item_ids[row]!r} (row {row}).")
+    if pa.types.is_fixed_size_list(list_type):
+        dim = list_type.list_size
+    else:
+        lengths = column.value_lengths().to_numpy(zero_copy_only=False)
+        dim = int(lengths[0])
+        uneven = np.flatnonzero(lengths != dim)
+        if len(uneven):
+            row = int(uneven[0])
+            raise ValueError(
+                f"{path}: column 'embedding' must have a fixed length; item {item_ids[row]!r} (row {row}) has "
+                f"{int(lengths[row])} values, the first row {dim}."
+            )
+    values = column.flatten()
+    if values.null_count:
+        raise ValueError(f"{path}: column 'embedding' contains null values inside the lists.")
+    if dim == 0:
+        raise ValueError(f"{path}: column 'embedding' holds empty lists.")
+    # A writable copy: arrow buffers are read-only and torch tensors must be writable.
+    return np.array(values.to_numpy(zero_copy_only=False).reshape(len(item_ids), dim), dtype=np.float32)
+
+
+def _check_values(path: str, item_ids: list[str], categories: list[str], embeddings: np.ndarray) -> None:
+    if len(item_ids) == 0:
+        raise ValueError(f"{path}: the embeddings table is empty.")
+    if embeddings.ndim != 2 or embeddings.shape[1] == 0:
+        raise ValueError(f"{path}: column 'embedding' must be (items, dim) with dim > 0, got {embeddings.shape}.")
+    if not all(isinstance(item_id, str) and item_id for item_id in item_ids):
+        raise ValueError(f"{path}: column 'item_id' must hold non-empty strings.")
+    if not all(isinstance(category, str) and category for category in categories):
+        raise ValueError(f"{path}: column 'category' must hold non-empty strings.")
+    if len(set(item_ids)) != len(item_ids):
+        seen, duplicates = set(), []
+        for item_id in item_ids:
+            if item_id in seen:
+                duplicates.append(item_id)
+            seen.add(item_id)
+        raise ValueError(f"{path}: column 'item_id' has duplicates, e.g. {duplicates[:5]}.")
+    finite = np.isfinite(embeddings).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{path}: column 'embedding' has NaN or infinite values, e.g. item {item_ids[row]!r}.")
+
+
+__all__ = ["EmbeddingsTable", "METADATA_KEY", "read_embeddings_table", "write_embeddings_table"]
