@@ -252,14 +252,7 @@ def train_image_encoder(args: argparse.Namespace) -> dict:
     """Train, evaluate against chance, save (model, card, metrics, curves) and push; returns `metrics.json`."""
     from .extraction import default_num_workers, load_catalogue
     from .modelcard import make_model_card
-    from .training import (
-        check_training_args,
-        create_optimizer_and_scheduler,
-        finish_run,
-        fit,
-        make_accelerator,
-        make_dataloader,
-    )
+    from .training import check_training_args, finish_run, fit, make_accelerator, make_dataloader, prepare_for_training
 
     check_training_args(args)
     encoder_type = normalize_encoder_type(args.encoder)
@@ -287,14 +280,8 @@ def train_image_encoder(args: argparse.Namespace) -> dict:
     validation_dataloader = torch.utils.data.DataLoader(
         validation_set, batch_size=args.per_device_eval_batch_size, shuffle=False, num_workers=num_workers
     )
-    steps_per_process = math.ceil(len(train_dataloader) / accelerator.num_processes)
-    num_training_steps = args.num_train_epochs * math.ceil(steps_per_process / args.gradient_accumulation_steps)
-    # The prepared scheduler steps once per process at every optimizer step.
-    optimizer, lr_scheduler = create_optimizer_and_scheduler(
-        model, args, num_training_steps * accelerator.num_processes
-    )
-    model, optimizer, train_dataloader, validation_dataloader, lr_scheduler = accelerator.prepare(
-        model, optimizer, train_dataloader, validation_dataloader, lr_scheduler
+    model, optimizer, train_dataloader, lr_scheduler, validation_dataloader = prepare_for_training(
+        accelerator, model, train_dataloader, args, validation_dataloader
     )
     metric_name, greater_is_better = MONITORED_METRIC[encoder_type]
     logger.info(

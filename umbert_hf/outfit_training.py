@@ -6,7 +6,6 @@ rows up in its fixed catalogue embeddings, WumBERT takes them as `input_ids` int
 
 import argparse
 import logging
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -350,10 +349,6 @@ def metric_direction(metric_name: str) -> bool:
     return "loss" not in metric_name
 
 
-def updates_per_epoch(num_batches: int, gradient_accumulation_steps: int) -> int:
-    return math.ceil(num_batches / gradient_accumulation_steps)
-
-
 __all__ = [
     "OBJECTIVES",
     "OutfitData",
@@ -370,7 +365,6 @@ __all__ = [
     "prefixed",
     "read_catalogue",
     "training_step_for",
-    "updates_per_epoch",
 ]
 
 
@@ -400,14 +394,7 @@ def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, An
 
     from .modelcard import make_model_card
     from .outfit_data import RowsDataset
-    from .training import (
-        check_training_args,
-        create_optimizer_and_scheduler,
-        finish_run,
-        fit,
-        make_accelerator,
-        make_dataloader,
-    )
+    from .training import check_training_args, finish_run, fit, make_accelerator, make_dataloader, prepare_for_training
 
     check_training_args(args)
     accelerator = make_accelerator(args)
@@ -434,14 +421,7 @@ def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, An
         seed=args.seed,
         drop_last=True,
     )
-    steps_per_process = math.ceil(len(train_dataloader) / accelerator.num_processes)
-    num_training_steps = args.num_train_epochs * updates_per_epoch(steps_per_process, args.gradient_accumulation_steps)
-    optimizer, lr_scheduler = create_optimizer_and_scheduler(
-        model, args, num_training_steps * accelerator.num_processes
-    )
-    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
-        model, optimizer, train_dataloader, lr_scheduler
-    )
+    model, optimizer, train_dataloader, lr_scheduler = prepare_for_training(accelerator, model, train_dataloader, args)
     unwrapped = accelerator.unwrap_model(model)
     metric_name = args.metric_for_best_model or ("loss" if objective == "reconstruction" else "mrr")
     eval_batch = args.per_device_eval_batch_size

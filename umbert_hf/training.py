@@ -206,6 +206,25 @@ def create_optimizer_and_scheduler(
     return optimizer, scheduler
 
 
+def prepare_for_training(
+    accelerator: Accelerator, model: torch.nn.Module, train_dataloader: torch.utils.data.DataLoader, args, *others
+) -> tuple:
+    """Optimizer and schedule sized to this run's optimizer steps, then one `accelerator.prepare` of everything.
+
+    Returns `(model, optimizer, train_dataloader, lr_scheduler, *others)` prepared (e.g. an evaluation DataLoader).
+    """
+    steps_per_process = math.ceil(len(train_dataloader) / accelerator.num_processes)
+    num_training_steps = args.num_train_epochs * math.ceil(steps_per_process / args.gradient_accumulation_steps)
+    # The prepared scheduler steps once per process at every optimizer step.
+    optimizer, lr_scheduler = create_optimizer_and_scheduler(
+        model, args, num_training_steps * accelerator.num_processes
+    )
+    model, optimizer, train_dataloader, lr_scheduler, *others = accelerator.prepare(
+        model, optimizer, train_dataloader, lr_scheduler, *others
+    )
+    return (model, optimizer, train_dataloader, lr_scheduler, *others)
+
+
 @dataclass
 class TrainerState:
     """What `fit` needs beyond the Accelerate state to resume exactly where a run stopped."""
@@ -487,6 +506,7 @@ __all__ = [
     "make_accelerator",
     "make_dataloader",
     "plot_curves",
+    "prepare_for_training",
     "push_folder_to_hub",
     "write_json",
 ]
