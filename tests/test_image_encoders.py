@@ -302,9 +302,22 @@ def test_gdn_lower_bound_lets_gradients_push_parameters_back_up():
 def test_gdn_parameters_train_in_the_autoencoder():
     tester = SsimAutoEncoderModelTester()
     model = tester.model().train()
-    model(tester.pixel_values()).loss.backward()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    pixel_values = tester.pixel_values()
+    for _ in range(2):  # the output layer starts at zero: the first step only moves it
+        optimizer.zero_grad()
+        model(pixel_values).loss.backward()
+        optimizer.step()
     gdn = model.encoder.convolutions[1]
     assert isinstance(gdn, GDN) and gdn.gamma.grad is not None and gdn.beta.grad.abs().sum() > 0
+
+
+def test_autoencoder_starts_from_a_flat_reconstruction_with_healthy_inner_signals():
+    tester = SsimAutoEncoderModelTester()
+    model = tester.model()
+    outputs = model(tester.pixel_values())
+    torch.testing.assert_close(outputs.reconstruction, torch.full_like(outputs.reconstruction, 0.5))
+    assert outputs.embeddings.std() > 0.1  # not the vanishing signals that stall training
 
 
 # -------------------------------------------------------------------------------------------- Auto classes, Hub code

@@ -183,11 +183,15 @@ class SsimAutoEncoderPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        # Variance-preserving initialisation. With small initial signals the decoder starts out producing a flat
-        # grey image, Adam's normalised steps then grow every weight at once, the inverse GDN layers (quadratic for
-        # large inputs) blow the sigmoid's input up to saturation, and every gradient becomes exactly zero: the
-        # network dies within a few dozen steps (seen with both torch's default and the 0.02-normal initialisation).
-        if isinstance(module, nn.Linear):
+        # Variance-preserving initialisation, and a zero output layer. With small initial signals (torch's default or
+        # the 0.02-normal initialisation) the decoder starts out flat grey, Adam's normalised steps grow every weight
+        # at once, the inverse GDN layers (quadratic for large inputs) push the sigmoid into saturation and every
+        # gradient becomes exactly zero within a few dozen steps. With healthy signals but random output structure,
+        # the first steps instead shrink everything to remove that structure and training stalls on SSIM's flat-image
+        # plateau. Starting flat (zero output layer) with healthy inner signals avoids both.
+        if isinstance(module, nn.ConvTranspose2d) and module is self._output_layer():
+            init.zeros_(module.weight)
+        elif isinstance(module, nn.Linear):
             init.kaiming_normal_(module.weight, nonlinearity="relu")
             init.zeros_(module.bias)
         elif isinstance(module, nn.Conv2d):
@@ -200,6 +204,10 @@ class SsimAutoEncoderPreTrainedModel(PreTrainedModel):
         elif isinstance(module, GDN):
             init.copy_(module.beta, module.initial_beta())
             init.copy_(module.gamma, module.initial_gamma())
+
+    def _output_layer(self) -> nn.Module | None:
+        decoder = getattr(self, "decoder", None)
+        return decoder.deconvolutions[-1] if decoder is not None else None
 
 
 class SsimAutoEncoderModel(SsimAutoEncoderPreTrainedModel):
