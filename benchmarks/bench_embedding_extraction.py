@@ -43,7 +43,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--check", action="store_true", help=f"Exit 1 when extraction < {TARGET_RATIO:.0%} of bare.")
+    parser.add_argument(
+        "--check", action="store_true", help=f"Exit 1 when extraction < {round(TARGET_RATIO * 100)}%% of bare."
+    )
     return parser.parse_args()
 
 
