@@ -25,6 +25,9 @@ logger = logging.get_logger(__name__)
 
 # What each encoder's validation is judged on (the early-stopping metric) and in which direction.
 MONITORED_METRIC = {"fashion-resnet": ("val_accuracy", True), "ssim-autoencoder": ("val_ssim", True)}
+# Default learning rates (Adam/AdamW). The autoencoder's inverse GDN layers grow quadratically, and at 1e-3 a single
+# step can push the sigmoid into saturation, where every gradient is zero (the original trained at 1e-4).
+DEFAULT_LR = {"fashion-resnet": 1e-3, "ssim-autoencoder": 3e-4}
 
 
 @dataclass
@@ -254,8 +257,10 @@ def train_image_encoder(args: argparse.Namespace) -> dict:
     from .modelcard import make_model_card
     from .training import check_training_args, finish_run, fit, make_accelerator, make_dataloader, prepare_for_training
 
-    check_training_args(args)
     encoder_type = normalize_encoder_type(args.encoder)
+    if args.learning_rate is None:
+        args.learning_rate = DEFAULT_LR[encoder_type]
+    check_training_args(args)
     accelerator = make_accelerator(args)
     with accelerator.main_process_first():
         catalogue = load_catalogue(args.dataset)
@@ -342,6 +347,7 @@ def train_image_encoder(args: argparse.Namespace) -> dict:
 
 __all__ = [
     "CatalogueSplit",
+    "DEFAULT_LR",
     "MONITORED_METRIC",
     "add_image_encoder_args",
     "build_image_encoder",
