@@ -25,8 +25,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run_script(script: str, *args: str, launcher: list[str] | None = None, timeout: int = 600):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+def run_script(
+    script: str, *args: str, launcher: list[str] | None = None, timeout: int = 600, extra_env: dict | None = None
+):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(extra_env or {})}
     command = (launcher or [sys.executable]) + [str(SCRIPTS / script), *map(str, args)]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
@@ -207,24 +209,21 @@ def test_two_process_ddp_metrics_equal_single_process_evaluation(outfit_dataset,
         "--main_process_port",
         str(free_port()),
     ]
-    os.environ["ACCELERATE_USE_CPU"] = "1"
-    try:
-        run_script(
-            "pretrain.py",
-            "--dataset",
-            dataset,
-            "--embeddings",
-            embeddings,
-            "--output_dir",
-            output,
-            "--num_train_epochs",
-            "1",
-            *TINY_MODEL,
-            *FAST,
-            launcher=launcher,
-        )
-    finally:
-        del os.environ["ACCELERATE_USE_CPU"]
+    run_script(
+        "pretrain.py",
+        "--dataset",
+        dataset,
+        "--embeddings",
+        embeddings,
+        "--output_dir",
+        output,
+        "--num_train_epochs",
+        "1",
+        *TINY_MODEL,
+        *FAST,
+        launcher=launcher,
+        extra_env={"ACCELERATE_USE_CPU": "1"},
+    )
     trained = json.loads((output / "metrics.json").read_text())
     single = run_script(
         "evaluate.py", "--model_name_or_path", output, "--dataset", dataset, "--output_file", tmp_path / "single.json"
