@@ -1,6 +1,8 @@
-"""Polyvore Outfits for umBERT: a `datasets` builder, a Hub-layout exporter and a synthetic raw-folder generator."""
+"""Polyvore Outfits for umBERT: a `datasets` builder, a Hub-layout exporter, a synthetic raw-folder generator and a
+MANGO importer."""
 
 from .export import BuildSummary, OutputExistsError, build_dataset, push_to_hub
+from .mango import convert_mango
 from .polyvore_outfits import (
     CONFIG_NAMES,
     DEFAULT_CATEGORIES,
@@ -23,6 +25,7 @@ __all__ = [
     "PolyvoreOutfitsConfig",
     "build_dataset",
     "config_features",
+    "convert_mango",
     "describe_rules",
     "push_to_hub",
     "read_raw",

@@ -1,12 +1,15 @@
-"""Command line of the dataset builder: `build` a Hub-layout dataset from a raw Polyvore folder, `synthesize` one."""
+"""Command line of the dataset builder: `build` a Hub-layout dataset from a raw Polyvore folder, `synthesize` one,
+or `convert-mango` the MANGO datathon outfits into one."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 
 from .export import build_dataset, push_to_hub
+from .mango import convert_mango
 from .polyvore_outfits import DEFAULT_CATEGORIES
 from .raw import PolyvoreFormatError
 from .synthetic import check_synthesis_parameters, synthesize_polyvore
@@ -22,6 +25,10 @@ examples:
   # the real download, disjoint splits, bags counted as accessories, pushed to the Hub
   python -m dataset_builder build --raw_dir polyvore_outfits --output_dir polyvore_disjoint \\
       --split_type disjoint --category_map bags=accessories --push_to_hub USER/polyvore-umbert
+
+  # real MANGO outfits (a checkout of vascoG/datathon-fme-2023-mango) in the raw format, then the dataset
+  python -m dataset_builder convert-mango --source datathon-fme-2023-mango --output_dir mango_raw
+  python -m dataset_builder build --raw_dir mango_raw --output_dir mango_umbert --category_map bags=accessories
 
   # then, in Python:  datasets.load_dataset("polyvore_umbert", "outfits")
 
@@ -50,11 +57,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog or "python -m dataset_builder",
         description="Polyvore Outfits for umBERT: build a `datasets` folder (parquet + card) from the raw download, "
-        "or synthesize a raw folder in the official format.",
+        "synthesize a raw folder in the official format, or convert the MANGO datathon outfits into one.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{build,synthesize}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{build,synthesize,convert-mango}")
 
     build = commands.add_parser(
         "build",
@@ -112,11 +119,49 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     synthesize.add_argument("--seed", type=_positive_int, default=0, help="same seed, same bytes (%(default)s)")
     synthesize.add_argument("--no_images", action="store_true", help="write no images/ folder")
     synthesize.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+
+    mango = commands.add_parser(
+        "convert-mango",
+        help="MANGO datathon checkout -> raw folder in the official Polyvore Outfits format",
+        description="Convert the MANGO datathon 2023 outfits (product_data.csv, outfit_data.csv, photos) into a raw "
+        "Polyvore Outfits folder: item metadata, categories, a seeded 80/10/10 nondisjoint split, copied photos "
+        "(see dataset_builder/mango.py). The folder appears only once complete.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mango.add_argument("--source", required=True, help="the checkout root (holding datathon/dataset and the photos)")
+    mango.add_argument("--output_dir", required=True, help="the raw folder to write (must not exist)")
+    mango.add_argument("--seed", type=_positive_int, default=0, help="seed of the split; same seed, same bytes")
+    mango.add_argument("--no_images", action="store_true", help="copy no photos (no images/ folder)")
+    mango.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output folder written by convert-mango"
+    )
     return parser
 
 
 def _split_categories(values: list[str]) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _print_mango_summary(summary: dict, prog: str, seconds: float) -> None:
+    outfits = summary["outfits"]
+    skipped = ", ".join(f"{reason} {count}" for reason, count in summary["skipped"].items())
+    fabrics = ", ".join(f"{fabric or '(empty)'} {n}" for fabric, n in summary["unknown_fabrics"].items()) or "none"
+    print(
+        f"wrote {summary['output_dir']}: {summary['products']} products, {sum(outfits.values())} outfits (train "
+        f"{outfits['train']}, valid {outfits['valid']}, test {outfits['test']}), {summary['outfit_items']} outfit "
+        f"items; photos: {summary['photos_copied']} copied, {summary['missing_photos']} missing [{seconds:.1f}s]"
+    )
+    print(
+        "products per semantic category: "
+        + ", ".join(f"{k} {n}" for k, n in summary["products_per_semantic_category"].items())
+    )
+    print(f"skipped: {skipped}; unknown fabrics: {fabrics}")
+    images = "" if summary["with_images"] else " --no_images"
+    print(
+        f"next: {prog} build --raw_dir {shlex.quote(summary['output_dir'])} --output_dir DATASET "
+        "--category_map bags=accessories" + images
+    )
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -127,6 +172,20 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     start = time.perf_counter()
     try:
+        if args.command == "convert-mango":
+            try:
+                summary = convert_mango(
+                    args.source,
+                    args.output_dir,
+                    seed=args.seed,
+                    with_images=not args.no_images,
+                    overwrite=args.overwrite,
+                )
+            except OSError as error:  # unreadable photo, full disk, ...: nothing was written
+                print(f"error: {error}", file=sys.stderr)
+                return EXIT_FAILURE
+            _print_mango_summary(summary, prog or "umbert-hf", time.perf_counter() - start)
+            return EXIT_OK
         if args.command == "synthesize":
             try:
                 check_synthesis_parameters(args.num_items, args.num_outfits, args.image_size, args.seed)

@@ -1,4 +1,4 @@
-"""The `umbert-hf` command: complete outfits, synthesise and build datasets, augment outfits, run the demo."""
+"""The `umbert-hf` command: complete outfits, synthesise, convert (MANGO) and build datasets, augment, run the demo."""
 
 import argparse
 import os
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 EXAMPLES = """examples:
   umbert-hf synthesize --output_dir raw --num_items 2000 --num_outfits 3000
   umbert-hf build --raw_dir raw --output_dir dataset
+  umbert-hf convert-mango --source datathon-fme-2023-mango --output_dir mango_raw
   umbert-hf complete --model demo_output/umbert --outfit shoes=123 tops=456 accessories=? bottoms=789 --top_k 5
   umbert-hf complete --model USER/umbert-polyvore --outfit shoes=? tops=my_top.jpg accessories=1 bottoms=2 \\
       --render completion.png --dataset dataset
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("synthesize", "write a synthetic raw folder in the Polyvore Outfits format"),
         ("build", "build the outfits dataset (parquet + card) from a raw Polyvore Outfits folder"),
+        ("convert-mango", "write the MANGO datathon outfits as a raw Polyvore Outfits folder"),
         ("augment", "add nearest-neighbour swapped outfits as an outfits_augmented config (WumBERT)"),
         ("demo", "run the whole pipeline on synthetic data and complete a few outfits"),
     ):
@@ -159,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 DELEGATES = {
     "synthesize": lambda argv: _delegate_dataset_builder(["synthesize", *argv]),
     "build": lambda argv: _delegate_dataset_builder(["build", *argv]),
+    "convert-mango": lambda argv: _delegate_dataset_builder(["convert-mango", *argv]),
     "augment": _delegate_augment,
     "demo": _delegate_demo,
 }
