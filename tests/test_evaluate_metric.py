@@ -59,6 +59,13 @@ def test_retrieval_custom_ks_and_batches(metrics):
     assert_same(metric.compute(ks=[5, 20]), hit_rate_metrics(ranks, sizes, ks=(5, 20)))
 
 
+def test_retrieval_with_ties_matches_hit_rate_metrics(metrics):
+    ranks, sizes = random_ranks(3)
+    ties = torch.minimum(sizes - ranks, torch.full_like(ranks, 4))
+    computed = metrics["retrieval"].compute(ranks=ranks.tolist(), ties=ties.tolist(), category_sizes=sizes.tolist())
+    assert_same(computed, hit_rate_metrics(ranks, sizes, ties=ties))
+
+
 def test_retrieval_rejects_ranks_outside_the_category(metrics):
     with pytest.raises(ValueError, match="1-based"):
         metrics["retrieval"].compute(ranks=[0, 2], category_sizes=[10, 10])
@@ -124,3 +131,52 @@ def test_roc_auc_all_tied_is_one_half():
     scores = torch.zeros(5)
     assert roc_auc(scores, labels) == pytest.approx(sklearn_metrics.roc_auc_score(labels.numpy(), scores.numpy()))
     assert roc_auc(scores, labels) == 0.5
+
+
+def test_hit_rate_metrics_take_the_expectation_over_tied_positions():
+    # Target behind 2 better keys and tied with 3 others: its position is uniform in 3..6.
+    metrics = hit_rate_metrics(torch.tensor([3]), torch.tensor([10]), ks=(1, 4, 10), ties=torch.tensor([3]))
+    assert metrics["hit_rate@1"] == 0.0
+    assert metrics["hit_rate@4"] == pytest.approx(0.5)
+    assert metrics["hit_rate@10"] == pytest.approx(1.0)
+    assert metrics["mrr"] == pytest.approx((1 / 3 + 1 / 4 + 1 / 5 + 1 / 6) / 4)
+
+
+def test_a_random_predictor_over_duplicate_embeddings_scores_chance():
+    """Many items share one embedding (like products sharing a title): random predictions must score chance."""
+    from umbert_hf.metrics import OutfitEvaluator, random_predictor
+
+    generator = torch.Generator().manual_seed(0)
+    distinct = torch.randn(6, 8, generator=generator)
+    embeddings = distinct[torch.randint(0, 6, (400,), generator=generator)]  # 400 items, 6 distinct embeddings
+    categories = torch.arange(400) % 4
+    evaluator = OutfitEvaluator(embeddings, categories, "euclidean")
+    rows = torch.stack(
+        [torch.nonzero(categories == slot).squeeze(1)[torch.randperm(100, generator=generator)] for slot in range(4)],
+        dim=1,
+    )  # (100 outfits, 4 slots)
+    out = evaluator.fill_in_the_blank(random_predictor(embeddings, seed=1), rows)
+    metrics = hit_rate_metrics(out["ranks"], out["category_sizes"], ties=out["ties"])
+    for name in ("hit_rate@1", "hit_rate@10", "mrr"):
+        assert metrics[name] == pytest.approx(metrics[f"{name}_chance"], rel=0.3), name
+    # Counting ties in the target's favour, as before, would have scored far above chance.
+    assert (out["ranks"] <= 10).double().mean().item() > 1.5 * metrics["hit_rate@10_chance"]
+
+
+def test_constant_embeddings_and_nan_predictions_score_no_better_than_chance():
+    from umbert_hf.metrics import OutfitEvaluator, roc_auc
+
+    embeddings = torch.ones(40, 4)
+    categories = torch.arange(40) % 4
+    evaluator = OutfitEvaluator(embeddings, categories, "euclidean")
+    rows = torch.arange(40).view(10, 4)
+    out = evaluator.fill_in_the_blank(lambda inputs, masked: inputs, rows)
+    metrics = hit_rate_metrics(out["ranks"], out["category_sizes"], ties=out["ties"])
+    assert metrics["hit_rate@1"] == pytest.approx(metrics["hit_rate@1_chance"])
+    nan_out = evaluator.fill_in_the_blank(lambda inputs, masked: torch.full_like(inputs, float("nan")), rows)
+    assert hit_rate_metrics(nan_out["ranks"], nan_out["category_sizes"], ties=nan_out["ties"])["hit_rate@1"] == 0.0
+    fitb = evaluator.fitb(
+        lambda inputs, masked: inputs, rows, torch.zeros(10, dtype=torch.long), rows, torch.zeros(10, dtype=torch.long)
+    )
+    assert fitb["correct"].mean().item() == pytest.approx(0.25)
+    assert roc_auc(torch.full((6,), float("nan")), torch.tensor([1, 0, 1, 0, 1, 0])) == 0.5

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from umbert_hf.retrieval import pairwise_scores, rank_of_targets, top_k
+from umbert_hf.retrieval import candidate_credit, pairwise_scores, rank_of_targets, top_k
 
 
 def brute_force(queries, keys, k, distance):
@@ -43,7 +43,33 @@ def test_rank_of_targets_matches_sorting(distance):
     generator = torch.Generator().manual_seed(2)
     queries, keys = torch.randn(40, 8, generator=generator), torch.randn(90, 8, generator=generator)
     targets = torch.randint(90, (40,), generator=generator)
-    ranks = rank_of_targets(queries, keys, targets, distance)
+    ranks, ties = rank_of_targets(queries, keys, targets, distance)
     order = pairwise_scores(queries, keys, distance).argsort(dim=1, descending=True)
     expected = (order == targets[:, None]).nonzero()[:, 1] + 1
     assert torch.equal(ranks, expected)
+    assert torch.equal(ties, torch.zeros_like(ties))
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_identical_keys_tie_and_never_favour_the_target(distance):
+    keys = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [-1.0, 0.0]])
+    queries = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    ranks, ties = rank_of_targets(queries, keys, torch.tensor([2, 0, 3]), distance)
+    # Query 0: the target is one of three identical best keys; query 1: behind those three; query 2: behind (1, 0).
+    assert ranks.tolist() == [1, 4, 2] and ties.tolist() == [2, 1, 2]  # (1, 0) and (-1, 0) tie for query 1
+
+
+def test_nan_predictions_rank_the_target_last():
+    keys = torch.randn(7, 3)
+    queries = torch.tensor([[float("nan")] * 3, [1.0, 2.0, 3.0]])
+    ranks, ties = rank_of_targets(queries, keys, torch.tensor([4, 4]))
+    assert ranks[0].item() == 7 and ties[0].item() == 0
+
+
+def test_candidate_credit_shares_ties_and_gives_nan_nothing():
+    scores = torch.tensor([[0.9, 0.9, 0.1, 0.9], [0.2, 0.8, 0.1, 0.0], [float("nan")] * 4, [0.5, 0.1, 0.5, 0.1]])
+    right = torch.tensor([0, 1, 2, 1])
+    assert candidate_credit(scores, right).tolist() == pytest.approx([1 / 3, 1.0, 0.0, 0.0])
+    same = torch.zeros(4, 4, dtype=torch.bool)
+    same[1, 3] = True  # candidate 3 is a copy of the right one: a tie, whatever its score
+    assert candidate_credit(scores, right, same)[1].item() == pytest.approx(0.5)

@@ -4,47 +4,66 @@ Each metric comes with its chance level. The functions take per-example tensors 
 distributed evaluation can gather those first and aggregate once; `OutfitEvaluator` produces them from a predictor.
 """
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 
 from .masking import expand_fill_in_the_blank
-from .retrieval import pairwise_scores, prepare_keys, rank_of_targets
-from .retrieval import top_k as retrieve_top_k
+from .retrieval import candidate_credit, paired_scores, rank_of_targets
 
 HIT_RATE_KS = (1, 10, 50)
+EULER_GAMMA = 0.5772156649015329
 
 # predictor(inputs_embeds (batch, slots, hidden), masked_positions (batch,) or None) -> reconstructions (batch, slots, hidden)
 Predictor = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
+def _harmonic(n: torch.Tensor) -> torch.Tensor:
+    """H_n = 1 + 1/2 + ... + 1/n (0 for n = 0), for float tensors."""
+    return torch.special.digamma(n + 1) + EULER_GAMMA
+
+
 def hit_rate_metrics(
-    ranks: torch.Tensor, category_sizes: torch.Tensor, ks: Sequence[int] = HIT_RATE_KS, prefix: str = ""
+    ranks: torch.Tensor,
+    category_sizes: torch.Tensor,
+    ks: Sequence[int] = HIT_RATE_KS,
+    prefix: str = "",
+    ties: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """`hit_rate@k` and `mrr` from 1-based ranks, with chance levels for a uniformly random ranking.
 
-    `category_sizes[i]` is the number of candidates query i was ranked among: chance hit rate@k is
-    mean(min(k, n) / n) and chance MRR is mean(H_n / n).
+    `ranks[i]` counts the keys strictly better than the target, plus one; `ties[i]` (default 0) the other keys that
+    score exactly as well (see `retrieval.rank_of_targets`). The metrics are expectations under random tie-breaking,
+    so a catalogue of duplicates gives a random predictor exactly chance. `category_sizes[i]` is the number of
+    candidates query i was ranked among: chance hit rate@k is mean(min(k, n) / n) and chance MRR is mean(H_n / n).
     """
     ranks, sizes = ranks.double(), category_sizes.double()
+    tied = torch.zeros_like(ranks) if ties is None else ties.double()
+    better = ranks - 1
     metrics: dict[str, float] = {}
     for k in ks:
-        metrics[f"{prefix}hit_rate@{k}"] = (ranks <= k).double().mean().item()
+        hits = (k - better).clamp(min=0).clamp(max=tied + 1) / (tied + 1)
+        metrics[f"{prefix}hit_rate@{k}"] = hits.mean().item()
         metrics[f"{prefix}hit_rate@{k}_chance"] = (sizes.clamp(max=k) / sizes).mean().item()
-    metrics[f"{prefix}mrr"] = (1.0 / ranks).mean().item()
-    harmonic = torch.special.digamma(sizes + 1) + 0.5772156649015329  # H_n
-    metrics[f"{prefix}mrr_chance"] = (harmonic / sizes).mean().item()
+    # Exact 1 / rank without ties; the mean of 1/r over the tied positions otherwise.
+    reciprocal = torch.where(tied == 0, 1.0 / ranks, (_harmonic(better + tied + 1) - _harmonic(better)) / (tied + 1))
+    metrics[f"{prefix}mrr"] = reciprocal.mean().item()
+    metrics[f"{prefix}mrr_chance"] = (_harmonic(sizes) / sizes).mean().item()
     return metrics
 
 
 def accuracy_metrics(correct: torch.Tensor, chance: torch.Tensor, name: str) -> dict[str, float]:
-    """Mean of 0/1 correctness, with the mean chance of each question."""
+    """Mean correctness (0/1, or fractional credit for ties), with the mean chance of each question."""
     return {name: correct.double().mean().item(), f"{name}_chance": chance.double().mean().item()}
 
 
 def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """Area under the ROC curve (Mann-Whitney U with average ranks for ties); NaN when a class is absent."""
-    scores, labels = scores.double().flatten(), labels.flatten().bool()
+    # NaN scores (a diverged model) count as the lowest score, so they can never look compatible.
+    scores = scores.double().flatten()
+    scores = torch.where(scores.isnan(), -math.inf, scores)
+    labels = labels.flatten().bool()
     positives, negatives = int(labels.sum()), int((~labels).sum())
     if positives == 0 or negatives == 0:
         return float("nan")
@@ -69,7 +88,8 @@ class OutfitEvaluator:
     """Per-example evaluation quantities against one catalogue (embeddings and slot index of every item).
 
     The catalogue embeddings serve both to look up context items (by row) and as retrieval keys, restricted to the
-    blank's category, ranked by `distance`.
+    blank's category, ranked by `distance`. Ties between items (e.g. identical title embeddings) and NaN predictions
+    never favour the right item: see `retrieval.rank_of_targets` and `retrieval.candidate_credit`.
     """
 
     def __init__(self, catalogue_embeddings: torch.Tensor, catalogue_categories: torch.Tensor, distance: str):
@@ -87,18 +107,19 @@ class OutfitEvaluator:
         self.category_sizes = torch.tensor(
             [rows.numel() for rows in self.rows_by_category], device=self.embeddings.device
         )
-        self.prepared = [prepare_keys(catalogue_embeddings[rows], distance) for rows in self.rows_by_category]
 
-    def _ranks(self, predictions: torch.Tensor, target_rows: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        """1-based rank of each target among its category's items (one batched search per category)."""
-        ranks = torch.empty_like(target_rows)
+    def _ranks(
+        self, predictions: torch.Tensor, target_rows: torch.Tensor, slots: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(ranks, ties)` of each target among its category's items (one batched search per category)."""
+        ranks, ties = torch.empty_like(target_rows), torch.empty_like(target_rows)
         for slot in slots.unique().tolist():
             selected = slots == slot
             keys = self.embeddings[self.rows_by_category[slot]]
-            ranks[selected] = rank_of_targets(
+            ranks[selected], ties[selected] = rank_of_targets(
                 predictions[selected], keys, self.position_in_category[target_rows[selected]], self.distance
             )
-        return ranks
+        return ranks, ties
 
     def fill_in_the_blank(self, predict: Predictor, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Mask every slot of every outfit in turn; ranks of the true item (for hit rate@k and MRR)."""
@@ -106,17 +127,16 @@ class OutfitEvaluator:
         reconstructions = predict(self.embeddings[expanded], masked_positions)
         predictions = reconstructions[torch.arange(expanded.shape[0], device=expanded.device), masked_positions]
         targets = expanded.gather(1, masked_positions[:, None]).squeeze(1)
-        return {
-            "ranks": self._ranks(predictions, targets, masked_positions),
-            "category_sizes": self.category_sizes[masked_positions],
-        }
+        ranks, ties = self._ranks(predictions, targets, masked_positions)
+        return {"ranks": ranks, "ties": ties, "category_sizes": self.category_sizes[masked_positions]}
 
     def reconstruction(self, predict: Predictor, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Unmasked input: is each slot's nearest catalogue item of its category the input item?"""
+        """Unmasked input: is each slot's nearest catalogue item of its category the input item (ties shared)?"""
         reconstructions = predict(self.embeddings[rows], None)  # (outfits, slots, hidden)
         slots = torch.arange(rows.shape[1], device=rows.device).repeat(rows.shape[0])
-        ranks = self._ranks(reconstructions.reshape(-1, reconstructions.shape[-1]), rows.reshape(-1), slots)
-        return {"correct": (ranks == 1).long(), "chance": 1.0 / self.category_sizes[slots].double()}
+        ranks, ties = self._ranks(reconstructions.reshape(-1, reconstructions.shape[-1]), rows.reshape(-1), slots)
+        correct = (ranks == 1).double() / (ties + 1).double()
+        return {"correct": correct, "chance": 1.0 / self.category_sizes[slots].double()}
 
     def fitb(
         self,
@@ -126,17 +146,17 @@ class OutfitEvaluator:
         candidates: torch.Tensor,
         labels: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """Pick the candidate nearest to the prediction for the blank; correct when it is the labelled one."""
+        """Pick the candidate nearest to the prediction for the blank; credit 1 / (tied best) when it is the right one."""
         reconstructions = predict(self.embeddings[outfit_rows], blanks)
         predictions = reconstructions[torch.arange(outfit_rows.shape[0], device=outfit_rows.device), blanks]
         candidate_embeddings = self.embeddings[candidates]  # (questions, candidates, hidden)
-        if self.distance == "cosine":
-            scores = torch.nn.functional.cosine_similarity(predictions[:, None], candidate_embeddings, dim=-1)
-        else:
-            scores = -(predictions[:, None] - candidate_embeddings).norm(dim=-1)
-        chosen = scores.argmax(dim=1)
+        scores = paired_scores(predictions[:, None], candidate_embeddings, self.distance)
+        right_embeddings = candidate_embeddings.gather(
+            1, labels[:, None, None].expand(-1, 1, candidate_embeddings.shape[-1])
+        )
+        same_as_right = (candidate_embeddings == right_embeddings).all(dim=-1)
         chance = torch.full_like(labels, 1, dtype=torch.double) / candidates.shape[1]
-        return {"correct": (chosen == labels).long(), "chance": chance}
+        return {"correct": candidate_credit(scores, labels, same_as_right), "chance": chance}
 
     def compatibility(self, predict: Predictor, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Outfit score: minus the mean over slots of the distance between the masked-slot prediction and the item."""
@@ -145,16 +165,8 @@ class OutfitEvaluator:
         index = torch.arange(expanded.shape[0], device=expanded.device)
         predictions = reconstructions[index, masked_positions]
         targets = self.embeddings[expanded[index, masked_positions]]
-        if self.distance == "cosine":
-            similarity = torch.nn.functional.cosine_similarity(predictions, targets, dim=-1)
-        else:
-            similarity = -(predictions - targets).norm(dim=-1)
+        similarity = paired_scores(predictions, targets, self.distance)
         return {"scores": similarity.view(rows.shape[0], rows.shape[1]).mean(dim=1)}
-
-    def nearest(self, predictions: torch.Tensor, slot: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k catalogue rows of one slot category for each prediction, best first."""
-        scores, positions = retrieve_top_k(predictions, self.prepared[slot], k, self.distance)
-        return scores, self.rows_by_category[slot][positions]
 
 
 def model_predictor(model: torch.nn.Module) -> Predictor:
@@ -204,7 +216,6 @@ __all__ = [
     "context_mean_predictor",
     "hit_rate_metrics",
     "model_predictor",
-    "pairwise_scores",
     "random_predictor",
     "roc_auc",
 ]

@@ -127,28 +127,85 @@ def pairwise_scores(queries: torch.Tensor, keys: torch.Tensor, distance: str = "
     return -torch.cdist(queries, keys)
 
 
+def paired_scores(queries: torch.Tensor, keys: torch.Tensor, distance: str = "euclidean") -> torch.Tensor:
+    """Higher-is-better score of each query with its own key(s), broadcasting over leading dimensions.
+
+    `queries` (..., dim) against `keys` (..., dim): minus the Euclidean distance, or the cosine similarity. Used for
+    multiple-choice candidates and compatibility scores, so they agree with the rankings of `top_k`.
+    """
+    if distance not in DISTANCES:
+        raise ValueError(f"Unknown distance {distance!r}; expected one of {DISTANCES}.")
+    if distance == "cosine":
+        return torch.nn.functional.cosine_similarity(queries, keys, dim=-1)
+    return -(queries - keys).norm(dim=-1)
+
+
 def rank_of_targets(
     queries: torch.Tensor, keys: torch.Tensor, targets: torch.Tensor, distance: str = "euclidean"
-) -> torch.Tensor:
-    """1-based rank of `keys[targets[i]]` among all keys for query i (ties counted in the target's favour).
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where `keys[targets[i]]` ranks among all keys for query i, honestly when keys tie.
 
-    Used by the hit-rate and MRR metrics; chunked like `top_k`, with one matrix product per block.
+    Returns `(ranks, ties)`: `ranks` is 1 + the number of keys that score strictly better than the target, `ties` the
+    number of *other* keys that score exactly as well (identical embeddings always tie). Under random tie-breaking
+    the target's rank is uniform in `[ranks, ranks + ties]`; `metrics.hit_rate_metrics` takes the expectation, so
+    duplicates never favour the right item. A NaN prediction ranks the target last (`ranks` = number of keys).
+
+    Keys are deduplicated first (one matrix product per block of distinct keys), which also makes exact copies tie.
     """
     _check_inputs(queries, keys, 1, distance)
     queries = queries.to(keys.dtype)
+    num_keys = keys.shape[0]
+    unique_keys, key_group, group_sizes = torch.unique(keys, dim=0, return_inverse=True, return_counts=True)
+    prepared = prepare_keys(unique_keys, distance)
     if distance == "cosine":
         queries = torch.nn.functional.normalize(queries, dim=1)
-        keys = torch.nn.functional.normalize(keys, dim=1)
-        key_bias = None
-    else:
-        key_bias = -keys.pow(2).sum(dim=1)
-    query_block = max(1, DEFAULT_MAX_BLOCK_ELEMENTS // keys.shape[0])
-    ranks = []
+    target_groups = key_group[targets]
+    weights = group_sizes.to(queries.dtype)
+    query_block = max(1, DEFAULT_MAX_BLOCK_ELEMENTS // unique_keys.shape[0])
+    ranks, ties = [], []
     for start in range(0, queries.shape[0], query_block):
-        scores = _ranking_scores(queries[start : start + query_block], keys, key_bias)
-        target_scores = scores.gather(1, targets[start : start + query_block, None])
-        ranks.append((scores > target_scores).sum(dim=1) + 1)
-    return torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
+        scores = _ranking_scores(queries[start : start + query_block], prepared.keys, prepared.key_bias)
+        target_scores = scores.gather(1, target_groups[start : start + query_block, None])  # (block, 1)
+        better = ((scores > target_scores).to(weights.dtype) @ weights).round().long()
+        tied = ((scores == target_scores).to(weights.dtype) @ weights).round().long() - 1
+        lost = target_scores.squeeze(1).isnan()
+        ranks.append(torch.where(lost, num_keys, better + 1))
+        ties.append(torch.where(lost, 0, tied))
+    if not ranks:
+        empty = torch.zeros(0, dtype=torch.long, device=keys.device)
+        return empty, empty
+    return torch.cat(ranks), torch.cat(ties)
 
 
-__all__ = ["DISTANCES", "PreparedKeys", "pairwise_scores", "prepare_keys", "rank_of_targets", "top_k"]
+def candidate_credit(
+    scores: torch.Tensor, right: torch.Tensor, same_as_right: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Expected multiple-choice accuracy under random tie-breaking: 1 / (number of tied best) when the right
+    candidate is among the best, else 0.
+
+    Args:
+        scores: (questions, candidates) higher-is-better scores.
+        right: (questions,) index of the right candidate.
+        same_as_right: optional (questions, candidates) mask of candidates identical to the right one (same
+            embedding), which tie with it whatever the arithmetic. A NaN score of the right candidate earns 0.
+    """
+    right_scores = scores.gather(1, right[:, None])  # (questions, 1)
+    tied = scores == right_scores
+    better = scores > right_scores
+    if same_as_right is not None:
+        tied = tied | same_as_right
+        better = better & ~same_as_right
+    credit = (~better.any(dim=1)).double() / tied.sum(dim=1).clamp_min(1).double()
+    return torch.where(right_scores.squeeze(1).isnan(), 0.0, credit)
+
+
+__all__ = [
+    "DISTANCES",
+    "PreparedKeys",
+    "candidate_credit",
+    "paired_scores",
+    "pairwise_scores",
+    "prepare_keys",
+    "rank_of_targets",
+    "top_k",
+]

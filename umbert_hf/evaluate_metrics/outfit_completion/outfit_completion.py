@@ -28,7 +28,9 @@ Outfit-completion metrics of umBERT/WumBERT, each with its chance level:
 _KWARGS_DESCRIPTION = """
 Args (by configuration):
     retrieval:
-        ranks (`list[int]`): 1-based rank of the true item for each query.
+        ranks (`list[int]`): 1-based rank of the true item for each query (1 + the number of items scored better).
+        ties (`list[int]`, optional, a `compute` argument): items scored exactly as well as the true item; the
+            metrics are then expectations under random tie-breaking (see `umbert_hf.retrieval.rank_of_targets`).
         category_sizes (`list[int]`): number of items each query was ranked among (for the chance levels).
         ks (`list[int]`, optional): cut-offs of the hit rate, default (1, 10, 50).
     fitb:
@@ -82,14 +84,17 @@ class OutfitCompletion(evaluate.Metric):
         references=None,
         ranks=None,
         category_sizes=None,
+        ties=None,
         ks=HIT_RATE_KS,
         num_candidates: int = 4,
     ) -> dict[str, float]:
         if self.config_name == "retrieval":
             ranks, sizes = _tensor(ranks), _tensor(category_sizes)
-            if (ranks < 1).any() or (ranks > sizes).any():
-                raise ValueError("Every rank must be between 1 and its category size (ranks are 1-based).")
-            return hit_rate_metrics(ranks, sizes, ks=tuple(ks))
+            tied = None if ties is None else _tensor(ties)
+            last = ranks if tied is None else ranks + tied
+            if (ranks < 1).any() or (last > sizes).any():
+                raise ValueError("Every rank (plus its ties) must be between 1 and its category size (1-based).")
+            return hit_rate_metrics(ranks, sizes, ks=tuple(ks), ties=tied)
         if self.config_name == "fitb":
             if num_candidates < 1:
                 raise ValueError(f"num_candidates must be at least 1, got {num_candidates}.")
