@@ -221,6 +221,31 @@ def test_phase_flags_are_those_of_the_training_scripts(tmp_path):
     assert finetune.model_name_or_path == str(trial_dir / "pretrain")
     assert finetune.output_dir == str(trial_dir / "finetune") and finetune.metric_for_best_model == "mrr"
     assert (pretrain.num_train_epochs, finetune.num_train_epochs) == (10, 20)
+    assert finetune.per_device_train_batch_size == params["finetune_batch_size"]
+
+
+def test_without_pretraining_the_finetuning_run_builds_the_model(tmp_path):
+    """--num_train_epochs_pretrain 0: one phase, a new model on the embeddings with the trial's shape."""
+    args = load_script("hparam_search").parse_args(
+        [
+            "--dataset",
+            "D",
+            "--embeddings",
+            "E.parquet",
+            "--output_dir",
+            str(tmp_path),
+            "--num_train_epochs_pretrain",
+            "0",
+        ]
+    )
+    params = sample_params(SEARCH_SPACE, RandomSuggester(0, 5))
+    finetune = load_script("finetune").parse_args(
+        phase_argv(args, SEARCH_SPACE, params, "finetune", tmp_path / "trial_5")
+    )
+    assert finetune.model_name_or_path is None and finetune.embeddings == "E.parquet"
+    assert finetune.learning_rate == params["finetune_learning_rate"]
+    assert finetune.num_hidden_layers == params["num_hidden_layers"]
+    assert finetune.contrastive_temperature == params["contrastive_temperature"]
 
 
 class FakeTrials:

@@ -1,6 +1,7 @@
 """umBERT and WumBERT: shapes, masking, losses, catalogue persistence, Auto classes, remote code and errors."""
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -153,6 +154,24 @@ def test_contrastive_loss_matches_a_direct_computation():
         logits = cosine[row, candidates]
         expected.append(-torch.log_softmax(logits, 0)[candidates.index(row)])
     assert torch.allclose(loss, torch.stack(expected).mean(), atol=1e-5)
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_contrastive_logits_are_on_an_infonce_scale_whatever_the_dimension_and_spread(distance):
+    """An untrained model's InfoNCE loss stays near ln(candidates): the logits do not saturate in 384-d, large spread."""
+    losses = {}
+    for hidden_size, spread in ((16, 1.0), (384, 1.0), (384, 50.0)):
+        torch.manual_seed(0)
+        offset = torch.randn(hidden_size)  # predictions and targets live in the same (standardised) space
+        predictions = offset + spread * torch.randn(64, hidden_size)
+        targets = offset + spread * torch.randn(64, hidden_size)
+        scale = torch.tensor(math.log(1 / 0.05))
+        losses[hidden_size, spread] = contrastive_loss(predictions, targets, torch.zeros(64), scale, distance).item()
+    # Low dimensions spread random distances more (chi-square), hence a looser bound; never thousands, as before.
+    assert math.log(64) - 2 < losses[384, 1.0] < math.log(64) + 1.5, losses
+    assert losses[16, 1.0] < 4 * math.log(64), losses
+    if distance == "euclidean":
+        assert losses[384, 1.0] == pytest.approx(losses[384, 50.0], rel=1e-3)  # invariant to the spread
 
 
 # ----- WumBERT ------------------------------------------------------------------------------------------------

@@ -258,3 +258,59 @@ def test_bad_arguments_fail_clearly(outfit_dataset, tmp_path):
         timeout=120,
     )
     assert result.returncode != 0 and "is not a checkpoint folder" in result.stderr
+
+
+def test_finetune_from_scratch_on_embeddings_beats_both_baselines(outfit_dataset, tmp_path):
+    """The default recipe on real outfits: no pre-training, a new model built on --embeddings."""
+    dataset, embeddings = outfit_dataset
+    output = tmp_path / "scratch"
+    run_script(
+        "finetune.py",
+        "--embeddings",
+        embeddings,
+        "--dataset",
+        dataset,
+        "--output_dir",
+        output,
+        "--num_train_epochs",
+        "12",
+        "--learning_rate",
+        "2e-3",
+        *TINY_MODEL,
+        *FAST,
+    )
+    metrics = json.loads((output / "metrics.json").read_text())
+    config = json.loads((output / "config.json").read_text())
+    assert (config["num_hidden_layers"], config["num_attention_heads"]) == (1, 2)
+    for metric in ("fitb_accuracy", "hit_rate@10"):
+        assert metrics[f"test_{metric}"] > metrics[f"test_context_mean_{metric}"], metric
+        assert metrics[f"test_{metric}"] > metrics[f"test_random_{metric}"], metric
+
+
+def load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "give exactly one of --model_name_or_path"),
+        (["--model_name_or_path", "m", "--embeddings", "e.parquet"], "give exactly one of --model_name_or_path"),
+        (["--model_name_or_path", "m", "--num_hidden_layers", "3"], "--num_hidden_layers shapes a new model"),
+    ],
+)
+def test_finetune_refuses_ambiguous_model_sources(extra, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("finetune").parse_args(["--dataset", "d", "--output_dir", "o", *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_script_defaults_are_the_ones_chosen_on_real_outfits():
+    args = load_script("finetune").parse_args(["--dataset", "d", "--output_dir", "o", "--embeddings", "e"])
+    assert (args.num_hidden_layers, args.num_attention_heads, args.distance) == (2, 4, "euclidean")
+    assert (args.learning_rate, args.per_device_train_batch_size, args.contrastive_temperature) == (3e-4, 64, 0.05)

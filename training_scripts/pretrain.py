@@ -9,7 +9,7 @@ training_curves.png} and, with --checkpointing_steps, OUT/step_N or OUT/epoch_N 
 
 import argparse
 
-from umbert_hf.outfit_training import add_data_args, add_model_args, train_outfit_model
+from umbert_hf.outfit_training import PRETRAIN_DEFAULTS, add_data_args, add_model_args, train_outfit_model
 from umbert_hf.training import add_training_args
 
 
@@ -17,7 +17,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(parser, embeddings_required=True)
     add_model_args(parser)
-    add_training_args(parser, num_train_epochs=10, per_device_train_batch_size=128, learning_rate=1e-3, patience=3)
+    add_training_args(parser, **PRETRAIN_DEFAULTS)
     return parser.parse_args(argv)
 
 

@@ -53,7 +53,7 @@ class UmBertConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     use_category_embeddings: bool = False
     loss_type: str = "contrastive"
-    contrastive_temperature: float = 0.1
+    contrastive_temperature: float = 0.05
     learn_temperature: bool = True
     distance: str = "euclidean"
     standardize_embeddings: bool = True

@@ -69,7 +69,8 @@ class FloatRange:
 
 Hyperparameter = Choice | FloatRange
 
-# The original umBERT search: a learning rate per phase, depth, heads, dropout, weight decay and Adam vs AdamW.
+# The original umBERT search (a learning rate per phase, depth, heads, dropout, weight decay and Adam vs AdamW), plus
+# what matters for the contrastive objective on real outfits: its temperature and the batch size (the negatives).
 SEARCH_SPACE: tuple[Hyperparameter, ...] = (
     Choice("pretrain_learning_rate", (1e-5, 1e-4, 1e-3), flag="learning_rate", phases=("pretrain",)),
     Choice("finetune_learning_rate", (1e-5, 1e-4, 1e-3), flag="learning_rate", phases=("finetune",)),
@@ -78,6 +79,8 @@ SEARCH_SPACE: tuple[Hyperparameter, ...] = (
     FloatRange("hidden_dropout_prob", 0.0, 0.2, flag="hidden_dropout_prob", phases=("pretrain",)),
     FloatRange("weight_decay", 0.0, 0.01, flag="weight_decay", phases=PHASES),
     Choice("optimizer", ("adam", "adamw"), flag="optimizer", phases=PHASES),
+    Choice("contrastive_temperature", (0.05, 0.1), flag="contrastive_temperature", phases=("pretrain",)),
+    Choice("finetune_batch_size", (64, 128, 256), flag="per_device_train_batch_size", phases=("finetune",)),
 )
 
 
@@ -181,7 +184,12 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
         help="Key of the fine-tuned model's metrics.json to optimise (a `val_` metric; losses are minimised).",
     )
     group.add_argument("--model_type", choices=["umbert", "wumbert"], default="umbert")
-    group.add_argument("--num_train_epochs_pretrain", type=int, default=10)
+    group.add_argument(
+        "--num_train_epochs_pretrain",
+        type=int,
+        default=10,
+        help="0 skips pre-training: each trial fine-tunes a new model on --embeddings.",
+    )
     group.add_argument("--num_train_epochs_finetune", type=int, default=20)
     group.add_argument("--patience", type=int, default=3, help="Early stopping of each phase, in epochs (0: never).")
     group.add_argument("--per_device_train_batch_size", type=int, default=128)
@@ -210,9 +218,13 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
 
 def check_search_args(args: argparse.Namespace) -> None:
     """Validate the search flags; raises `ValueError` naming the flag."""
-    for name in ("n_trials", "num_train_epochs_pretrain", "num_train_epochs_finetune"):
+    for name in ("n_trials", "num_train_epochs_finetune"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}.")
+    if args.num_train_epochs_pretrain < 0:
+        raise ValueError(
+            f"--num_train_epochs_pretrain must be 0 (no pre-training) or more, got {args.num_train_epochs_pretrain}."
+        )
     if not args.metric.startswith("val_"):
         logger.warning(f"--metric {args.metric!r} is not a validation metric: selecting on it overfits that split.")
     if not args.resume and Path(args.output_dir, RESULTS_JSON).exists():
@@ -231,10 +243,9 @@ def _phase_parser(phase: str) -> argparse.ArgumentParser:
     """The flags of `training_scripts/{pretrain,finetune}.py`; the search passes every value that differs by script."""
     parser = argparse.ArgumentParser(prog=f"hparam_search {phase}")
     if phase == "finetune":
-        parser.add_argument("--model_name_or_path", type=str, required=True)
+        parser.add_argument("--model_name_or_path", type=str, default=None)
     add_data_args(parser, embeddings_required=phase == "pretrain")
-    if phase == "pretrain":
-        add_model_args(parser)
+    add_model_args(parser)
     add_training_args(parser)
     return parser
 
@@ -248,14 +259,17 @@ def phase_argv(
 ) -> list[str]:
     """Command-line flags of one phase of a trial, as they would be given to its training script."""
     argv = ["--dataset", str(args.dataset), "--output_dir", str(trial_dir / phase), "--seed", str(args.seed)]
-    if phase == "pretrain":
+    new_model = phase == "pretrain" or args.num_train_epochs_pretrain == 0
+    if new_model:
         argv += ["--embeddings", str(args.embeddings), "--model_type", args.model_type]
-        argv += ["--num_train_epochs", str(args.num_train_epochs_pretrain)]
         for name in ("loss_type", "distance"):
             if getattr(args, name, None):
                 argv += [f"--{name}", getattr(args, name)]
+    if phase == "pretrain":
+        argv += ["--num_train_epochs", str(args.num_train_epochs_pretrain)]
     else:
-        argv += ["--model_name_or_path", str(trial_dir / "pretrain")]
+        if not new_model:
+            argv += ["--model_name_or_path", str(trial_dir / "pretrain")]
         argv += ["--num_train_epochs", str(args.num_train_epochs_finetune)]
         if args.metric.startswith("val_") and "loss" not in args.metric:
             # Keep the epoch that is best for the searched metric.
@@ -263,8 +277,11 @@ def phase_argv(
     argv += ["--patience", str(args.patience), "--mixed_precision", args.mixed_precision]
     argv += ["--per_device_train_batch_size", str(args.per_device_train_batch_size)]
     argv += ["--per_device_eval_batch_size", str(args.per_device_eval_batch_size)]
+    phase_flags = {parameter.flag for parameter in space if phase in parameter.phases}
     for parameter in space:
-        if phase in parameter.phases:
+        # Without pre-training, the fine-tuning run also takes the model's shape (its own learning rate wins).
+        borrowed = new_model and phase == "finetune" and parameter.flag not in phase_flags
+        if phase in parameter.phases or borrowed:
             argv += [f"--{parameter.flag}", str(params[parameter.name])]
     return argv
 
@@ -276,10 +293,12 @@ def run_trial(
     trial_dir = Path(args.output_dir, f"trial_{number}")
     results = {}
     for phase, objective in zip(PHASES, ("reconstruction", "fill_in_the_blank")):
+        if phase == "pretrain" and args.num_train_epochs_pretrain == 0:
+            continue
         argv = phase_argv(args, space, params, phase, trial_dir)
         logger.info(f"Trial {number} {phase}: {' '.join(argv)}")
         results[phase] = train_outfit_model(_phase_parser(phase).parse_args(argv), objective=objective)
-    return {**results["finetune"], "pretrain_val_loss": results["pretrain"].get("val_loss")}
+    return {**results["finetune"], "pretrain_val_loss": results.get("pretrain", {}).get("val_loss")}
 
 
 class _OptunaStudy:

@@ -97,10 +97,20 @@ class UmBertBackbone(nn.Module):
 
 
 def _similarity_logits(predictions: torch.Tensor, targets: torch.Tensor, distance: str) -> torch.Tensor:
-    """(rows, rows) logits that rank targets like retrieval does: cosine, or -|p - t|^2 up to a per-row constant."""
+    """(rows, rows) similarities on a scale that does not depend on the embedding size or spread.
+
+    Cosine similarity lies in [-1, 1]. The Euclidean score is minus the squared distance divided by twice the
+    targets' mean squared deviation (the expected squared distance between two random targets), so a random pair
+    scores about -1 and a perfect prediction 0, whatever the dimension: without that normalisation, 384-d embeddings
+    give logits in the thousands, the softmax saturates and only the hardest negative gets a gradient.
+    """
     if distance == "cosine":
         return nn.functional.normalize(predictions, dim=-1) @ nn.functional.normalize(targets, dim=-1).T
-    return torch.addmm(-targets.pow(2).sum(dim=-1), predictions, targets.T, alpha=2.0)
+    spread = 2 * (targets - targets.mean(dim=0)).pow(2).sum(dim=-1).mean().detach().clamp_min(1e-12)
+    squared = (
+        predictions.pow(2).sum(dim=-1, keepdim=True) - 2 * predictions @ targets.T + targets.pow(2).sum(dim=-1)
+    )  # (rows, rows)
+    return -squared / spread
 
 
 def contrastive_loss(

@@ -43,20 +43,41 @@ from .outfit_data import (
 logger = logging.getLogger(__name__)
 
 OBJECTIVES = ("reconstruction", "fill_in_the_blank")
+# Defaults of the scripts, chosen on the MANGO validation split (see the README's "Results on real outfits").
+MODEL_DEFAULTS = {
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "hidden_dropout_prob": 0.1,
+    "distance": "euclidean",
+    "contrastive_temperature": 0.05,
+}
+PRETRAIN_DEFAULTS = {"num_train_epochs": 5, "per_device_train_batch_size": 64, "learning_rate": 3e-4, "patience": 3}
+FINETUNE_DEFAULTS = {"num_train_epochs": 10, "per_device_train_batch_size": 64, "learning_rate": 3e-4, "patience": 3}
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """Model hyperparameters of a new umBERT/WumBERT (defaults: the original umBERT, contrastive loss)."""
+def add_model_args(parser: argparse.ArgumentParser) -> list[str]:
+    """Model hyperparameters of a new umBERT/WumBERT: `MODEL_DEFAULTS`, chosen on the MANGO validation split.
+
+    Returns the destinations of the flags, so a script can refuse them where no new model is built.
+
+    The original umBERT had 6 layers and 8 heads; on real outfits (a few thousand) that size overfits at once.
+    """
     group = parser.add_argument_group("model")
     group.add_argument("--model_type", choices=["umbert", "wumbert"], default="umbert")
-    group.add_argument("--num_hidden_layers", type=int, default=6)
-    group.add_argument("--num_attention_heads", type=int, default=8)
+    group.add_argument("--num_hidden_layers", type=int, default=MODEL_DEFAULTS["num_hidden_layers"])
+    group.add_argument("--num_attention_heads", type=int, default=MODEL_DEFAULTS["num_attention_heads"])
     group.add_argument("--intermediate_size", type=int, default=None, help="Feed-forward size (default 4 x hidden).")
-    group.add_argument("--hidden_dropout_prob", type=float, default=0.1)
+    group.add_argument("--hidden_dropout_prob", type=float, default=MODEL_DEFAULTS["hidden_dropout_prob"])
     group.add_argument("--use_category_embeddings", action="store_true")
     group.add_argument("--loss_type", choices=LOSS_TYPES, default="contrastive")
-    group.add_argument("--distance", choices=DISTANCES, default="euclidean")
-    group.add_argument("--contrastive_temperature", type=float, default=0.1)
+    group.add_argument("--distance", choices=DISTANCES, default=MODEL_DEFAULTS["distance"])
+    group.add_argument(
+        "--contrastive_temperature",
+        type=float,
+        default=MODEL_DEFAULTS["contrastive_temperature"],
+        help="Initial InfoNCE temperature (learned).",
+    )
+    return [action.dest for action in group._group_actions]
 
 
 def add_data_args(parser: argparse.ArgumentParser, embeddings_required: bool) -> None:
@@ -72,6 +93,12 @@ def add_data_args(parser: argparse.ArgumentParser, embeddings_required: bool) ->
         help="Embeddings table (parquet) from compute_embeddings.py or your own.",
     )
     group.add_argument("--metric_for_best_model", type=str, default=None, help="Validation metric for early stopping.")
+    group.add_argument(
+        "--item_embeddings_learning_rate",
+        type=float,
+        default=None,
+        help="WumBERT: learning rate of the item table (default: --learning_rate; 0 freezes it).",
+    )
 
 
 @dataclass
@@ -250,6 +277,7 @@ def evaluate_split(
                 reconstruction = evaluator.reconstruction(predict, rows[indices])
                 quantities = {
                     "ranks": fitb["ranks"].view(-1, num_slots),
+                    "ties": fitb["ties"].view(-1, num_slots),
                     "sizes": fitb["category_sizes"].view(-1, num_slots),
                     "reconstruction_correct": reconstruction["correct"].view(-1, num_slots),
                     "reconstruction_chance": reconstruction["chance"].view(-1, num_slots),
@@ -260,7 +288,7 @@ def evaluate_split(
                 return quantities
 
             out = _gather_per_example(accelerator, rows.shape[0], batch_size, outfit_quantities)
-            metrics.update(hit_rate_metrics(out["ranks"].flatten(), out["sizes"].flatten()))
+            metrics.update(hit_rate_metrics(out["ranks"].flatten(), out["sizes"].flatten(), ties=out["ties"].flatten()))
             metrics.update(
                 accuracy_metrics(
                     out["reconstruction_correct"].flatten(),
@@ -350,7 +378,10 @@ def metric_direction(metric_name: str) -> bool:
 
 
 __all__ = [
+    "FINETUNE_DEFAULTS",
+    "MODEL_DEFAULTS",
     "OBJECTIVES",
+    "PRETRAIN_DEFAULTS",
     "OutfitData",
     "add_data_args",
     "add_model_args",

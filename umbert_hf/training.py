@@ -188,13 +188,24 @@ def make_dataloader(
 def create_optimizer_and_scheduler(
     model: torch.nn.Module, args: argparse.Namespace, num_training_steps: int
 ) -> tuple[torch.optim.Optimizer, Any]:
-    """Adam or AdamW with no weight decay on biases, norms and 1-D parameters, plus the learning-rate schedule."""
-    decay, no_decay = [], []
+    """Adam or AdamW with no weight decay on biases, norms and 1-D parameters, plus the learning-rate schedule.
+
+    WumBERT's item table gets its own group: no weight decay (it would shrink every item towards zero) and
+    `--item_embeddings_learning_rate` (0 freezes it).
+    """
+    decay, no_decay, table = [], [], []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        (no_decay if parameter.dim() < 2 or "norm" in name.lower() else decay).append(parameter)
+        if name.endswith("item_embeddings.weight"):
+            table.append(parameter)
+        else:
+            (no_decay if parameter.dim() < 2 or "norm" in name.lower() else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if table:
+        table_lr = getattr(args, "item_embeddings_learning_rate", None)
+        table_lr = args.learning_rate if table_lr is None else table_lr
+        groups.append({"params": table, "weight_decay": 0.0, "lr": table_lr})
     optimizer_class = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_class(groups, lr=args.learning_rate)
     scheduler = get_scheduler(

