@@ -37,7 +37,7 @@ exit codes: 0 done, 2 bad input or usage (the message names the file and field),
 
 
 def _category_map(text: str) -> tuple[str, str]:
-    semantic, separator, slot = text.partition("=")
+    semantic, separator, slot = (part.strip() for part in text.partition("="))
     if not separator or not semantic:
         raise argparse.ArgumentTypeError(f"{text!r}: expected SEMANTIC=SLOT, e.g. bags=accessories")
     return semantic, slot
@@ -99,7 +99,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     build.add_argument(
         "--strict", action="store_true", help="fail on missing items, missing or unreadable images, repeated set ids"
     )
-    build.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    build.add_argument("--overwrite", action="store_true", help="replace an existing output folder written by build")
     build.add_argument("--push_to_hub", metavar="REPO_ID", help="then upload the folder as a Hub dataset repo")
     build.add_argument("--private", action="store_true", help="with --push_to_hub: create the repo private")
     build.add_argument("--token", help="Hub token (default: the logged-in one)")
@@ -118,7 +118,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     synthesize.add_argument("--image_size", type=_positive_int, default=64, help="image side in pixels (%(default)s)")
     synthesize.add_argument("--seed", type=_positive_int, default=0, help="same seed, same bytes (%(default)s)")
     synthesize.add_argument("--no_images", action="store_true", help="write no images/ folder")
-    synthesize.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    synthesize.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output folder written by synthesize"
+    )
 
     mango = commands.add_parser(
         "convert-mango",
@@ -230,6 +232,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except PolyvoreFormatError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as error:  # unwritable output folder, full disk, ...: the output folder was left as it was
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("interrupted: no output was written", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import datasets
@@ -34,6 +37,11 @@ logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "build_summary.json"
 SYNTHETIC_MARKER = "synthetic_latents.json"
+# the file that marks a folder as written by a command: `--overwrite` replaces only such a folder
+MARKER_COMMANDS = {SUMMARY_FILE: "build", SYNTHETIC_MARKER: "synthesize", "mango_import.json": "convert-mango"}
+# temporary folders beside the output are named `.tmp-<name>-<pid>.<host>-<random>` (`.old-` for the replaced one),
+# so that a later run can tell the leftovers of a killed run (its process is gone) from those of a live one
+_HOST_TAG = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
 IMAGE_ROWS_PER_GROUP = 100  # small row groups keep image parquet files streamable
 MAX_SHARD_BYTES = 500 * 1024 * 1024
 
@@ -57,6 +65,7 @@ class BuildSummary:
     fitb: dict
     compatibility: dict
     synthetic: bool = False
+    shared_set_ids: dict = field(default_factory=dict)  # "train-test" -> set ids in both splits
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,6 +100,12 @@ class BuildSummary:
             + ", ".join(f"{slot} {self.catalogue[slot]}" for slot in slots)
             + f" (total {self.catalogue['total']})"
         )
+        shared = {pair: count for pair, count in self.shared_set_ids.items() if count}
+        if shared:
+            lines.append(
+                "warning: set ids in two splits (the same outfit in both; --strict refuses it): "
+                + ", ".join(f"{pair} {count}" for pair, count in shared.items())
+            )
         for split, report in self.fitb.items():
             unresolved = sum(report["official_unresolved"].values())
             lines.append(
@@ -140,7 +155,8 @@ def build_dataset(
             raise
         raise PolyvoreFormatError(str(error)) from error
     output = Path(output_dir)
-    _check_output(output, overwrite, protect=Path(raw_dir))
+    clean_stale_temporaries(output)  # first: it may put back a folder that a killed --overwrite had moved aside
+    _check_output(output, overwrite, protect=Path(raw_dir), marker=SUMMARY_FILE)
     raw = read_raw(raw_dir, split_type, strict=strict)
     logger.info(
         "read %d items and %d train outfits from %s", len(raw.item_category), len(raw.outfits["train"]), raw_dir
@@ -153,43 +169,126 @@ def build_dataset(
         synthetic=(Path(raw_dir) / SYNTHETIC_MARKER).is_file(),
         **prepared.report,
     )
-    with atomic_output_dir(output, overwrite=overwrite, protect=Path(raw_dir)) as folder:
+    with atomic_output_dir(output, overwrite=overwrite, protect=Path(raw_dir), marker=SUMMARY_FILE) as folder:
         write_dataset_folder(prepared, folder, summary)
     logger.info("wrote %s", output)
     return summary
 
 
-def _check_output(output: Path, overwrite: bool, protect: Path | None = None) -> None:
-    if output.exists() or output.is_symlink():
-        if not output.is_dir():
-            raise OutputExistsError(f"{output}: exists and is not a folder")
-        if not overwrite:
-            raise OutputExistsError(f"{output}: output folder already exists (pass --overwrite to replace it)")
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies inside it (both resolved)."""
+    return path == folder or folder in path.parents
+
+
+def _check_output(output: Path, overwrite: bool, protect: Path | None = None, marker: str | None = None) -> None:
+    """Refuse an output that overlaps the input `protect`, an existing one without `overwrite`, and, with
+    `overwrite`, one that holds no `marker` (not written by this command) or holds the working or home folder."""
+    resolved = output.resolve()
     if protect is not None and protect.exists():
-        resolved, protected = output.resolve(), protect.resolve()
-        if resolved == protected or resolved in protected.parents:
-            raise PolyvoreFormatError(f"{output}: the output folder would contain or replace the input {protect}")
+        protected = protect.resolve()
+        if _inside(resolved, protected) or _inside(protected, resolved):
+            raise PolyvoreFormatError(
+                f"{output}: the output folder would be, contain or lie inside the input {protect}"
+            )
+    if not (output.exists() or output.is_symlink()):
+        return
+    if not output.is_dir():
+        raise OutputExistsError(f"{output}: exists and is not a folder")
+    if not overwrite:
+        raise OutputExistsError(f"{output}: output folder already exists (pass --overwrite to replace it)")
+    for where, what in ((Path.cwd, "the current working folder"), (Path.home, "your home folder")):
+        try:
+            folder = where().resolve()
+        except (OSError, RuntimeError):  # no working folder (deleted) or no home: nothing to protect
+            continue
+        if _inside(folder, resolved):
+            raise OutputExistsError(f"{output}: refusing to replace a folder that holds {what} ({folder})")
+    if marker is not None and not (output / marker).is_file():
+        command = MARKER_COMMANDS.get(marker, "this command")
+        raise OutputExistsError(
+            f"{output}: was not written by `{command}` (no {marker}); remove it yourself or choose another --output_dir"
+        )
+
+
+def _temporary_prefix(kind: str, name: str) -> str:
+    """`.tmp-<name>-<pid>.<host>-` (or `.old-`): the owner of a leftover folder can be checked later."""
+    return f".{kind}-{name}-{os.getpid()}.{_HOST_TAG}-"
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine runs; unknown counts as alive (never remove a live run's folder)."""
+    if pid <= 0 or os.name == "nt":  # on Windows os.kill(pid, 0) would terminate the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OverflowError:  # beyond any pid
+        return False
+    except OSError:  # PermissionError: it exists, under another user
+        return True
+    return True
+
+
+def clean_stale_temporaries(output: Path) -> list[Path]:
+    """Remove the `.tmp-<name>-*` and `.old-<name>-*` folders beside `output` that a killed run of this machine
+    left (its process is gone); return them. The folder a killed `--overwrite` had moved aside is put back first
+    when `output` is missing. Folders of live runs, of other machines and of unknown owner are left alone."""
+    parent = output.parent
+    if not parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.(tmp|old)-{re.escape(output.name)}-(?:(\d+)\.([0-9a-f]{{6}})-)?[a-z0-9_]+")
+    removed = []
+    with os.scandir(parent) as entries:
+        leftovers = sorted(entry.name for entry in entries if entry.name.startswith((".tmp-", ".old-")))
+    for name in leftovers:
+        match = pattern.fullmatch(name)
+        path = parent / name
+        if match is None or path.is_symlink() or not path.is_dir():
+            continue
+        kind, pid, host = match.groups()
+        if pid is None:
+            logger.warning("%s: leftover of an earlier run of unknown owner; remove it yourself", path)
+            continue
+        if host != _HOST_TAG or _process_alive(int(pid)):
+            continue
+        aside = path / output.name
+        if kind == "old" and (aside.exists() or aside.is_symlink()) and not (output.exists() or output.is_symlink()):
+            os.replace(aside, output)
+            logger.warning("%s: put back from %s, where a killed run (pid %s) had moved it aside", output, path, pid)
+        shutil.rmtree(path, ignore_errors=True)
+        if path.exists():
+            logger.warning("%s: could not remove this leftover of a killed run (pid %s)", path, pid)
+            continue
+        logger.warning("%s: removed, the leftover of a killed run (pid %s)", path, pid)
+        removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager
-def atomic_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, protect: Path | None = None):
+def atomic_output_dir(
+    output_dir: str | os.PathLike, overwrite: bool = False, protect: Path | None = None, marker: str | None = None
+):
     """Yield a temporary folder beside `output_dir`; move it into place only when the block completes.
 
     On any failure (or interrupt) the temporary folder is removed and an existing `output_dir` is left untouched.
-    With `overwrite`, the old folder is moved aside and removed only once the new one is in place.
+    With `overwrite`, the old folder is moved aside and removed only once the new one is in place; it must hold
+    `marker` (the file the command writes) when one is given. The output never overlaps the input `protect`.
+    Leftovers of killed runs beside `output_dir` are removed first (`clean_stale_temporaries`).
     """
     output = Path(output_dir)
-    _check_output(output, overwrite, protect)
+    clean_stale_temporaries(output)
+    _check_output(output, overwrite, protect, marker)
     output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".tmp-{output.name}-"))
+    temporary = Path(tempfile.mkdtemp(dir=output.parent, prefix=_temporary_prefix("tmp", output.name)))
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o777 & ~umask)  # mkdtemp makes it private; the dataset is an ordinary folder
         yield temporary
-        _check_output(output, overwrite, protect)  # it may have appeared meanwhile
-        if output.exists():
-            aside = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".old-{output.name}-"))
+        _check_output(output, overwrite, protect, marker)  # it may have appeared meanwhile
+        if output.exists() or output.is_symlink():
+            aside = Path(tempfile.mkdtemp(dir=output.parent, prefix=_temporary_prefix("old", output.name)))
             os.replace(output, aside / output.name)
             try:
                 os.replace(temporary, output)
@@ -446,6 +545,7 @@ __all__ = [
     "OutputExistsError",
     "atomic_output_dir",
     "build_dataset",
+    "clean_stale_temporaries",
     "dataset_card",
     "push_to_hub",
     "write_dataset_folder",

@@ -189,6 +189,7 @@ def prepare_polyvore(raw: PolyvoreRaw, config: PolyvoreOutfitsConfig) -> Prepare
         "items_per_split": {},
         "fitb": {},
         "compatibility": {},
+        "shared_set_ids": dict(raw.shared_set_ids),  # "train-test" -> set ids in both splits (a leak; kept)
     }
 
     bad_images: dict[str, str] = {}

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageFile
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +20,7 @@ IMAGES_DIR = "images"
 SPLIT_TYPES = ("nondisjoint", "disjoint")
 # official file stem -> `datasets` split name
 SPLIT_FILES = {"train": "train", "valid": "validation", "test": "test"}
+SPLIT_PAIRS = (("train", "validation"), ("train", "test"), ("validation", "test"))
 
 
 class PolyvoreFormatError(ValueError):
@@ -55,6 +56,7 @@ class PolyvoreRaw:
     compatibility: dict[str, list[tuple[int, list[str]]] | None]  # split -> (label, refs); None: file absent
     fitb: dict[str, list[FitbQuestion] | None]  # split -> questions; None: file absent
     duplicate_set_ids: dict[str, int] = field(default_factory=dict)  # split -> outfits dropped as repeated
+    shared_set_ids: dict[str, int] = field(default_factory=dict)  # "train-test" -> set ids found in both splits
 
     @property
     def images_dir(self) -> Path:
@@ -103,23 +105,30 @@ def _read_metadata(root: Path) -> tuple[dict[str, str], dict[str, str]]:
             f"{METADATA_FILE}: expected a JSON object {{item_id: {{...}}}}, got {type(metadata).__name__}"
         )
     item_category, item_title = {}, {}
-    for item_id, meta in metadata.items():
+    for raw_id, meta in metadata.items():
+        item_id = raw_id.strip()  # ids and categories are compared as strings: " 101" and "tops " must match
         try:
             category = meta["semantic_category"]
             title = meta.get("title") or meta.get("url_name") or ""
         except (KeyError, TypeError, AttributeError):
             if not isinstance(meta, dict):
                 raise PolyvoreFormatError(
-                    f"{METADATA_FILE}: item '{item_id}' should be an object, got {type(meta).__name__}"
+                    f"{METADATA_FILE}: item '{raw_id}' should be an object, got {type(meta).__name__}"
                 ) from None
-            raise PolyvoreFormatError(f"{METADATA_FILE}: item '{item_id}' has no 'semantic_category'") from None
-        if not isinstance(category, str) or not category:
+            raise PolyvoreFormatError(f"{METADATA_FILE}: item '{raw_id}' has no 'semantic_category'") from None
+        if not isinstance(category, str) or not category.strip():
             raise PolyvoreFormatError(
-                f"{METADATA_FILE}: item '{item_id}' has 'semantic_category' {category!r}, expected a non-empty string"
+                f"{METADATA_FILE}: item '{raw_id}' has 'semantic_category' {category!r}, expected a non-empty string"
             )
         if not isinstance(title, str):
-            raise PolyvoreFormatError(f"{METADATA_FILE}: item '{item_id}' has 'title' {title!r}, expected a string")
-        item_category[item_id] = category
+            raise PolyvoreFormatError(f"{METADATA_FILE}: item '{raw_id}' has 'title' {title!r}, expected a string")
+        if not item_id:
+            raise PolyvoreFormatError(f"{METADATA_FILE}: item {raw_id!r} has an empty id")
+        if item_id in item_category:
+            raise PolyvoreFormatError(
+                f"{METADATA_FILE}: item {raw_id!r} repeats item '{item_id}' once whitespace is stripped"
+            )
+        item_category[item_id] = category.strip()
         item_title[item_id] = title
     return item_category, item_title
 
@@ -138,10 +147,14 @@ def _read_outfits(path: Path, root: Path, strict: bool) -> tuple[list[RawOutfit]
     outfits, seen, duplicates = [], set(), 0
     for position, entry in enumerate(entries):
         try:
-            set_id = str(entry["set_id"])
-            members = [(int(member["index"]), str(member["item_id"])) for member in entry["items"]]
+            set_id = str(entry["set_id"]).strip()
+            members = [(int(member["index"]), str(member["item_id"]).strip()) for member in entry["items"]]
         except (KeyError, TypeError, ValueError, AttributeError):
             raise _describe_outfit_problem(name, position, entry) from None
+        if not set_id:
+            raise _outfit_error(name, position, entry, "has an empty 'set_id'")
+        if not all(item_id for _, item_id in members):
+            raise _outfit_error(name, position, entry, "has an item with an empty 'item_id'")
         if set_id in seen:
             if strict:
                 raise _outfit_error(name, position, entry, "repeats a set_id already seen in this file")
@@ -212,7 +225,8 @@ def _read_fitb(path: Path, root: Path) -> list[FitbQuestion] | None:
                     f"{name}: question #{position} has '{key}' {value!r}, expected a list of '<set_id>_<index>' strings"
                 )
         blank = entry.get("blank_position")
-        questions.append(FitbQuestion(entry["question"], entry["answers"], blank if isinstance(blank, int) else None))
+        question, answers = [ref.strip() for ref in entry["question"]], [ref.strip() for ref in entry["answers"]]
+        questions.append(FitbQuestion(question, answers, blank if isinstance(blank, int) else None))
     return questions
 
 
@@ -221,7 +235,8 @@ def read_raw(raw_dir: str | os.PathLike, split_type: str = "nondisjoint", strict
 
     Required: `polyvore_item_metadata.json` and `<split_type>/{train,valid,test}.json`. The official
     `compatibility_*.txt` and `fill_in_blank_*.json` files are read when present. Images are checked later
-    (`check_images`), only for the items that can reach the dataset.
+    (`check_images`), only for the items that can reach the dataset. Ids, set ids and semantic categories are
+    stripped of surrounding whitespace. A set id in two splits is counted (`shared_set_ids`), or fatal with `strict`.
     """
     root = Path(raw_dir)
     if split_type not in SPLIT_TYPES:
@@ -237,11 +252,34 @@ def read_raw(raw_dir: str | os.PathLike, split_type: str = "nondisjoint", strict
         outfits[split], duplicates[split] = _read_outfits(split_dir / f"{stem}.json", root, strict)
         compatibility[split] = _read_compatibility(split_dir / f"compatibility_{stem}.txt", root)
         fitb[split] = _read_fitb(split_dir / f"fill_in_blank_{stem}.json", root)
-    return PolyvoreRaw(root, split_type, item_category, item_title, outfits, compatibility, fitb, duplicates)
+    shared = _shared_set_ids(outfits, split_type, strict)
+    return PolyvoreRaw(root, split_type, item_category, item_title, outfits, compatibility, fitb, duplicates, shared)
+
+
+def _shared_set_ids(outfits: dict[str, list[RawOutfit]], split_type: str, strict: bool) -> dict[str, int]:
+    """Count the set ids found in two splits ("train-test": n): the same outfit in train and test leaks the answer."""
+    stems = {split: stem for stem, split in SPLIT_FILES.items()}
+    set_ids = {split: {outfit.set_id for outfit in split_outfits} for split, split_outfits in outfits.items()}
+    shared = {}
+    for first, second in SPLIT_PAIRS:
+        both = set_ids[first] & set_ids[second]
+        shared[f"{first}-{second}"] = len(both)
+        if not both:
+            continue
+        example = next(outfit.set_id for outfit in outfits[second] if outfit.set_id in both)
+        message = (
+            f"{split_type}/{stems[second]}.json: set_id '{example}' is also in {split_type}/{stems[first]}.json "
+            f"({len(both)} set ids in both); an outfit must be in one split only"
+        )
+        if strict:
+            raise PolyvoreFormatError(message)
+        logger.warning("%s (kept in both; --strict refuses this)", message)
+    return shared
 
 
 def check_images(raw: PolyvoreRaw, item_ids, strict: bool = False) -> tuple[set[str], set[str]]:
-    """Return `(missing, unreadable)` among `item_ids`: no `images/<item_id>.jpg`, or bytes PIL cannot parse.
+    """Return `(missing, unreadable)` among `item_ids`: no `images/<item_id>.jpg`, or bytes PIL cannot decode
+    (a truncated JPEG included).
 
     With `strict`, the first bad image raises `PolyvoreFormatError`.
     """
@@ -271,10 +309,21 @@ def check_images(raw: PolyvoreRaw, item_ids, strict: bool = False) -> tuple[set[
 
 
 def read_image_bytes(path: Path) -> bytes:
-    """The file's bytes, after checking that PIL recognises them as an image."""
+    """The file's bytes, after checking that PIL decodes them to the last pixel.
+
+    `verify()` checks the structure (and PNG checksums) but reads no JPEG scan data, so a JPEG cut short passes it;
+    the image is therefore reopened (verify leaves it unusable) and decoded with `load()`, which raises on truncation.
+    """
     data = path.read_bytes()
     with Image.open(io.BytesIO(data)) as image:
         image.verify()
+    tolerant = ImageFile.LOAD_TRUNCATED_IMAGES  # other code may set it; it would pad a truncated image silently
+    try:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
     return data
 
 

@@ -654,7 +654,7 @@ def synthesize_polyvore(
         for (semantic, _), (category_id, fine, _, _) in sorted(FINE_CATEGORIES.items(), key=lambda kv: kv[1][0])
     )
     split_counts = {}
-    with atomic_output_dir(output_dir, overwrite=overwrite) as folder:
+    with atomic_output_dir(output_dir, overwrite=overwrite, marker=LATENTS_FILE) as folder:
         _write_json(folder / "polyvore_item_metadata.json", metadata)
         _write_json(folder / "polyvore_outfit_titles.json", outfit_titles)
         (folder / "categories.csv").write_text(categories_csv, encoding="utf-8")

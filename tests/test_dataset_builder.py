@@ -502,15 +502,16 @@ def test_repeated_set_id_is_counted_or_fatal_with_strict(hand_raw, tmp_path):
 
 
 def test_existing_output_is_refused_unless_overwrite(hand_raw, tmp_path):
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "keep.txt").write_text("mine")
+    build_dataset(hand_raw, tmp_path / "out", with_images=False)
+    (tmp_path / "out" / "extra.txt").write_text("added later")
     with pytest.raises(OutputExistsError, match="already exists.*--overwrite"):
-        build_dataset(hand_raw, tmp_path / "out", with_images=False)
-    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
-    build_dataset(hand_raw, tmp_path / "out", with_images=False, overwrite=True)
-    assert not (tmp_path / "out" / "keep.txt").exists() and (tmp_path / "out" / "README.md").is_file()
+        build_dataset(hand_raw, tmp_path / "out", with_images=False, seed=1)
+    assert (tmp_path / "out" / "extra.txt").read_text() == "added later"
+    build_dataset(hand_raw, tmp_path / "out", with_images=False, seed=1, overwrite=True)
+    assert not (tmp_path / "out" / "extra.txt").exists() and (tmp_path / "out" / "README.md").is_file()
+    assert json.loads((tmp_path / "out" / "build_summary.json").read_text())["parameters"]["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]  # nothing left aside
-    with pytest.raises(PolyvoreFormatError, match="would contain or replace the input"):
+    with pytest.raises(PolyvoreFormatError, match="would be, contain or lie inside the input"):
         build_dataset(hand_raw, hand_raw, with_images=False, overwrite=True)
 
 
