@@ -9,6 +9,7 @@ import torch
 
 from umbert_hf.augment import (
     CONFIG_NAME,
+    MARKER_FILE,
     augment_outfits,
     main,
     nearest_same_category,
@@ -104,7 +105,9 @@ def built_dataset(tmp_path_factory):
     return root
 
 
-def test_cli_writes_a_loadable_outfits_augmented_config_and_leaves_the_source_untouched(built_dataset, tmp_path):
+def test_cli_writes_a_loadable_outfits_augmented_config_and_leaves_the_source_untouched(
+    built_dataset, tmp_path, capsys
+):
     source, cache = built_dataset / "source", str(tmp_path / "cache")
     readme_before = (source / "README.md").read_text()
     output = tmp_path / "augmented"
@@ -131,23 +134,122 @@ def test_cli_writes_a_loadable_outfits_augmented_config_and_leaves_the_source_un
     assert not (source / CONFIG_NAME).exists()
     assert "outfits_augmented" in (output / "README.md").read_text()
 
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        main([*argv, "--output_dir", str(output)])
+    assert (output / MARKER_FILE).is_file()
+    assert main([*argv, "--output_dir", str(output)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
     assert main([*argv, "--output_dir", str(output), "--overwrite", "--k", "1"]) == 0
+    assert datasets.load_dataset(str(output), CONFIG_NAME, cache_dir=str(tmp_path / "cache2"))["train"].num_rows < len(
+        augmented
+    )
+    assert (source / "README.md").read_text() == readme_before and not (source / MARKER_FILE).exists()
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".augmented.")]  # no temporary folder left
 
 
-def test_augmenting_in_place_adds_the_config_once(built_dataset, tmp_path):
-    import shutil
-
-    folder = tmp_path / "in_place"
-    shutil.copytree(built_dataset / "source", folder)
+def test_augmenting_an_augmented_dataset_keeps_the_config_once(built_dataset, tmp_path):
     table_path = str(built_dataset / "emb.parquet")
-    for k in ("2", "1"):
-        assert main(["--dataset", str(folder), "--embeddings", table_path, "--k", k, "--output_dir", str(folder)]) == 0
-    readme = (folder / "README.md").read_text()
+    first, second = tmp_path / "first", tmp_path / "second"
+    argv = ["--embeddings", table_path, "--k"]
+    assert main(["--dataset", str(built_dataset / "source"), *argv, "2", "--output_dir", str(first)]) == 0
+    assert main(["--dataset", str(first), *argv, "1", "--output_dir", str(second)]) == 0
+    readme = (second / "README.md").read_text()
     assert readme.count(f"config_name: {CONFIG_NAME}") == 1
     assert readme.count("<!-- outfits_augmented:begin -->") == 1
-    assert sorted(os.listdir(folder / CONFIG_NAME)) == ["train-00000-of-00001.parquet"]
+    assert sorted(os.listdir(second / CONFIG_NAME)) == ["train-00000-of-00001.parquet"]
+    assert "- added copies:" in (first / "README.md").read_text()  # the input kept its own section
+
+
+@pytest.fixture
+def owned_folder(built_dataset, tmp_path):
+    """`tmp_path/p` holding a copy of the dataset (`p/ds`), the embeddings (`p/emb/emb.parquet`) and a user file."""
+    import shutil
+
+    folder = tmp_path / "p"
+    shutil.copytree(built_dataset / "source", folder / "ds")
+    (folder / "emb").mkdir()
+    shutil.copy(built_dataset / "emb.parquet", folder / "emb" / "emb.parquet")
+    (folder / "notes.txt").write_text("mine")
+    return folder
+
+
+def snapshot(folder) -> dict[str, bytes]:
+    return {
+        os.path.relpath(os.path.join(root, name), folder): open(os.path.join(root, name), "rb").read()
+        for root, _, names in os.walk(folder)
+        for name in names
+    }
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("p", "contains the input --dataset"),
+        ("p/ds", "is the input --dataset"),
+        ("p/ds/augmented", "is inside the input --dataset"),
+        ("p/emb", "contains the input --embeddings"),
+        (".", "contains the input --dataset"),
+        ("p/other", "not written by augment"),  # a non-empty folder of the user's, even with --overwrite
+        ("p/notes.txt", "not a folder"),
+    ],
+)
+def test_an_output_folder_holding_what_the_user_owns_is_refused(
+    owned_folder, tmp_path, monkeypatch, capsys, output, message
+):
+    (owned_folder / "other").mkdir()
+    (owned_folder / "other" / "keep.txt").write_text("keep")
+    before = snapshot(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    argv = ["--dataset", "p/ds", "--embeddings", "p/emb/emb.parquet", "--k", "2", "--overwrite"]
+    assert main([*argv, "--output_dir", output]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --output_dir") and message in err and len(err.splitlines()) == 1
+    assert snapshot(tmp_path) == before
+
+
+def test_the_working_folder_and_its_parents_are_refused(owned_folder, tmp_path, monkeypatch, capsys):
+    work = tmp_path / "work" / "sub"
+    work.mkdir(parents=True)
+    (work / "mine.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    before = snapshot(tmp_path)
+    argv = ["--dataset", str(owned_folder / "ds"), "--embeddings", str(owned_folder / "emb" / "emb.parquet")]
+    for output in (".", "..", str(work)):
+        assert main([*argv, "--output_dir", output, "--overwrite"]) == 2
+        assert "is the working folder or contains it" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
+
+
+def test_bad_inputs_give_one_line_errors(owned_folder, tmp_path, capsys):
+    table = str(owned_folder / "emb" / "emb.parquet")
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    for argv in (
+        ["--dataset", str(tmp_path / "missing"), "--embeddings", table],
+        ["--dataset", str(owned_folder / "ds"), "--embeddings", str(tmp_path / "missing.parquet")],
+        ["--dataset", str(owned_folder / "ds"), "--embeddings", str(tmp_path / "bad.parquet")],
+    ):
+        assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and len(err.splitlines()) == 1
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_write_leaves_no_folder_and_keeps_the_previous_output(built_dataset, tmp_path, monkeypatch):
+    import umbert_hf.augment as augment
+
+    augmented, summary = augment_outfits(outfits([("o1", "s0", "t0")]), line_table(), k=1)
+    output = tmp_path / "out"
+    write_augmented_dataset(built_dataset / "source", output, augmented, summary)
+    before = snapshot(output)
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(augment.pq, "write_table", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_augmented_dataset(built_dataset / "source", output, augmented, summary, overwrite=True)
+    with pytest.raises(OSError, match="disk full"):
+        write_augmented_dataset(built_dataset / "source", tmp_path / "new", augmented, summary)
+    assert snapshot(output) == before
+    assert sorted(os.listdir(tmp_path)) == ["out"]
 
 
 def test_missing_readme_is_reported(tmp_path):

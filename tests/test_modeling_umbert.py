@@ -250,6 +250,37 @@ def test_complete_errors_name_the_offending_value(tester, outfit, message):
         tester.umbert().complete([outfit])
 
 
+def test_an_item_of_another_category_is_refused_naming_outfit_slot_item_and_category(tester):
+    model = tester.umbert()
+    good = tester.outfit_dict(tester.outfit_rows(1)[0].tolist(), blank=0)
+    shoe = tester.item_ids[tester.rows_of("shoes")[0]]
+    wrong = {**good, "tops": shoe}
+    with pytest.raises(ValueError, match=f"Outfit 1, slot 'tops': item '{shoe}' is of category 'shoes'"):
+        model.complete([good, wrong])
+    # The same outfit with every item in its own slot completes.
+    assert len(model.complete([good])[0]) == 10
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nan_or_infinite_embeddings_are_refused(tester, bad):
+    model = tester.umbert()
+    outfit = tester.outfit_dict(tester.outfit_rows(1)[0].tolist(), blank=0)
+    poisoned = torch.zeros(tester.hidden_size)
+    poisoned[3] = bad
+    with pytest.raises(ValueError, match="Outfit 1, slot 'bottoms': the embedding contains NaN or infinite"):
+        model.complete([outfit, {**outfit, "bottoms": poisoned}])
+    embeddings = tester.item_embeddings.clone()
+    embeddings[5, 0] = bad
+    for build in (
+        lambda: UmBertModel(tester.config).set_catalogue(tester.item_ids, embeddings, tester.item_categories),
+        lambda: WumBertModel.from_item_embeddings(
+            tester.item_ids, embeddings, tester.item_categories, **tester.config_kwargs
+        ),
+    ):
+        with pytest.raises(ValueError, match=f"item '{tester.item_ids[5]}' contains NaN or infinite"):
+            build()
+
+
 def test_catalogue_errors(tester):
     model = UmBertModel(tester.config)
     with pytest.raises(ValueError, match="no catalogue"):

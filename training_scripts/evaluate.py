@@ -3,16 +3,21 @@
     python training_scripts/evaluate.py --model_name_or_path OUT --dataset DATA [--split test]
     python training_scripts/evaluate.py --baseline context_mean --dataset DATA --embeddings EMB.parquet
 
-Prints one JSON object on the last line and writes it to --output_file.
+Prints one JSON object on the last line. Writes it only under a folder you name: to --output_file, or, for a saved
+model folder, to <model>/eval_<split>.json; a baseline or a Hub id without --output_file writes no file. A bad input
+(missing dataset, unknown split, unreadable embeddings) prints one `error: ...` line and exits with code 2.
 """
 
 import argparse
 import json
 import os
+import sys
 
 from umbert_hf.configuration_umbert import DISTANCES
 from umbert_hf.outfit_training import run_evaluation
 from umbert_hf.training import write_json
+
+EXIT_BAD_INPUT = 2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -22,27 +27,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--baseline", choices=["random", "context_mean"], help="Score a baseline instead of a model.")
     parser.add_argument("--dataset", type=str, required=True)
     parser.add_argument("--embeddings", type=str, default=None, help="Embeddings table (required for baselines).")
-    parser.add_argument("--split", type=str, default="test")
+    parser.add_argument("--split", type=str, default="test", help="A split of the dataset's `outfits` config.")
     parser.add_argument("--distance", choices=DISTANCES, default="euclidean", help="Distance for baselines.")
     parser.add_argument("--per_device_eval_batch_size", type=int, default=256)
     parser.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"], default="no")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--trust_remote_code", action="store_true")
-    parser.add_argument("--output_file", type=str, default=None, help="Default: <model>/eval_<split>.json or ./")
+    parser.add_argument(
+        "--output_file",
+        type=str,
+        default=None,
+        help="JSON file for the metrics. Default: <model>/eval_<split>.json for a saved model folder; for a baseline "
+        "or a Hub id, no file (the JSON is only printed): nothing is written outside the folders you name.",
+    )
     args = parser.parse_args(argv)
     if args.baseline and not args.embeddings:
         parser.error("--baseline needs --embeddings (the catalogue to rank).")
-    if args.output_file is None:
-        folder = args.model_name_or_path if args.model_name_or_path and os.path.isdir(args.model_name_or_path) else "."
-        name = f"eval_{args.split}.json" if args.model_name_or_path else f"baseline_{args.baseline}_{args.split}.json"
-        args.output_file = os.path.join(folder, name)
+    if args.output_file is None and args.model_name_or_path and os.path.isdir(args.model_name_or_path):
+        args.output_file = os.path.join(args.model_name_or_path, f"eval_{args.split}.json")
     return args
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Evaluate and print the metrics; a bad input exits with code 2 after one `error: ...` line."""
     args = parse_args(argv)
-    metrics = run_evaluation(args)
-    write_json(args.output_file, metrics)
+    try:
+        metrics = run_evaluation(args)
+    except (ValueError, OSError, KeyError) as error:  # OSError includes FileNotFoundError (e.g. a wrong model path)
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    if args.output_file is not None:
+        write_json(args.output_file, metrics)
     print(json.dumps(metrics, sort_keys=True))
     return metrics
 

@@ -1,9 +1,14 @@
 """Outfit augmentation as in the original WumBERT data: copies of each training outfit with one item swapped for
 one of its nearest same-category neighbours in embedding space.
 
-The result is written as a dataset folder holding everything the input folder holds (hard links where possible)
+The result is written as a new dataset folder holding everything the input folder holds (hard links where possible)
 plus a config `outfits_augmented` with one `train` split: the original training outfits, each followed by its new
 copies. Training scripts read it with `datasets.load_dataset(OUT, "outfits_augmented")["train"]`.
+
+Nothing the user owns is deleted: the output folder may not be, contain or lie inside the input dataset, may not
+contain the embeddings, nor be the working folder or one above it; `--overwrite` replaces only a folder that augment
+wrote itself (it holds a `.umbert_augment` marker). The folder is built beside the output and renamed into place,
+so a failed run leaves no half-written folder.
 
     python -m umbert_hf.augment --dataset DIR --embeddings FILE --k 5 --output_dir OUT
 """
@@ -30,6 +35,7 @@ logger = logging.get_logger(__name__)
 CONFIG_NAME = "outfits_augmented"
 NEIGHBOUR_POOLS = ("train", "catalogue")
 DATA_FILE = f"{CONFIG_NAME}/train-00000-of-00001.parquet"
+MARKER_FILE = ".umbert_augment"  # written into every output folder: only such a folder may be overwritten
 _CARD_BEGIN = "<!-- outfits_augmented:begin -->"
 _CARD_END = "<!-- outfits_augmented:end -->"
 
@@ -228,41 +234,108 @@ def _card_section(summary: AugmentationSummary) -> str:
     )
 
 
+def _is_within(path: str, folder: str) -> bool:
+    """Whether `path` is `folder` or lies inside it (both absolute, symlinks resolved)."""
+    return path == folder or os.path.commonpath([path, folder]) == folder
+
+
+def check_output_dir(
+    output_dir: str | os.PathLike,
+    dataset_dir: str | os.PathLike,
+    embeddings: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> str:
+    """The resolved output folder, or `ValueError`/`FileExistsError` when writing it could touch what the user owns.
+
+    Refused: the dataset folder itself, a folder inside it or containing it (nothing writes into its own inputs);
+    a folder that is or contains the embeddings (file or folder) or lies inside an embeddings folder; the working
+    folder or one above it; an existing non-empty folder without `overwrite`, or, with `overwrite`, one that augment
+    did not write (no `.umbert_augment` marker), since `--overwrite` deletes it.
+    """
+    output = os.path.realpath(output_dir)
+    dataset = os.path.realpath(dataset_dir)
+    if _is_within(output, dataset) or _is_within(dataset, output):
+        relation = "is" if output == dataset else ("is inside" if _is_within(output, dataset) else "contains")
+        raise ValueError(f"--output_dir {str(output_dir)!r} {relation} the input --dataset {str(dataset_dir)!r}.")
+    if embeddings is not None:
+        table = os.path.realpath(embeddings)
+        if _is_within(table, output):
+            raise ValueError(
+                f"--output_dir {str(output_dir)!r} is or contains the input --embeddings {str(embeddings)!r}."
+            )
+        if os.path.isdir(table) and _is_within(output, table):
+            raise ValueError(f"--output_dir {str(output_dir)!r} is inside the input --embeddings {str(embeddings)!r}.")
+    if _is_within(os.path.realpath(os.getcwd()), output):
+        raise ValueError(f"--output_dir {str(output_dir)!r} is the working folder or contains it; name a new folder.")
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise FileExistsError(f"--output_dir {str(output_dir)!r} exists and is not a folder.")
+    if os.path.isdir(output) and os.listdir(output):
+        if not overwrite:
+            raise FileExistsError(
+                f"--output_dir {str(output_dir)!r} exists and is not empty; pass --overwrite to replace it."
+            )
+        if not os.path.isfile(os.path.join(output, MARKER_FILE)):
+            raise FileExistsError(
+                f"--output_dir {str(output_dir)!r} was not written by augment (no {MARKER_FILE} marker); --overwrite "
+                "replaces only augment's own output folders, so choose a new folder."
+            )
+    return output
+
+
 def write_augmented_dataset(
     dataset_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
     augmented: datasets.Dataset,
     summary: AugmentationSummary,
     overwrite: bool = False,
+    embeddings: str | os.PathLike | None = None,
 ) -> str:
-    """Write `output_dir` = the dataset folder (hard links or copies) + the `outfits_augmented` config.
+    """Write `output_dir` = the dataset folder (hard links or copies) + the `outfits_augmented` config + a marker.
 
-    `output_dir` may be `dataset_dir` itself (the config is then added in place).
+    The folder is built in a temporary sibling and renamed into place (an older augment output it replaces is
+    removed only then), so a failure leaves `output_dir` as it was. See `check_output_dir` for the folders refused.
     """
-    dataset_dir, output_dir = os.path.abspath(dataset_dir), os.path.abspath(output_dir)
+    dataset_dir = os.path.realpath(dataset_dir)
     readme = os.path.join(dataset_dir, "README.md")
     if not os.path.isfile(readme):
         raise FileNotFoundError(f"{dataset_dir} has no README.md with the dataset configs; is it a built dataset?")
-    if output_dir != dataset_dir:
-        if os.path.exists(output_dir) and os.listdir(output_dir):
-            if not overwrite:
-                raise FileExistsError(f"{output_dir} exists and is not empty; pass --overwrite to replace it.")
-            shutil.rmtree(output_dir)
+    output_dir = check_output_dir(output_dir, dataset_dir, embeddings, overwrite=overwrite)
+    parent, name = os.path.split(output_dir)
+    os.makedirs(parent, exist_ok=True)
+    building = os.path.join(parent, f".{name}.tmp-{os.getpid()}")
+    previous = os.path.join(parent, f".{name}.old-{os.getpid()}")
+    try:
+        shutil.rmtree(building, ignore_errors=True)
         shutil.copytree(
             dataset_dir,
-            output_dir,
+            building,
             copy_function=_link_or_copy,
-            ignore=shutil.ignore_patterns(CONFIG_NAME, ".cache"),
-            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns(CONFIG_NAME, ".cache", MARKER_FILE),
         )
+        _write_contents(building, augmented, summary)
+        if os.path.exists(output_dir):  # an empty folder, or an earlier augment output (checked above)
+            os.rename(output_dir, previous)
+            try:
+                os.rename(building, output_dir)
+            except OSError:
+                os.rename(previous, output_dir)
+                raise
+            shutil.rmtree(previous)
+        else:
+            os.rename(building, output_dir)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return output_dir
 
+
+def _write_contents(folder: str, augmented: datasets.Dataset, summary: AugmentationSummary) -> None:
+    """Add the `outfits_augmented` parquet file, its config and card section, and the marker to a copied dataset."""
     table = augmented.data.table.replace_schema_metadata(
         {**(augmented.data.table.schema.metadata or {}), b"umbert_hf": json.dumps(asdict(summary)).encode()}
     )
-    shutil.rmtree(os.path.join(output_dir, CONFIG_NAME), ignore_errors=True)
-    _write_atomically(os.path.join(output_dir, DATA_FILE), lambda path: pq.write_table(table, path))
+    _write_atomically(os.path.join(folder, DATA_FILE), lambda path: pq.write_table(table, path))
 
-    card = DatasetCard(open(os.path.join(output_dir, "README.md"), encoding="utf-8").read())
+    card = DatasetCard(open(os.path.join(folder, "README.md"), encoding="utf-8").read())
     configs = [config for config in (card.data.to_dict().get("configs") or []) if config["config_name"] != CONFIG_NAME]
     configs.append(
         {"config_name": CONFIG_NAME, "data_files": [{"split": "train", "path": f"{CONFIG_NAME}/train-*.parquet"}]}
@@ -274,12 +347,15 @@ def write_augmented_dataset(
     card.text = text.rstrip() + "\n\n" + _card_section(summary) + "\n"
     content = str(card)
 
-    def write_card(path: str) -> None:
-        with open(path, "w", encoding="utf-8") as file:
-            file.write(content)
+    def write_text(text: str):
+        def write(path: str) -> None:
+            with open(path, "w", encoding="utf-8") as file:
+                file.write(text)
 
-    _write_atomically(os.path.join(output_dir, "README.md"), write_card)
-    return output_dir
+        return write
+
+    _write_atomically(os.path.join(folder, "README.md"), write_text(content))  # replaces the hard link
+    _write_atomically(os.path.join(folder, MARKER_FILE), write_text(json.dumps(asdict(summary), indent=2) + "\n"))
 
 
 def augment_dataset(
@@ -292,13 +368,17 @@ def augment_dataset(
     overwrite: bool = False,
     cache_dir: str | None = None,
 ) -> AugmentationSummary:
-    """Read the dataset's training outfits and the embeddings table, augment, and write the output folder."""
+    """Read the dataset's training outfits and the embeddings table, augment, and write the output folder.
+
+    The output folder is checked first (`check_output_dir`), so a refused folder costs no computation.
+    """
+    check_output_dir(output_dir, dataset_dir, embeddings, overwrite=overwrite)
     table = read_embeddings_table(embeddings)
     outfits = datasets.load_dataset(os.fspath(dataset_dir), "outfits", cache_dir=cache_dir)["train"]
     augmented, summary = augment_outfits(
         outfits, table, k=k, distance=distance, neighbours=neighbours, embeddings_name=os.path.basename(embeddings)
     )
-    write_augmented_dataset(dataset_dir, output_dir, augmented, summary, overwrite=overwrite)
+    write_augmented_dataset(dataset_dir, output_dir, augmented, summary, overwrite=overwrite, embeddings=embeddings)
     return summary
 
 
@@ -306,7 +386,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="Built dataset folder (with the `outfits` config).")
     parser.add_argument("--embeddings", required=True, help="Embeddings table (parquet file or folder).")
-    parser.add_argument("--output_dir", required=True, help="Output dataset folder (may be --dataset itself).")
+    parser.add_argument(
+        "--output_dir",
+        required=True,
+        help="New output dataset folder: not --dataset, nor inside or around it or the embeddings, nor the working "
+        "folder or one above it.",
+    )
     parser.add_argument("--k", type=int, default=5, help="Nearest neighbours per item (default 5).")
     parser.add_argument("--distance", choices=("euclidean", "cosine"), default="euclidean")
     parser.add_argument(
@@ -316,7 +401,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="Draw replacements from the training outfits' items (default, no leakage of evaluation items) or "
         "from the whole catalogue (the original WumBERT data).",
     )
-    parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty --output_dir.")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"Replace a non-empty --output_dir written by an earlier augment run (it holds {MARKER_FILE}); any "
+        "other folder is never deleted.",
+    )
     args = parser.parse_args(argv)
     if args.k < 1:
         parser.error(f"--k must be at least 1, got {args.k}.")
@@ -324,17 +414,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns 0, or 2 after printing one `error: ...` line for a bad input or output folder."""
     args = parse_args(argv)
     logging.set_verbosity_info()
-    summary = augment_dataset(
-        args.dataset,
-        args.embeddings,
-        args.output_dir,
-        k=args.k,
-        distance=args.distance,
-        neighbours=args.neighbours,
-        overwrite=args.overwrite,
-    )
+    try:
+        summary = augment_dataset(
+            args.dataset,
+            args.embeddings,
+            args.output_dir,
+            k=args.k,
+            distance=args.distance,
+            neighbours=args.neighbours,
+            overwrite=args.overwrite,
+        )
+    except (ValueError, OSError) as error:  # includes FileNotFoundError and FileExistsError
+        print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
+        return 2
     print(
         f"{summary.num_original_outfits} training outfits + {summary.num_augmented_outfits} copies "
         f"({summary.num_duplicates_skipped} duplicates skipped) -> {os.path.abspath(args.output_dir)} "

@@ -215,8 +215,9 @@ class UmBertPreTrainedModel(PreTrainedModel):
         """Store the retrieval catalogue: item ids (str), their embeddings (N, hidden) and slot names.
 
         Saved by `save_pretrained` and restored by `from_pretrained`, so a loaded model completes outfits with real
-        item ids. Raises `ValueError` for mismatched lengths, wrong embedding size, duplicate ids, unknown
-        categories, or a slot category with no items.
+        item ids. Raises `ValueError` for mismatched lengths, wrong embedding size, NaN or infinite embeddings (named
+        by item id: one such row would poison the standardisation statistics and every ranking), duplicate ids,
+        unknown categories, or a slot category with no items.
         """
         item_ids = list(item_ids)
         categories = list(categories)
@@ -233,6 +234,13 @@ class UmBertPreTrainedModel(PreTrainedModel):
             raise ValueError(
                 f"Catalogue lengths differ: {len(item_ids)} item ids, {len(categories)} categories, "
                 f"{embeddings.shape[0]} embeddings."
+            )
+        finite = torch.isfinite(embeddings).all(dim=1)
+        if not bool(finite.all()):
+            bad_rows = torch.nonzero(~finite).squeeze(1).tolist()
+            raise ValueError(
+                f"Catalogue embedding of item {item_ids[bad_rows[0]]!r} contains NaN or infinite values "
+                f"({len(bad_rows)} such item(s)); recompute or drop them."
             )
         if len(set(item_ids)) != len(item_ids):
             seen: set[str] = set()
@@ -386,18 +394,31 @@ class UmBertPreTrainedModel(PreTrainedModel):
         return inputs, torch.tensor(blanks, dtype=torch.long, device=inputs.device)
 
     def _context_embedding(self, value: Any, slot: str, number: int) -> torch.Tensor:
-        """Embedding of one context item: a catalogue item id, an embedding tensor, or an image (PIL image or path)."""
-        if isinstance(value, str) and value in self._catalogue()["row_of"]:
-            return self.get_catalogue_embeddings()[self._catalogue()["row_of"][value]]
+        """Embedding of one context item: a catalogue item id, an embedding tensor, or an image (PIL image or path).
+
+        An item id must belong to the slot's category and an embedding must be finite: a shoe in the `tops` slot or a
+        NaN would silently give meaningless suggestions, so both raise `ValueError` naming the outfit and slot.
+        """
+        row_of = self._catalogue()["row_of"]
+        if isinstance(value, str) and value in row_of:
+            row = row_of[value]
+            category = self.config.categories[int(self.catalogue_categories[row])]
+            if category != slot:
+                raise ValueError(
+                    f"Outfit {number}, slot {slot!r}: item {value!r} is of category {category!r}, not {slot!r}; "
+                    f"give it in the {category!r} slot."
+                )
+            return self.get_catalogue_embeddings()[row]
         if isinstance(value, torch.Tensor):
             if value.shape != (self.config.hidden_size,):
                 raise ValueError(
                     f"Outfit {number}, slot {slot!r}: embedding must have shape ({self.config.hidden_size},), "
                     f"got {tuple(value.shape)}."
                 )
-            return value.to(self.get_catalogue_embeddings())
+            return self._finite_context(value.to(self.get_catalogue_embeddings()), slot, number, "embedding")
         if _is_image(value):
-            return self.embed_images([value])[0].to(self.get_catalogue_embeddings())
+            embedding = self.embed_images([value])[0].to(self.get_catalogue_embeddings())
+            return self._finite_context(embedding, slot, number, "image embedding")
         if isinstance(value, str):
             raise ValueError(
                 f"Outfit {number}, slot {slot!r}: unknown item id {value!r} (not in the catalogue, nor an image file)."
@@ -406,6 +427,13 @@ class UmBertPreTrainedModel(PreTrainedModel):
             f"Outfit {number}, slot {slot!r}: expected an item id (str), an image (PIL image or file path), "
             f"an embedding tensor or None, got {type(value).__name__}."
         )
+
+    @staticmethod
+    def _finite_context(embedding: torch.Tensor, slot: str, number: int, what: str) -> torch.Tensor:
+        """`embedding`, or `ValueError` naming the outfit and slot when it holds NaN or infinite values."""
+        if not bool(torch.isfinite(embedding).all()):
+            raise ValueError(f"Outfit {number}, slot {slot!r}: the {what} contains NaN or infinite values.")
+        return embedding
 
     def set_image_embedder(self, embedder: Callable[[list[Any]], torch.Tensor] | None) -> None:
         """Use `embedder(images) -> (n, hidden)` for image contexts instead of the encoder recorded in the config."""
@@ -461,12 +489,19 @@ class UmBertPreTrainedModel(PreTrainedModel):
         """Suggest items for the blank slot of each outfit.
 
         Args:
-            outfits: dicts slot -> item id (or embedding tensor), with exactly one slot set to None (the blank).
+            outfits: dicts slot -> item id, embedding tensor or image (PIL image or file path), with exactly one slot
+                set to None (the blank).
             top_k: number of suggestions per outfit.
 
         Returns:
             Per outfit, a list of `{"item_id": str, "score": float}` for the `top_k` catalogue items of the blank's
             category, best first (score: minus the distance, or cosine similarity).
+
+        Raises:
+            ValueError: naming the outfit number and slot, for an unknown slot or item id, not exactly one blank, an
+                item id of another category than its slot (e.g. a shoe given as `tops`: the model was trained on
+                one item per category, so it is refused rather than silently scored), or an embedding of the wrong
+                shape or with NaN or infinite values.
         """
         if isinstance(outfits, Mapping):
             outfits = [outfits]

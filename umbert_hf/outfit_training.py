@@ -515,15 +515,29 @@ def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, An
 
 
 def run_evaluation(args: argparse.Namespace) -> dict[str, Any]:
-    """Evaluate a saved model, or a baseline on an embeddings table, on one split; returns the metrics."""
+    """Evaluate a saved model, or a baseline on an embeddings table, on one split; returns the metrics.
+
+    Raises `ValueError` when the dataset has no such split (listing its splits), before any model is loaded: a
+    misspelt split would otherwise give an empty result that looks like a successful evaluation.
+    """
     from accelerate.utils import set_seed
     from transformers import AutoModel
 
+    splits = list(load_dataset_config(args.dataset, "outfits"))
+    if args.split not in splits:
+        raise ValueError(f"--split {args.split!r}: the dataset {str(args.dataset)!r} has the splits {splits}.")
     accelerator = Accelerator(mixed_precision=getattr(args, "mixed_precision", "no"))
     set_seed(args.seed)
     model = None
     if args.model_name_or_path:
-        model = AutoModel.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
+        try:
+            model = AutoModel.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
+        except (OSError, ValueError) as error:
+            where = "folder" if os.path.isdir(args.model_name_or_path) else "model folder or Hub repo id"
+            reason = (str(error).splitlines() or [type(error).__name__])[0]
+            raise ValueError(
+                f"--model_name_or_path {args.model_name_or_path!r}: cannot load a {where}: {reason}"
+            ) from error
         slots = list(model.config.categories)
         if args.embeddings and isinstance(model, UmBertModel):
             table = read_catalogue(args.embeddings, slots)

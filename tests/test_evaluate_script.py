@@ -1,0 +1,93 @@
+"""`training_scripts/evaluate.py`: files only under folders the user names, and one-line errors for bad input."""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+from umbert_testing import UmBertModelTester
+
+SCRIPT = Path(__file__).resolve().parents[1] / "training_scripts" / "evaluate.py"
+
+
+@pytest.fixture(scope="module")
+def evaluate():
+    spec = importlib.util.spec_from_file_location("evaluate_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def files_under(folder) -> set[str]:
+    return {os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder) for name in names}
+
+
+def run_failing(evaluate, capsys, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_a_baseline_without_output_file_only_prints(evaluate, outfit_dataset, workdir, capsys):
+    dataset, embeddings = outfit_dataset
+    before = files_under(dataset.parent)
+    argv = ["--baseline", "random", "--dataset", str(dataset), "--embeddings", str(embeddings), "--split", "validation"]
+    metrics = evaluate.main(argv)
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == metrics
+    assert metrics["model"] == "baseline:random" and metrics["split"] == "validation"
+    assert os.listdir(workdir) == []  # no baseline_random_validation.json in the working folder
+    assert files_under(dataset.parent) == before
+
+
+def test_a_model_folder_gets_eval_split_json_and_a_hub_id_no_file(evaluate, outfit_dataset, workdir, tmp_path, capsys):
+    dataset, embeddings = outfit_dataset
+    model = tmp_path / "model"
+    UmBertModelTester().umbert().save_pretrained(model)
+    metrics = evaluate.main(
+        ["--model_name_or_path", str(model), "--dataset", str(dataset), "--embeddings", str(embeddings)]
+    )
+    assert json.loads((model / "eval_test.json").read_text()) == metrics
+    assert os.listdir(workdir) == []
+    assert evaluate.parse_args(["--model_name_or_path", "user/umbert", "--dataset", "d"]).output_file is None
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(["--help"])
+    assert "no file" in capsys.readouterr().out
+
+
+def test_an_unknown_split_is_an_error_listing_the_splits(evaluate, outfit_dataset, workdir, capsys):
+    dataset, embeddings = outfit_dataset
+    argv = ["--baseline", "random", "--dataset", str(dataset), "--embeddings", str(embeddings), "--split", "tset"]
+    err = run_failing(evaluate, capsys, argv)
+    assert "--split 'tset'" in err and "'test'" in err and "'validation'" in err
+    assert os.listdir(workdir) == []
+
+
+def test_bad_inputs_give_one_line_errors(evaluate, outfit_dataset, workdir, tmp_path, capsys):
+    dataset, embeddings = outfit_dataset
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    baseline = ["--baseline", "context_mean", "--dataset"]
+    assert str(tmp_path / "missing") in run_failing(
+        evaluate, capsys, [*baseline, str(tmp_path / "missing"), "--embeddings", str(embeddings)]
+    )
+    assert "bad.parquet" in run_failing(
+        evaluate, capsys, [*baseline, str(dataset), "--embeddings", str(tmp_path / "bad.parquet")]
+    )
+    assert "missing.parquet" in run_failing(
+        evaluate, capsys, [*baseline, str(dataset), "--embeddings", str(tmp_path / "missing.parquet")]
+    )
+    assert "--model_name_or_path" in run_failing(
+        evaluate, capsys, ["--model_name_or_path", str(tmp_path / "no_model"), "--dataset", str(dataset)]
+    )
+    assert os.listdir(workdir) == []
