@@ -8,8 +8,11 @@ import argparse
 import json
 import math
 import os
+import pickle
 import shutil
+import sys
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +21,17 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
+from accelerate.utils import load as accelerate_load
+from accelerate.utils.constants import (
+    MODEL_NAME,
+    OPTIMIZER_NAME,
+    RNG_STATE_NAME,
+    SAFE_MODEL_NAME,
+    SCALER_NAME,
+    SCHEDULER_NAME,
+)
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -30,6 +43,16 @@ BEST_WEIGHTS_NAME = "best_weights.safetensors"
 HISTORY_NAME = "history.json"
 CURVES_NAME = "training_curves.png"
 METRICS_NAME = "metrics.json"
+CHECKPOINT_FILES_NAME = "checkpoint_files.json"
+# Flags of the scripts naming local inputs that --output_dir must not overwrite (see `check_output_dir`).
+INPUT_FLAGS = ("dataset", "embeddings", "model_name_or_path")
+
+
+class TrainingDivergedError(ValueError):
+    """The training loss, or the monitored validation metric of every epoch, is NaN or infinite.
+
+    Raised by `fit` instead of saving weights that are NaN: such a run has no model worth keeping.
+    """
 
 
 def add_training_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
@@ -96,17 +119,30 @@ def add_training_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
 
 
 def check_training_args(args: argparse.Namespace) -> None:
-    """Validate the shared flags; raises `ValueError` naming the flag."""
+    """Validate the shared flags before anything is written; raises `ValueError` naming the flag.
+
+    Also refuses an --output_dir that is a file, or that would write into the script's own inputs (`check_output_dir`
+    on whichever of --dataset, --embeddings and --model_name_or_path the script has).
+    """
     for name in ("num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}.")
     if args.gradient_accumulation_steps < 1:
         raise ValueError(f"--gradient_accumulation_steps must be at least 1, got {args.gradient_accumulation_steps}.")
-    if args.learning_rate <= 0:
-        raise ValueError(f"--learning_rate must be positive, got {args.learning_rate}.")
-    if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
+    # `<=` comparisons are False for NaN: test finiteness first, or NaN weights follow from the first step.
+    if not math.isfinite(args.learning_rate) or args.learning_rate <= 0:
+        raise ValueError(f"--learning_rate must be a positive finite number, got {args.learning_rate}.")
+    for name in ("weight_decay", "max_grad_norm", "item_embeddings_learning_rate"):
+        value = getattr(args, name, None)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"--{name} must be a finite number, 0 or more, got {value}.")
+    if args.num_warmup_steps < 0:
+        raise ValueError(f"--num_warmup_steps must be 0 or more, got {args.num_warmup_steps}.")
+    if args.checkpointing_steps not in (None, "epoch") and not (
+        str(args.checkpointing_steps).isdigit() and int(args.checkpointing_steps) > 0
+    ):
         raise ValueError(
-            f"--checkpointing_steps must be a number of steps or 'epoch', got {args.checkpointing_steps!r}."
+            f"--checkpointing_steps must be a number of steps (1 or more) or 'epoch', got {args.checkpointing_steps!r}."
         )
     if args.resume_from_checkpoint and not Path(args.resume_from_checkpoint, TRAINER_STATE_NAME).is_file():
         raise ValueError(
@@ -115,6 +151,52 @@ def check_training_args(args: argparse.Namespace) -> None:
         )
     if args.patience < 0:
         raise ValueError(f"--patience must be 0 or more, got {args.patience}.")
+    _check_output_dir_can_be_a_folder(args.output_dir)
+    check_output_dir(args.output_dir, {name: getattr(args, name, None) for name in INPUT_FLAGS})
+
+
+def _check_output_dir_can_be_a_folder(output_dir: str | os.PathLike) -> None:
+    """`os.makedirs` would fail with a raw `FileExistsError`/`NotADirectoryError` later, after the data loaded."""
+    path = Path(output_dir)
+    existing = next((folder for folder in (path, *path.parents) if folder.exists()), None)
+    if existing is None or existing.is_dir():
+        return
+    if existing == path:
+        raise ValueError(f"--output_dir {str(output_dir)!r} is a file, not a folder.")
+    raise ValueError(f"--output_dir {str(output_dir)!r} cannot be created: {str(existing)!r} is a file.")
+
+
+def check_output_dir(output_dir: str | os.PathLike, inputs: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse an --output_dir that would write over an input; raises `ValueError` naming both flags.
+
+    `inputs` maps flag names (`"dataset"`, `"embeddings"`, ...) to their values; values that are not existing local
+    paths (Hub ids, `None`) are skipped. The output may not be, contain or lie inside an input folder: the model card
+    would replace a dataset's README (whose configs `datasets` reads), the weights a model being fine-tuned, and
+    `--push_to_hub` would upload the inputs. Nor may it be the folder of an input file (an embeddings table).
+    """
+    output = Path(os.path.realpath(output_dir))
+    for name, value in inputs.items():
+        if value is None or not os.path.exists(value):
+            continue
+        flag, source = f"--{name.lstrip('-')}", Path(os.path.realpath(value))
+        if source.is_dir():
+            if output == source:
+                relation = "is"
+            elif source in output.parents:
+                relation = "is inside"
+            elif output in source.parents:
+                relation = "contains"
+            else:
+                continue
+            raise ValueError(
+                f"--output_dir {str(output_dir)!r} {relation} the {flag} folder {str(value)!r}: training would "
+                "write into its own input; choose another --output_dir."
+            )
+        if output in (source, source.parent):
+            raise ValueError(
+                f"--output_dir {str(output_dir)!r} is the folder of {flag} {str(value)!r}: training would write "
+                "next to its own input; choose another --output_dir."
+            )
 
 
 def make_accelerator(args: argparse.Namespace) -> Accelerator:
@@ -263,6 +345,9 @@ class FitResult:
 
 
 def _is_better(value: float, best: float | None, greater_is_better: bool) -> bool:
+    """Whether `value` beats `best`; NaN or infinity never does, so a diverged epoch is never kept as the best."""
+    if not math.isfinite(value):
+        return False
     if best is None:
         return True
     return value > best if greater_is_better else value < best
@@ -314,25 +399,151 @@ def _state_dict_on_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _save_checkpoint(
     accelerator: Accelerator, output_dir: str, name: str, state: TrainerState, best_weights: dict | None
 ) -> None:
-    """`Accelerator.save_state` into a temporary folder renamed to `<output_dir>/<name>` once complete."""
+    """`Accelerator.save_state` into a temporary folder renamed to `<output_dir>/<name>` once complete.
+
+    `checkpoint_files.json` lists the size of every file, so `check_checkpoint` can tell a truncated one.
+    """
     final = Path(output_dir, name)
     temporary = Path(output_dir, f".tmp-{name}")
     if accelerator.is_main_process and temporary.exists():
         shutil.rmtree(temporary)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(temporary))
+    accelerator.wait_for_everyone()  # every process has written its `random_states_<index>.pkl`
     if accelerator.is_main_process:
         write_json(temporary / TRAINER_STATE_NAME, asdict(state))
         if best_weights is not None:
             save_file(best_weights, str(temporary / BEST_WEIGHTS_NAME))
+        sizes = {path.name: path.stat().st_size for path in sorted(temporary.iterdir()) if path.is_file()}
+        write_json(temporary / CHECKPOINT_FILES_NAME, sizes)
         if final.exists():
             shutil.rmtree(final)
         os.replace(temporary, final)
     accelerator.wait_for_everyone()
 
 
-def _load_checkpoint(accelerator: Accelerator, path: str) -> tuple[TrainerState, dict | None]:
-    accelerator.load_state(path)
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _weights_mismatch(saved: dict[str, list[int]], model_state: dict[str, torch.Tensor]) -> str | None:
+    """How saved weight shapes differ from a model's state dict, or None when they fit.
+
+    Safetensors files leave out all but one of tied weights, so a model tensor is missing only when no tensor
+    sharing its memory was saved.
+    """
+    for key, shape in saved.items():
+        if key not in model_state:
+            return f"holds {key!r}, which this model lacks"
+        if list(model_state[key].shape) != list(shape):
+            return f"holds {key!r} of shape {list(shape)}, this model {list(model_state[key].shape)}"
+    saved_memory = {model_state[key].data_ptr() for key in saved}
+    missing = [key for key, tensor in model_state.items() if key not in saved and tensor.data_ptr() not in saved_memory]
+    if missing:
+        return f"lacks {len(missing)} tensors of this model, e.g. {missing[0]!r}"
+    return None
+
+
+def check_checkpoint(path: str | os.PathLike, accelerator: Accelerator, model: torch.nn.Module | None = None) -> None:
+    """Refuse a checkpoint folder that `fit` cannot resume from exactly; raises `ValueError` naming the file.
+
+    `Accelerator.load_state` fails on a truncated file with an error naming no file, on another model's weights with
+    a raw size mismatch, and skips an unreadable RNG state with a log line (the resumed run then silently differs
+    from the uninterrupted one). So, before it runs: every file of `checkpoint_files.json` is there with its size,
+    every file `load_state` reads (for the objects `accelerator` prepared) is there and opens, the RNG state of every
+    process unpickles, and the weights have the shapes of the prepared `model` (default: the first one).
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ValueError(f"checkpoint {str(path)!r} does not exist or is not a folder.")
+
+    def corrupt(name: str, problem: str) -> ValueError:
+        return ValueError(f"checkpoint {str(path)!r} is incomplete or corrupt: {name} {problem}.")
+
+    def read_json(name: str) -> Any:
+        try:
+            return json.loads(Path(folder, name).read_text())
+        except (OSError, ValueError) as error:
+            raise corrupt(name, f"is not readable JSON ({_first_line(error)})") from error
+
+    def numbered(stem: str, index: int, suffix: str) -> str:
+        return f"{stem}{f'_{index}' if index else ''}{suffix}"
+
+    sizes = read_json(CHECKPOINT_FILES_NAME) if Path(folder, CHECKPOINT_FILES_NAME).exists() else {}
+    if not isinstance(sizes, dict):
+        raise corrupt(CHECKPOINT_FILES_NAME, "is not a list of file sizes")
+    for name, size in sizes.items():
+        if not Path(folder, name).is_file():
+            raise corrupt(name, "is missing")
+        if Path(folder, name).stat().st_size != size:
+            raise corrupt(name, f"has {Path(folder, name).stat().st_size} bytes where {size} were written")
+
+    try:
+        state = TrainerState(**read_json(TRAINER_STATE_NAME))
+    except TypeError as error:
+        raise corrupt(TRAINER_STATE_NAME, f"is not a trainer state ({_first_line(error)})") from error
+    if accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP, DistributedType.MEGATRON_LM):
+        return  # sharded layouts of their own: only the listed sizes and the trainer state are checked
+    model_files = []
+    for index in range(len(accelerator._models)):
+        safe, legacy = numbered(SAFE_MODEL_NAME, index, ".safetensors"), numbered(MODEL_NAME, index, ".bin")
+        model_files.append(legacy if Path(folder, legacy).exists() and not Path(folder, safe).exists() else safe)
+    random_states = [f"{RNG_STATE_NAME}_{index}.pkl" for index in range(accelerator.num_processes)]
+    torch_files = [numbered(OPTIMIZER_NAME, index, ".bin") for index in range(len(accelerator._optimizers))]
+    torch_files += [numbered(SCHEDULER_NAME, index, ".bin") for index in range(len(accelerator._schedulers))]
+    torch_files += [SCALER_NAME] if accelerator.scaler is not None else []
+    torch_files += [f"custom_checkpoint_{index}.pkl" for index in range(len(accelerator._custom_objects))]
+    torch_files += [name for name in model_files if name.endswith(".bin")]
+    best = [BEST_WEIGHTS_NAME] if state.best_epoch is not None else []
+    for name in [*model_files, *torch_files, *random_states, *best]:
+        if not Path(folder, name).is_file():
+            raise corrupt(name, "is missing")
+        if Path(folder, name).stat().st_size == 0:
+            raise corrupt(name, "is empty")
+
+    for name in torch_files:  # `torch.save` writes zip archives: a truncated one has no central directory
+        try:
+            with zipfile.ZipFile(Path(folder, name)) as archive:
+                archive.namelist()
+        except (OSError, zipfile.BadZipFile) as error:
+            raise corrupt(name, f"is truncated or not a PyTorch file ({_first_line(error)})") from error
+    for name in random_states:
+        try:
+            states = accelerate_load(Path(folder, name))  # as `load_state` does
+        except Exception as error:  # any unpickling failure: `load_state` would swallow it
+            raise corrupt(name, f"does not unpickle ({_first_line(error)})") from error
+        if not isinstance(states, dict) or "torch_manual_seed" not in states:
+            raise corrupt(name, "holds no random states")
+
+    saved_shapes = {}
+    for name in [*model_files, *best]:
+        if name.endswith(".safetensors"):
+            try:
+                with safe_open(str(Path(folder, name)), framework="pt") as handle:
+                    saved_shapes[name] = {key: handle.get_slice(key).get_shape() for key in handle.keys()}
+            except (OSError, SafetensorError) as error:
+                raise corrupt(name, f"does not open ({_first_line(error)})") from error
+    models = list(accelerator._models)
+    model = model if model is not None else (models[0] if models else None)
+    expected = {name: models[index].state_dict() for index, name in enumerate(model_files) if name in saved_shapes}
+    if model is not None and best:
+        expected[BEST_WEIGHTS_NAME] = accelerator.unwrap_model(model).state_dict()
+    for name, model_state in expected.items():
+        problem = _weights_mismatch(saved_shapes[name], model_state)
+        if problem:
+            raise ValueError(
+                f"checkpoint {str(path)!r} was written for another model: its {name} {problem}; resume with the "
+                "model flags and inputs of the run that wrote it."
+            )
+
+
+def _load_checkpoint(accelerator: Accelerator, model: torch.nn.Module, path: str) -> tuple[TrainerState, dict | None]:
+    check_checkpoint(path, accelerator, model)
+    try:
+        accelerator.load_state(path)
+    except (ValueError, RuntimeError, OSError, EOFError, pickle.UnpicklingError, SafetensorError) as error:
+        raise ValueError(f"checkpoint {str(path)!r} could not be loaded: {_first_line(error)}") from error
     state = TrainerState(**json.loads(Path(path, TRAINER_STATE_NAME).read_text()))
     best_file = Path(path, BEST_WEIGHTS_NAME)
     best_weights = load_file(str(best_file)) if best_file.exists() else None
@@ -358,12 +569,16 @@ def fit(
     """Train with the objects returned by `accelerator.prepare`, evaluating after every epoch.
 
     Keeps the weights of the best epoch (by `metric_name`) and loads them back into `model` at the end; stops after
-    `args.patience` epochs without improvement; saves `step_N`/`epoch_N` checkpoints and resumes from one; writes
-    `history.json` and `training_curves.png` into `args.output_dir` after every epoch.
+    `args.patience` epochs without improvement; saves `step_N`/`epoch_N` checkpoints and resumes from one (refusing
+    an incomplete or foreign one, see `check_checkpoint`); writes `history.json` and `training_curves.png` into
+    `args.output_dir` after every epoch.
+
+    Raises `TrainingDivergedError` at the first NaN or infinite training loss, and at the end when the monitored
+    metric was NaN or infinite in every epoch (such an epoch is never the best): a diverged model is never kept.
     """
     state, best_weights = TrainerState(), None
     if args.resume_from_checkpoint:
-        state, best_weights = _load_checkpoint(accelerator, args.resume_from_checkpoint)
+        state, best_weights = _load_checkpoint(accelerator, model, args.resume_from_checkpoint)
     step_interval = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
     updates_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     progress = tqdm(
@@ -374,62 +589,71 @@ def fit(
     )
     if state.stopped_early:
         progress.close()
-        return _finish_fit(accelerator, model, state, best_weights)
+        return _finish_fit(accelerator, model, state, best_weights, metric_name, args)
 
-    for epoch in range(state.epoch, args.num_train_epochs):
-        model.train()
-        _set_epoch(train_dataloader, epoch)
-        batches = train_dataloader
-        if state.batches_done_in_epoch:
-            batches = accelerator.skip_first_batches(train_dataloader, state.batches_done_in_epoch)
-        for batch in batches:
-            with accelerator.accumulate(model):
-                loss = training_step(model, batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad()
-            state.batches_done_in_epoch += 1
-            state.epoch_loss_sum += loss.detach().float().item()
-            state.epoch_loss_count += 1
-            if accelerator.sync_gradients:
-                state.global_step += 1
-                progress.update(1)
-                progress.set_postfix(loss=f"{loss.item():.4f}", epoch=epoch + 1)
-                if step_interval and state.global_step % step_interval == 0:
-                    _save_checkpoint(accelerator, args.output_dir, f"step_{state.global_step}", state, best_weights)
+    try:
+        for epoch in range(state.epoch, args.num_train_epochs):
+            model.train()
+            _set_epoch(train_dataloader, epoch)
+            batches = train_dataloader
+            if state.batches_done_in_epoch:
+                batches = accelerator.skip_first_batches(train_dataloader, state.batches_done_in_epoch)
+            for batch in batches:
+                with accelerator.accumulate(model):
+                    loss = training_step(model, batch)
+                    # The `.item()` the running mean needs anyway: checked before a NaN reaches the weights.
+                    loss_value = loss.detach().float().item()
+                    if not math.isfinite(loss_value):
+                        raise TrainingDivergedError(
+                            f"Training diverged at epoch {epoch + 1}, optimizer step {state.global_step + 1}: the training "
+                            f"loss is {loss_value}; try a lower --learning_rate (this run: {args.learning_rate:g})."
+                        )
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and args.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    lr_scheduler.step()
+                    optimizer.zero_grad()
+                state.batches_done_in_epoch += 1
+                state.epoch_loss_sum += loss_value
+                state.epoch_loss_count += 1
+                if accelerator.sync_gradients:
+                    state.global_step += 1
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{loss_value:.4f}", epoch=epoch + 1)
+                    if step_interval and state.global_step % step_interval == 0:
+                        _save_checkpoint(accelerator, args.output_dir, f"step_{state.global_step}", state, best_weights)
 
-        metrics = evaluate(model)
-        train_loss = accelerator.reduce(
-            torch.tensor(state.epoch_loss_sum / max(1, state.epoch_loss_count), device=accelerator.device), "mean"
-        ).item()
-        entry = {"epoch": epoch + 1, "train_loss": train_loss, **metrics}
-        state.history.append(entry)
-        if metric_name not in metrics:
-            raise KeyError(f"evaluate() returned {sorted(metrics)}, without the monitored metric {metric_name!r}.")
-        if _is_better(metrics[metric_name], state.best_metric, greater_is_better):
-            state.best_metric, state.best_epoch = metrics[metric_name], epoch + 1
-            state.epochs_without_improvement = 0
-            best_weights = _state_dict_on_cpu(accelerator.unwrap_model(model))
-        else:
-            state.epochs_without_improvement += 1
-        logger.info(json.dumps(entry), main_process_only=True)
-        accelerator.log(entry, step=epoch + 1)
-        state.epoch, state.batches_done_in_epoch = epoch + 1, 0
-        state.epoch_loss_sum, state.epoch_loss_count = 0.0, 0
-        state.stopped_early = 0 < args.patience <= state.epochs_without_improvement
-        if accelerator.is_main_process:
-            write_json(Path(args.output_dir, HISTORY_NAME), state.history)
-            plot_curves(state.history, Path(args.output_dir, CURVES_NAME))
-        if args.checkpointing_steps == "epoch":
-            _save_checkpoint(accelerator, args.output_dir, f"epoch_{epoch + 1}", state, best_weights)
-        if state.stopped_early:
-            logger.info(f"Early stopping: no improvement of {metric_name} for {args.patience} epochs.")
-            break
-    progress.close()
-    return _finish_fit(accelerator, model, state, best_weights)
+            metrics = evaluate(model)
+            train_loss = accelerator.reduce(
+                torch.tensor(state.epoch_loss_sum / max(1, state.epoch_loss_count), device=accelerator.device), "mean"
+            ).item()
+            entry = {"epoch": epoch + 1, "train_loss": train_loss, **metrics}
+            state.history.append(entry)
+            if metric_name not in metrics:
+                raise KeyError(f"evaluate() returned {sorted(metrics)}, without the monitored metric {metric_name!r}.")
+            if _is_better(metrics[metric_name], state.best_metric, greater_is_better):
+                state.best_metric, state.best_epoch = metrics[metric_name], epoch + 1
+                state.epochs_without_improvement = 0
+                best_weights = _state_dict_on_cpu(accelerator.unwrap_model(model))
+            else:
+                state.epochs_without_improvement += 1
+            logger.info(json.dumps(entry), main_process_only=True)
+            accelerator.log(entry, step=epoch + 1)
+            state.epoch, state.batches_done_in_epoch = epoch + 1, 0
+            state.epoch_loss_sum, state.epoch_loss_count = 0.0, 0
+            state.stopped_early = 0 < args.patience <= state.epochs_without_improvement
+            if accelerator.is_main_process:
+                write_json(Path(args.output_dir, HISTORY_NAME), state.history)
+                plot_curves(state.history, Path(args.output_dir, CURVES_NAME))
+            if args.checkpointing_steps == "epoch":
+                _save_checkpoint(accelerator, args.output_dir, f"epoch_{epoch + 1}", state, best_weights)
+            if state.stopped_early:
+                logger.info(f"Early stopping: no improvement of {metric_name} for {args.patience} epochs.")
+                break
+    finally:
+        progress.close()  # before an error is printed: a bar left open is redrawn after it
+    return _finish_fit(accelerator, model, state, best_weights, metric_name, args)
 
 
 def _set_epoch(dataloader: torch.utils.data.DataLoader, epoch: int) -> None:
@@ -441,8 +665,20 @@ def _set_epoch(dataloader: torch.utils.data.DataLoader, epoch: int) -> None:
 
 
 def _finish_fit(
-    accelerator: Accelerator, model: torch.nn.Module, state: TrainerState, best_weights: dict | None
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    state: TrainerState,
+    best_weights: dict | None,
+    metric_name: str,
+    args: argparse.Namespace,
 ) -> FitResult:
+    """Load the best epoch's weights back; with no best epoch (the metric was never finite), refuse the run."""
+    if state.best_epoch is None and state.history:
+        values = sorted({str(entry.get(metric_name)) for entry in state.history})
+        raise TrainingDivergedError(
+            f"Training diverged: validation {metric_name} was {' or '.join(values)} in all {len(state.history)} "
+            f"epochs, so no epoch gave a model to keep; try a lower --learning_rate (this run: {args.learning_rate:g})."
+        )
     if best_weights is not None:
         unwrapped = accelerator.unwrap_model(model)
         device = next(unwrapped.parameters()).device
@@ -505,11 +741,40 @@ def push_folder_to_hub(
     return commit.commit_url
 
 
+# What a script reports as one `error: ...` line: bad flags and data (`ValueError`, including
+# `TrainingDivergedError`), and missing or unreadable files, Hub ids that do not resolve, a full disk (`OSError`).
+USER_ERRORS = (ValueError, OSError)
+
+
+def run_script(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> int:
+    """Run a training script's `main(argv)`; returns its exit status, 0 or 2 for a user error.
+
+    A user error (`USER_ERRORS`, or a `KeyError` whose message is a sentence, like `fit`'s missing metric) prints
+    one `error: ...` line on stderr instead of a traceback; anything else is a bug and raises. Use it as
+    `sys.exit(run_script(main))`.
+    """
+    try:
+        main(argv)
+    except KeyError as error:
+        message = error.args[0] if len(error.args) == 1 and isinstance(error.args[0], str) else ""
+        if " " not in message.strip():  # a bare missing key is a bug
+            raise
+        print(f"error: {message.strip().splitlines()[0]}", file=sys.stderr)
+        return 2
+    except USER_ERRORS as error:
+        print(f"error: {_first_line(error)}", file=sys.stderr)
+        return 2
+    return 0
+
+
 __all__ = [
     "EpochShuffleSampler",
     "FitResult",
     "TrainerState",
+    "TrainingDivergedError",
     "add_training_args",
+    "check_checkpoint",
+    "check_output_dir",
     "check_training_args",
     "create_optimizer_and_scheduler",
     "finish_run",
@@ -519,5 +784,6 @@ __all__ = [
     "plot_curves",
     "prepare_for_training",
     "push_folder_to_hub",
+    "run_script",
     "write_json",
 ]

@@ -1,0 +1,351 @@
+"""`fit` and its guards on tiny in-memory runs: divergence, damaged or foreign checkpoints, output folders that
+would overwrite an input, and the one-line errors of the training scripts."""
+
+import argparse
+import importlib.util
+import math
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from umbert_testing import UmBertModelTester
+
+from umbert_hf.outfit_training import training_step_for
+from umbert_hf.training import (
+    FitResult,
+    TrainingDivergedError,
+    add_training_args,
+    check_output_dir,
+    check_training_args,
+    fit,
+    make_dataloader,
+    prepare_for_training,
+    run_script,
+)
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "training_scripts"
+NUM_POINTS, BATCH_SIZE = 32, 8  # 4 optimizer steps per epoch
+
+
+def training_args(output_dir: Path, *extra, **inputs) -> argparse.Namespace:
+    """The shared flags as a script parses them (2 epochs of batches of 8), plus input flags like `dataset`."""
+    parser = argparse.ArgumentParser()
+    add_training_args(parser)
+    argv = ["--output_dir", str(output_dir), "--num_train_epochs", "2", "--seed", "0"]
+    args = parser.parse_args([*argv, "--per_device_train_batch_size", str(BATCH_SIZE), *map(str, extra)])
+    for name, value in inputs.items():
+        setattr(args, name, value)
+    return args
+
+
+def regression_fit(args: argparse.Namespace, *, features: int = 3, evaluate=None, training_step=None):
+    """`fit` of a `Linear(features, 1)` on 32 points on the CPU; returns (result, unwrapped model)."""
+    accelerator = Accelerator(cpu=True)
+    set_seed(args.seed)
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(NUM_POINTS, features, generator=generator)
+    targets = inputs @ torch.linspace(-2.0, 2.0, features)
+    model = torch.nn.Linear(features, 1)
+    train_dataloader = make_dataloader(
+        torch.utils.data.TensorDataset(inputs, targets), BATCH_SIZE, shuffle=True, seed=args.seed
+    )
+    model, optimizer, train_dataloader, lr_scheduler = prepare_for_training(accelerator, model, train_dataloader, args)
+
+    def mse(wrapped: torch.nn.Module, batch) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(wrapped(batch[0]).squeeze(-1), batch[1])
+
+    @torch.no_grad()
+    def validation_loss(wrapped: torch.nn.Module) -> dict[str, float]:
+        return {"loss": mse(wrapped, (inputs, targets)).item()}
+
+    result = fit(
+        accelerator,
+        model,
+        optimizer,
+        lr_scheduler,
+        train_dataloader,
+        training_step=training_step or mse,
+        evaluate=evaluate or validation_loss,
+        metric_name="loss",
+        greater_is_better=False,
+        args=args,
+    )
+    return result, accelerator.unwrap_model(model)
+
+
+def one_line(error: BaseException) -> str:
+    message = str(error)
+    assert "\n" not in message, message
+    return message
+
+
+# --- 1. Divergence ---------------------------------------------------------------------------------------------
+
+
+def test_a_diverging_umbert_stops_at_its_first_nan_loss_and_saves_nothing(tmp_path):
+    """The issue's run: umBERT at --learning_rate 1e8 turns every weight into NaN after one step."""
+    args = training_args(tmp_path / "out", "--learning_rate", "1e8")
+    tester = UmBertModelTester()
+    model = tester.umbert().train()
+    rows = tester.outfit_rows(NUM_POINTS)
+    accelerator = Accelerator(cpu=True)
+    train_dataloader = make_dataloader(rows, BATCH_SIZE, shuffle=True, seed=0)
+    model, optimizer, train_dataloader, lr_scheduler = prepare_for_training(accelerator, model, train_dataloader, args)
+    step = training_step_for("reconstruction", accelerator.unwrap_model(model))
+    with pytest.raises(
+        TrainingDivergedError, match=r"at epoch 1, optimizer step \d+: the training loss is nan"
+    ) as info:
+        fit(
+            accelerator,
+            model,
+            optimizer,
+            lr_scheduler,
+            train_dataloader,
+            training_step=step,
+            evaluate=lambda wrapped: {"loss": step(wrapped, rows).item()},
+            metric_name="loss",
+            greater_is_better=False,
+            args=args,
+        )
+    assert isinstance(info.value, ValueError) and "lower --learning_rate (this run: 1e+08)" in one_line(info.value)
+    assert not (tmp_path / "out" / "history.json").exists()
+
+
+def test_the_first_non_finite_loss_is_named_by_epoch_and_optimizer_step(tmp_path):
+    calls = []
+
+    def loss_that_turns_inf_at_the_sixth_batch(model, batch):
+        calls.append(1)
+        loss = torch.nn.functional.mse_loss(model(batch[0]).squeeze(-1), batch[1])
+        return loss * math.inf if len(calls) == 6 else loss
+
+    with pytest.raises(TrainingDivergedError, match="at epoch 2, optimizer step 6: the training loss is inf"):
+        regression_fit(training_args(tmp_path / "out"), training_step=loss_that_turns_inf_at_the_sixth_batch)
+    assert len(calls) == 6  # stopped at once
+
+
+@pytest.mark.parametrize(("values", "expected_best"), [([math.nan, 5.0, 7.0], 2), ([-math.inf, 3.0, 2.0], 3)])
+def test_a_non_finite_validation_metric_is_never_the_best(tmp_path, values, expected_best):
+    weights_by_epoch = []
+
+    def evaluate(model):
+        weights_by_epoch.append(model.weight.detach().clone())
+        return {"loss": values[len(weights_by_epoch) - 1]}
+
+    result, model = regression_fit(training_args(tmp_path / "out", "--num_train_epochs", "3"), evaluate=evaluate)
+    assert (result.best_epoch, result.best_metric) == (expected_best, values[expected_best - 1])
+    assert torch.equal(model.weight, weights_by_epoch[expected_best - 1])
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_a_validation_metric_never_finite_fails_instead_of_keeping_the_last_weights(tmp_path, value):
+    with pytest.raises(TrainingDivergedError, match=f"validation loss was {value} in all 2 epochs") as info:
+        regression_fit(training_args(tmp_path / "out"), evaluate=lambda model: {"loss": value})
+    assert "--learning_rate" in one_line(info.value)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("learning_rate", "nan"),
+        ("learning_rate", "inf"),
+        ("weight_decay", "nan"),
+        ("max_grad_norm", "nan"),
+        ("num_warmup_steps", "-1"),
+        ("checkpointing_steps", "0"),
+    ],
+)
+def test_non_finite_or_out_of_range_numbers_are_refused_naming_the_flag(tmp_path, flag, value):
+    with pytest.raises(ValueError, match=f"^--{flag} must be") as info:
+        check_training_args(training_args(tmp_path / "out", f"--{flag}={value}"))
+    one_line(info.value)
+
+
+# --- 2. Checkpoints --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """A 2-epoch run checkpointing every 2 steps: (output folder, result, final weights)."""
+    output = tmp_path_factory.mktemp("fit") / "full"
+    result, model = regression_fit(training_args(output, "--checkpointing_steps", "2"))
+    return output, result, {name: tensor.clone() for name, tensor in model.state_dict().items()}
+
+
+def damaged_copy(uninterrupted, tmp_path: Path) -> Path:
+    """A copy of the mid-epoch-2 checkpoint `step_6` (it holds the best weights of epoch 1)."""
+    return Path(shutil.copytree(uninterrupted[0] / "step_6", tmp_path / "step_6"))
+
+
+def resume(tmp_path: Path, checkpoint: Path, features: int = 3):
+    return regression_fit(
+        training_args(tmp_path / "resumed", "--checkpointing_steps", "2", "--resume_from_checkpoint", checkpoint),
+        features=features,
+    )
+
+
+def test_an_intact_checkpoint_resumes_to_the_uninterrupted_result(uninterrupted, tmp_path):
+    result, model = resume(tmp_path, damaged_copy(uninterrupted, tmp_path))
+    assert isinstance(result, FitResult) and result.history == uninterrupted[1].history
+    assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in uninterrupted[2].items())
+
+
+def test_a_truncated_rng_state_is_refused_instead_of_resuming_without_it(uninterrupted, tmp_path):
+    checkpoint = damaged_copy(uninterrupted, tmp_path)
+    rng_file = checkpoint / "random_states_0.pkl"
+    rng_file.write_bytes(rng_file.read_bytes()[: rng_file.stat().st_size // 2])
+    with pytest.raises(ValueError, match="is incomplete or corrupt: random_states_0.pkl") as info:
+        resume(tmp_path, checkpoint)
+    assert str(checkpoint) in one_line(info.value)
+
+
+def truncate_tail(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-8])
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("model.safetensors", lambda path: path.write_bytes(path.read_bytes()[:40])),
+        ("model.safetensors", truncate_tail),
+        ("best_weights.safetensors", truncate_tail),
+        ("optimizer.bin", lambda path: path.write_bytes(path.read_bytes()[:100])),
+        ("optimizer.bin", Path.unlink),
+        ("scheduler.bin", lambda path: path.write_bytes(b"")),
+        ("trainer_state.json", lambda path: path.write_text('{"epoch": 1,')),
+    ],
+)
+def test_a_damaged_checkpoint_gives_one_line_naming_the_folder_and_file(uninterrupted, tmp_path, name, damage):
+    checkpoint = damaged_copy(uninterrupted, tmp_path)
+    damage(checkpoint / name)
+    with pytest.raises(ValueError, match=f"is incomplete or corrupt: {name} ") as info:
+        resume(tmp_path, checkpoint)
+    assert f"checkpoint {str(checkpoint)!r}" in one_line(info.value)
+
+
+def test_a_checkpoint_of_another_model_shape_is_refused(uninterrupted, tmp_path):
+    checkpoint = damaged_copy(uninterrupted, tmp_path)
+    with pytest.raises(ValueError, match=r"was written for another model: its model.safetensors holds 'weight'") as e:
+        resume(tmp_path, checkpoint, features=4)
+    assert str(checkpoint) in one_line(e.value) and "[1, 3]" in str(e.value) and "[1, 4]" in str(e.value)
+
+
+def test_a_missing_checkpoint_folder_is_named(tmp_path):
+    with pytest.raises(ValueError, match=f"checkpoint {str(tmp_path / 'step_9')!r} does not exist"):
+        resume(tmp_path, tmp_path / "step_9")
+
+
+# --- 3. and 4. Output folders ----------------------------------------------------------------------------------
+
+
+def test_an_output_dir_that_is_a_file_is_refused_naming_the_flag(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="^--output_dir .*notes.txt' is a file, not a folder"):
+        check_training_args(training_args(tmp_path / "notes.txt"))
+    with pytest.raises(ValueError, match="^--output_dir .* cannot be created: .*notes.txt' is a file"):
+        check_training_args(training_args(tmp_path / "notes.txt" / "model"))
+
+
+@pytest.fixture
+def inputs(tmp_path, monkeypatch):
+    """A dataset folder, an embeddings table in its own folder and a model folder; the working folder is tmp_path."""
+    for folder in ("ds", "emb", "model"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "ds" / "README.md").write_text("configs")
+    (tmp_path / "emb" / "e.parquet").write_bytes(b"PAR1")
+    monkeypatch.chdir(tmp_path)
+    return {"dataset": "ds", "embeddings": "emb/e.parquet", "model_name_or_path": "model"}
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("ds", "--output_dir 'ds' is the --dataset folder 'ds'"),
+        ("emb/../ds", "is the --dataset folder"),
+        ("ds/model", "--output_dir 'ds/model' is inside the --dataset folder"),
+        (".", "--output_dir '.' contains the --dataset folder"),
+        ("emb", "--output_dir 'emb' is the folder of --embeddings 'emb/e.parquet'"),
+        ("model/finetuned", "is inside the --model_name_or_path folder 'model'"),
+    ],
+)
+def test_an_output_dir_overlapping_an_input_is_refused(inputs, output, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        check_training_args(training_args(output, **inputs))
+    one_line(info.value)
+    with pytest.raises(ValueError, match="write"):
+        check_output_dir(output, inputs)
+    assert Path("ds/README.md").read_text() == "configs"
+
+
+@pytest.mark.parametrize("output", ["out", "emb_out", "model_finetuned"])
+def test_an_output_dir_beside_the_inputs_or_with_hub_ids_is_accepted(inputs, output):
+    check_training_args(training_args(output, **inputs))
+    check_training_args(training_args("ds", dataset="org/ds", embeddings="e.parquet", model_name_or_path=None))
+
+
+# --- 5. One-line errors from the scripts -------------------------------------------------------------------------
+
+
+def raising(error: BaseException):
+    def main(argv):
+        raise error
+
+    return main
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (
+            ValueError("--patience must be 0 or more, got -1.\nmore detail"),
+            "error: --patience must be 0 or more, got -1.",
+        ),
+        (TrainingDivergedError("Training diverged at epoch 1"), "error: Training diverged at epoch 1"),
+        (FileNotFoundError(2, "No such file or directory", "e.parquet"), "No such file or directory: 'e.parquet'"),
+        (OSError("m is not a local folder and is not a valid model identifier"), "error: m is not a local folder"),
+        (KeyError("evaluate() returned ['loss'], without the monitored metric 'mrr'."), "error: evaluate() returned"),
+    ],
+)
+def test_run_script_turns_user_errors_into_one_line_and_exit_status_2(capsys, error, line):
+    assert run_script(raising(error), []) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and line in captured.err and len(captured.err.splitlines()) == 1
+    assert "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("error", [KeyError("tops"), TypeError("unsupported operand"), RuntimeError("CUDA error")])
+def test_run_script_lets_bugs_raise(error):
+    with pytest.raises(type(error)):
+        run_script(raising(error), [])
+
+
+def test_run_script_passes_argv_and_returns_0():
+    seen = []
+    assert run_script(seen.append, ["--x"]) == 0 and seen == [["--x"]]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pretrain_reports_divergence_and_its_own_dataset_as_output_in_one_line(outfit_dataset, tmp_path, capsys):
+    dataset, embeddings = outfit_dataset
+    main = load_script("pretrain").main
+    common = ["--dataset", str(dataset), "--embeddings", str(embeddings), "--num_hidden_layers", "1"]
+    common += ["--num_attention_heads", "2", "--num_train_epochs", "1", "--per_device_train_batch_size", "32"]
+    readme = (dataset / "README.md").read_text()
+    assert run_script(main, [*common, "--output_dir", str(dataset)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --output_dir {str(dataset)!r} is the --dataset folder")
+    assert (dataset / "README.md").read_text() == readme
+    assert run_script(main, [*common, "--output_dir", str(tmp_path / "out"), "--learning_rate", "1e8"]) == 2
+    err = capsys.readouterr().err  # the closed progress bar, then the error
+    assert err.splitlines()[-1].startswith("error: Training diverged at epoch 1, optimizer step")
+    assert "Traceback" not in err and err.count("error:") == 1 and err.endswith(".\n")
+    assert not (tmp_path / "out" / "metrics.json").exists() and not (tmp_path / "out" / "model.safetensors").exists()
