@@ -282,9 +282,50 @@ def _impute_by_category(embeddings: torch.Tensor, readable: torch.BoolTensor, ca
 
 
 def _name_or_path(name_or_path: str | os.PathLike) -> str:
-    """Local folders are recorded as absolute paths (they are reloaded from elsewhere); Hub ids as given."""
+    """Local folders are recorded as absolute paths (the table is read from other working folders); Hub ids as given.
+
+    Such paths are only meaningful on this machine: `shareable_metadata` reduces them before they reach a model's
+    config, which is shared (pushed to the Hub, copied elsewhere).
+    """
     name_or_path = os.fspath(name_or_path)
     return os.path.abspath(name_or_path) if os.path.exists(name_or_path) else name_or_path
+
+
+def is_local_path(name_or_path: str | os.PathLike) -> bool:
+    """Whether a dataset or encoder reference is a path of this machine (absolute or existing), not a Hub id."""
+    name_or_path = os.fspath(name_or_path)
+    return os.path.isabs(name_or_path) or os.path.exists(name_or_path)
+
+
+def shareable_name(name_or_path: str | os.PathLike | None) -> str | None:
+    """A Hub id as given; a local path reduced to its base name (a machine-local path breaks once shared or moved)."""
+    if name_or_path is None or not os.fspath(name_or_path):
+        return None
+    name_or_path = os.fspath(name_or_path)
+    return os.path.basename(os.path.normpath(name_or_path)) if is_local_path(name_or_path) else name_or_path
+
+
+def shareable_metadata(metadata: dict) -> dict:
+    """A copy of embeddings metadata fit for a model's `config.json`: no machine-local paths.
+
+    `dataset`, `image_encoder` and `text_encoder` keep their Hub id or only their folder's base name, and so does any
+    other absolute path in the metadata (nested values included); everything else is kept as is.
+    """
+
+    def clean(value):
+        if isinstance(value, str):
+            return shareable_name(value) if os.path.isabs(value) else value
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(item) for item in value]
+        return value
+
+    shared = clean(dict(metadata))
+    for key in ("dataset", "image_encoder", "text_encoder"):
+        if isinstance(shared.get(key), str):
+            shared[key] = shareable_name(shared[key])
+    return shared
 
 
 def compute_catalogue_embeddings(
@@ -424,6 +465,7 @@ def embed_new_items(
     images: Sequence | None = None,
     titles: Sequence[str | None] | None = None,
     batch_size: int = 64,
+    image_encoder=None,
 ) -> torch.Tensor:
     """Embed items that are not in the catalogue (e.g. a user's photo) the way a table was made.
 
@@ -431,6 +473,8 @@ def embed_new_items(
         metadata: the table's metadata (`EmbeddingsTable.metadata`, or `UmBertConfig.embedding_metadata`): which
             encoders, which preprocessing, whether the parts were normalised.
         images: one image per item (PIL, bytes, path) when the table has an image part.
+        image_encoder: the image encoder (model, folder or Hub id) to use instead of the metadata's. A model's config
+            keeps only the base name of a local encoder: give `model.load_image_encoder()` then.
         titles: one title per item for a text part. Without titles, the text part is zeros: with normalised parts
             that leaves Euclidean and cosine rankings to the image part alone.
 
@@ -446,11 +490,12 @@ def embed_new_items(
     embeddings = []
     for part in parts:
         if part == "image":
-            if images is None or not metadata.get("image_encoder"):
+            encoder = image_encoder if image_encoder is not None else metadata.get("image_encoder")
+            if images is None or encoder is None or (isinstance(encoder, str) and not encoder):
                 raise ValueError("The table has an image part: give `images` (and metadata with `image_encoder`).")
             embeddings.append(
                 encode_images(
-                    metadata["image_encoder"],
+                    encoder,
                     list(images),
                     batch_size=batch_size,
                     preprocessing=metadata.get("image_preprocessing"),
@@ -486,7 +531,10 @@ __all__ = [
     "embed_new_items",
     "extract_image_embeddings",
     "extract_text_embeddings",
+    "is_local_path",
     "load_catalogue",
     "mean_pool",
     "shard_bounds",
+    "shareable_metadata",
+    "shareable_name",
 ]

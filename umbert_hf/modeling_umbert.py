@@ -21,6 +21,8 @@ logger = logging.get_logger(__name__)
 
 # Largest inverse temperature of the contrastive loss, as in CLIP.
 MAX_LOGIT_SCALE = math.log(100.0)
+# Sub-folder of a saved model holding the image encoder of its catalogue (`config.image_encoder` names it).
+IMAGE_ENCODER_FOLDER = "image_encoder"
 
 
 @dataclass
@@ -442,7 +444,7 @@ class UmBertPreTrainedModel(PreTrainedModel):
     def embed_images(self, images: list[Any]) -> torch.Tensor:
         """Embed photos like the catalogue was embedded: with the image encoder and preprocessing in the config.
 
-        The encoder (a folder or Hub id, recorded by `compute_embeddings.py`) is loaded once, on first use.
+        The encoder (see `load_image_encoder`) is loaded once, on first use.
         """
         if getattr(self, "_image_embedder", None) is None:
             self._image_embedder = self._recorded_image_embedder()
@@ -453,14 +455,114 @@ class UmBertPreTrainedModel(PreTrainedModel):
             )
         return embeddings
 
-    def _recorded_image_embedder(self) -> Callable[[list[Any]], torch.Tensor]:
+    def set_image_encoder_source(self, name_or_path: str | os.PathLike | None) -> None:
+        """Where the image encoder lives until `save_image_encoder` saves it with the model (not saved in the config).
+
+        A new model records `config.image_encoder = "image_encoder"`, the sub-folder of the model's own folder; until
+        it is saved there, photos are embedded with the encoder found here (e.g. the folder it was trained in).
+        """
+        self._image_encoder_source = None if name_or_path is None else os.fspath(name_or_path)
+
+    def _image_encoder_location(self) -> tuple[str, str | None]:
+        """`(folder or Hub id, sub-folder or None)` of the recorded image encoder; `ValueError` when it is missing.
+
+        `config.image_encoder` is `"image_encoder"` for an encoder saved with the model (the sub-folder of the folder
+        or Hub repo the model was loaded from), or the Hub id of the encoder, or, in configs saved before encoders
+        were saved with their model, an absolute path. `set_image_encoder_source` overrides it.
+        """
         metadata = self.config.embedding_metadata or {}
-        encoder = self.config.image_encoder or metadata.get("image_encoder")
+        source = getattr(self, "_image_encoder_source", None)
+        encoder = source or self.config.image_encoder or metadata.get("image_encoder")
         if not encoder:
             raise ValueError(
                 "This model's config records no image encoder (its embeddings did not come from "
                 "compute_embeddings.py with --image_encoder), so photos cannot be embedded; give item ids instead."
             )
+        if encoder == IMAGE_ENCODER_FOLDER and not source:
+            model_location = self.name_or_path
+            if not model_location:
+                raise ValueError(
+                    f"This model's image encoder is saved with it, in its {IMAGE_ENCODER_FOLDER}/ sub-folder, but the "
+                    "model was not loaded from a folder or Hub repo: load it with `from_pretrained`, or call "
+                    "`set_image_encoder_source(encoder_folder)`."
+                )
+            if os.path.isdir(model_location):
+                folder = os.path.join(model_location, IMAGE_ENCODER_FOLDER)
+                if not os.path.isfile(os.path.join(folder, "config.json")):
+                    raise ValueError(
+                        f"This model's image encoder should be in {folder}, which holds none: copy the model folder "
+                        f"with its {IMAGE_ENCODER_FOLDER}/ sub-folder (or `save_image_encoder` it), or give item ids."
+                    )
+                return folder, None
+            return model_location, IMAGE_ENCODER_FOLDER
+        if os.path.isabs(encoder) and not os.path.isdir(encoder):
+            raise ValueError(
+                f"This model's image encoder is recorded as the folder {encoder}, which does not exist here; "
+                "give item ids instead, or `set_image_encoder_source` the encoder's folder."
+            )
+        return encoder, None
+
+    def load_image_encoder(self):
+        """The image encoder that embedded the catalogue (a `FashionResNetModel` or `SsimAutoEncoderModel`).
+
+        Resolved by `_image_encoder_location`. Raises `ValueError` with one line when it cannot be loaded (no
+        encoder recorded, the model folder moved without its `image_encoder/` sub-folder, an unreachable Hub id).
+        """
+        location, subfolder = self._image_encoder_location()
+        try:
+            from transformers import AutoModel
+            from transformers.utils import cached_file
+
+            from umbert_hf.image_processing import load_image_encoder
+        except ImportError as error:
+            raise ValueError("Embedding photos needs the umbert-hf package: pip install umbert-hf.") from error
+        where = f"the {subfolder}/ sub-folder of {location}" if subfolder else location
+        try:
+            if subfolder is None:
+                image_model = load_image_encoder(location)
+            else:
+                # `load_image_encoder` reads the config at the top of the repo; AutoModel knows both encoders. The
+                # config is fetched first: without it, AutoModel's error would not say that the sub-folder is missing.
+                revision = getattr(self.config, "_commit_hash", None)
+                if cached_file(location, "config.json", subfolder=subfolder, revision=revision) is None:
+                    raise OSError(
+                        f"{location} has no {subfolder}/config.json (push the model folder with its {subfolder}/ "
+                        "sub-folder), so give item ids instead."
+                    )
+                image_model = AutoModel.from_pretrained(location, subfolder=subfolder, revision=revision)
+        except (OSError, ValueError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ValueError(f"Cannot load this model's image encoder from {where}: {reason}") from None
+        if not hasattr(image_model, "get_image_embeddings"):
+            raise ValueError(f"{where} holds a {image_model.config.model_type!r} model, not an image encoder.")
+        return image_model.eval()
+
+    def save_image_encoder(self, save_directory: str | os.PathLike) -> str | None:
+        """Save the image encoder (weights and config, with its preprocessing) in `save_directory/image_encoder/`.
+
+        So the saved (or pushed) model embeds photos wherever its folder goes: the config then records
+        `image_encoder = "image_encoder"`, a path relative to the model, and no local path. Only for catalogues
+        embedded with an image encoder and not projected; an encoder recorded as a Hub id stays one (nothing saved).
+        Returns the folder written, or None.
+        """
+        metadata = self.config.embedding_metadata or {}
+        encoder = self.config.image_encoder or metadata.get("image_encoder")
+        if not encoder or "image" not in (metadata.get("parts") or ["image"]) or metadata.get("projection"):
+            return None
+        if encoder != IMAGE_ENCODER_FOLDER and not os.path.isabs(encoder):
+            return None  # a Hub id: loadable from anywhere as is
+        target = os.path.join(os.fspath(save_directory), IMAGE_ENCODER_FOLDER)
+        location, subfolder = self._image_encoder_location()
+        if subfolder is not None or os.path.realpath(location) != os.path.realpath(target):
+            self.load_image_encoder().save_pretrained(target)
+        self.config.image_encoder = IMAGE_ENCODER_FOLDER
+        if isinstance(metadata.get("image_encoder"), str) and os.path.isabs(metadata["image_encoder"]):
+            name = os.path.basename(os.path.normpath(metadata["image_encoder"]))
+            self.config.embedding_metadata = {**metadata, "image_encoder": name}
+        return target
+
+    def _recorded_image_embedder(self) -> Callable[[list[Any]], torch.Tensor]:
+        metadata = self.config.embedding_metadata or {}
         if metadata.get("projection"):
             raise ValueError(
                 "This model's item embeddings were projected (PCA) after extraction, so photos cannot be embedded "
@@ -471,11 +573,11 @@ class UmBertPreTrainedModel(PreTrainedModel):
                 f"This model's item embeddings combine {metadata.get('parts')}; a photo alone gives only the image "
                 "part, so photos cannot be used as context items."
             )
-        try:
-            from umbert_hf.image_processing import encode_images, load_image_encoder
+        image_model = self.load_image_encoder()
+        try:  # in a `try`: transformers then does not require umbert_hf to load a saved folder's code
+            from umbert_hf.image_processing import encode_images
         except ImportError as error:
             raise ValueError("Embedding photos needs the umbert-hf package: pip install umbert-hf.") from error
-        image_model = load_image_encoder(encoder)
         preprocessing = metadata.get("image_preprocessing")
         normalize = bool(metadata.get("normalized"))
 
