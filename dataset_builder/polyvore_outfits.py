@@ -11,7 +11,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from .raw import PolyvoreFormatError, PolyvoreRaw, check_images, read_raw
+from .raw import METADATA_FILE, PolyvoreFormatError, PolyvoreRaw, check_images, read_raw
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +231,7 @@ def prepare_polyvore(raw: PolyvoreRaw, config: PolyvoreOutfitsConfig) -> Prepare
         "semantic_category": [raw.item_category[item] for item in catalogue_order],
         "title": [raw.item_title[item] for item in catalogue_order],
     }
+    _check_utf8(tables["catalogue"]["train"], kept, raw)
     per_slot = Counter(item_slot[item] for item in catalogue_order)
     report["catalogue"] = {**{slot: per_slot[slot] for slot in slots}, "total": len(catalogue_order)}
 
@@ -262,6 +263,35 @@ def prepare_polyvore(raw: PolyvoreRaw, config: PolyvoreOutfitsConfig) -> Prepare
             raw, split, slots, kept[split], item_slot, catalogue_items, pools[split], config.seed
         )
     return PreparedPolyvore(raw, slots, config.with_images, tables, report)
+
+
+def _check_utf8(catalogue: dict[str, list[str]], kept, raw: PolyvoreRaw) -> None:
+    """Refuse text that UTF-8 cannot encode: a lone surrogate (`"\\ud83d"` in the JSON, half an emoji) would make
+    parquet fail later with an error naming no item. Every item id of every config is a catalogue id."""
+    for name in ("item_id", "semantic_category", "title"):
+        values = catalogue[name]
+        if _encodes("\n".join(values)):
+            continue
+        row = next(row for row, value in enumerate(values) if not _encodes(value))
+        bad = next(position for position, char in enumerate(values[row]) if not _encodes(char))
+        raise PolyvoreFormatError(
+            f"{METADATA_FILE}: item {catalogue['item_id'][row]!r} has a '{name}' that is not valid Unicode text "
+            f"(a lone surrogate {values[row][bad]!r} at character {bad}); fix it in the metadata"
+        )
+    for split in SPLITS:
+        for set_id, _ in kept[split]:
+            if not _encodes(set_id):
+                raise PolyvoreFormatError(
+                    f"{_split_file(raw, split)}: outfit set_id {set_id!r} is not valid Unicode text (a lone surrogate)"
+                )
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _split_file(raw: PolyvoreRaw, split: str) -> str:

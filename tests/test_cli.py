@@ -161,3 +161,18 @@ def test_renderer_draws_the_expected_tiles(tmp_path):
     assert picture.getpixel((4 * TILE_SIZE + 12 + TILE_SIZE + 1, TILE_SIZE // 2)) == (30, 160, 60)
     with pytest.raises(ValueError, match="Nothing to render"):
         render_completions([], colours, tmp_path / "empty.png", slots=slots)
+
+
+def test_a_truncated_model_file_is_one_line(saved_model, tmp_path, capsys):
+    import shutil
+
+    root, _, _ = saved_model
+    broken = tmp_path / "broken"
+    shutil.copytree(root / "model", broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    assert (
+        main(["complete", "--model", str(broken), "--outfit", "shoes=?", "tops=1", "accessories=2", "bottoms=3"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "cannot load a folder" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

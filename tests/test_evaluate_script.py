@@ -91,3 +91,13 @@ def test_bad_inputs_give_one_line_errors(evaluate, outfit_dataset, workdir, tmp_
         evaluate, capsys, ["--model_name_or_path", str(tmp_path / "no_model"), "--dataset", str(dataset)]
     )
     assert os.listdir(workdir) == []
+
+
+def test_an_image_encoder_folder_is_refused_in_one_line(evaluate, outfit_dataset, workdir, tmp_path, capsys):
+    from umbert_hf import FashionResNetConfig, FashionResNetModel
+
+    dataset, _ = outfit_dataset
+    encoder = tmp_path / "encoder"
+    FashionResNetModel(FashionResNetConfig(embedding_dim=8, image_size=32)).save_pretrained(encoder)
+    err = run_failing(evaluate, capsys, ["--model_name_or_path", str(encoder), "--dataset", str(dataset)])
+    assert "holds a 'fashion-resnet' model, not umBERT or WumBERT" in err

@@ -39,13 +39,14 @@ def parse_outfit(assignments: Sequence[str]) -> dict[str, str | None]:
 
 def load_model(name_or_path: str, trust_remote_code: bool = False):
     """`AutoModel.from_pretrained` with a clear message for a wrong path or an unreachable Hub id."""
+    from safetensors import SafetensorError
     from transformers import AutoModel
 
     import umbert_hf  # noqa: F401 - registers the Auto classes
 
     try:
         model = AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, SafetensorError) as error:  # SafetensorError: a truncated model.safetensors
         where = "folder" if os.path.isdir(name_or_path) else "model folder or Hub repo id"
         raise CliError(f"--model {name_or_path!r}: cannot load a {where}: {str(error).splitlines()[0]}") from None
     if not hasattr(model, "complete"):

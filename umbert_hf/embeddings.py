@@ -33,12 +33,17 @@ class EmbeddingsTable:
         categories: slot category of each item.
         embeddings: `(num_items, dim)` float32 tensor, row i for `item_ids[i]`.
         metadata: how the embeddings were made (see `compute_embeddings.py`); `{}` when unknown.
+        source: where the table comes from, for error messages (e.g. "the embeddings table emb.parquet").
+        excluded_categories: `item_id -> category` of the items of the source left out of this table (a catalogue
+            keeps only the slot categories), so that an error can tell a left-out item from an unknown one.
     """
 
     item_ids: list[str]
     categories: list[str]
     embeddings: torch.FloatTensor
     metadata: dict = field(default_factory=dict)
+    source: str = field(default="the embeddings table", repr=False)
+    excluded_categories: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         if self.embeddings.dim() != 2:
@@ -151,7 +156,9 @@ def read_embeddings_table(path: str | os.PathLike) -> EmbeddingsTable:
     categories = _string_column(path, arrow_table, "category")
     embeddings = _embedding_column(path, arrow_table, item_ids)
     _check_values(path, item_ids, categories, embeddings)
-    return EmbeddingsTable(item_ids, categories, torch.from_numpy(embeddings), metadata)
+    return EmbeddingsTable(
+        item_ids, categories, torch.from_numpy(embeddings), metadata, source=f"the embeddings table {path}"
+    )
 
 
 def _read_arrow(path: str) -> tuple[pa.Table, dict]:
@@ -167,25 +174,36 @@ def _read_arrow(path: str) -> tuple[pa.Table, dict]:
     return _read_parquet_files(path, files)
 
 
+def _first_line(error: BaseException) -> str:
+    """The first line of an underlying error, without control characters: pyarrow messages may span lines (and
+    quote raw bytes), and every error of this module is one line naming the file."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
+
+
 def _read_parquet_files(path: str, files: list[str]) -> tuple[pa.Table, dict]:
     tables = []
     for file in files:
         try:
             tables.append(pq.read_table(file))
         except (pa.ArrowException, OSError) as error:
-            raise ValueError(f"{file}: not a readable parquet file ({error}).") from error
+            raise ValueError(f"{file}: not a readable parquet file ({_first_line(error)}).") from error
     metadata = _decode_metadata(file=files[0], schema_metadata=tables[0].schema.metadata)
     try:
         table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     except pa.ArrowException as error:
-        raise ValueError(f"{path}: the parquet files have incompatible schemas ({error}).") from error
+        raise ValueError(f"{path}: the parquet files have incompatible schemas ({_first_line(error)}).") from error
     return table, metadata
 
 
 def _read_saved_dataset(path: str) -> tuple[pa.Table, dict]:
     import datasets
 
-    dataset = datasets.load_from_disk(path)
+    try:
+        dataset = datasets.load_from_disk(path)
+    except (OSError, ValueError) as error:  # a damaged folder: `datasets` and pyarrow errors may span lines
+        raise ValueError(f"{path}: not a readable saved `datasets` dataset ({_first_line(error)}).") from error
     if isinstance(dataset, datasets.DatasetDict):
         if len(dataset) != 1 and "train" not in dataset:
             raise ValueError(f"{path}: a dataset with splits {list(dataset)}; expected one split or 'train'.")
@@ -207,7 +225,9 @@ def _decode_metadata(file: str, schema_metadata: dict | None) -> dict:
     try:
         metadata = json.loads(raw)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{file}: the `umbert_hf` parquet metadata is not valid JSON ({error}).") from error
+        raise ValueError(
+            f"{file}: the `umbert_hf` parquet metadata is not valid JSON ({_first_line(error)})."
+        ) from error
     return metadata if isinstance(metadata, dict) else {}
 
 

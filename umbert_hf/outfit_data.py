@@ -2,19 +2,25 @@
 
 Every outfit becomes a (slots,) row of item indices into the embeddings table (which is also the model catalogue),
 so umBERT looks embeddings up by row and WumBERT uses the rows as `input_ids`. Records whose items are missing from
-the table are counted and reported, never silently dropped.
+the table are counted and reported, never silently dropped; beyond `MAX_UNUSABLE_SHARE` of a split's outfits,
+`check_usable` refuses the data before any training. An item whose table category is not its slot is refused at once.
 """
 
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
 from .embeddings import EmbeddingsTable
 
 logger = logging.getLogger(__name__)
+
+# The largest share of a split's outfits that may be skipped for items missing from the embeddings table: beyond it,
+# the table is not this dataset's and the metrics would describe another set of outfits.
+MAX_UNUSABLE_SHARE = 0.10
+NUM_EXAMPLES = 5  # item ids quoted in an error message
 
 
 @dataclass
@@ -24,6 +30,7 @@ class OutfitRows:
     outfit_ids: list[str]
     rows: torch.LongTensor
     skipped: int = 0
+    missing_items: list[str] = field(default_factory=list)  # a few item ids missing from the table, for messages
 
 
 @dataclass
@@ -35,6 +42,7 @@ class FitbQuestions:
     candidates: torch.LongTensor  # (questions, candidates)
     labels: torch.LongTensor  # (questions,)
     skipped: int = 0
+    missing_items: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -44,6 +52,7 @@ class CompatibilityOutfits:
     rows: torch.LongTensor  # (outfits, slots)
     labels: torch.LongTensor  # (outfits,)
     skipped: int = 0
+    missing_items: list[str] = field(default_factory=list)
 
 
 def load_dataset_config(dataset: str | os.PathLike, config_name: str):
@@ -66,22 +75,47 @@ def dataset_has_config(dataset: str | os.PathLike, config_name: str) -> bool:
         return False
 
 
+def _check_categories(
+    columns: Sequence[Sequence[str]], expected: Sequence[str | Sequence[str]], table: EmbeddingsTable, what: str
+) -> None:
+    """Refuse an item whose category in the table is not the slot it fills in the dataset.
+
+    `expected` holds, per column, its slot or one slot per record. Such an item would be ranked among the items of
+    another slot (an index out of bounds deep in retrieval); items of the table left out of the catalogue (their
+    category is no slot) count too, so that they are not reported as missing.
+    """
+    index, categories, excluded = table.index, table.categories, table.excluded_categories
+    for column, slots in zip(columns, expected):
+        for record, item_id in enumerate(column):
+            row = index.get(item_id)
+            category = categories[row] if row is not None else excluded.get(item_id)
+            slot = slots if isinstance(slots, str) else slots[record]
+            if category is not None and category != slot:
+                raise ValueError(
+                    f"{what}: item {item_id!r} fills slot {slot!r} but has category {category!r} in {table.source}; "
+                    "the table's category of each item must be its slot in the dataset."
+                )
+
+
 def _rows_of_columns(
     columns: Sequence[Sequence[str]], table: EmbeddingsTable, what: str
-) -> tuple[torch.LongTensor, torch.BoolTensor]:
-    """(records, columns) table rows and a mask of records whose items are all in the table."""
+) -> tuple[torch.LongTensor, torch.BoolTensor, list[str]]:
+    """(records, columns) table rows, a mask of records whose items are all in the table, and a few missing ids."""
     index = table.index
     num_records = len(columns[0]) if columns else 0
     rows = torch.full((num_records, len(columns)), -1, dtype=torch.long)
+    missing_items: dict[str, None] = {}  # ordered, distinct
     for position, column in enumerate(columns):
         rows[:, position] = torch.tensor([index.get(item_id, -1) for item_id in column], dtype=torch.long)
+        for record in torch.nonzero(rows[:, position] < 0).flatten().tolist():
+            if len(missing_items) >= NUM_EXAMPLES:
+                break
+            missing_items[column[record]] = None
     keep = (rows >= 0).all(dim=1)
     missing = int((~keep).sum())
     if missing:
-        logger.warning(
-            f"{what}: skipped {missing} of {num_records} records with items missing from the embeddings table."
-        )
-    return rows, keep
+        logger.warning(f"{what}: skipped {missing} of {num_records} records with items missing from {table.source}.")
+    return rows, keep, list(missing_items)
 
 
 def outfit_rows(split, slots: Sequence[str], table: EmbeddingsTable, what: str = "outfits") -> OutfitRows:
@@ -89,41 +123,80 @@ def outfit_rows(split, slots: Sequence[str], table: EmbeddingsTable, what: str =
     missing_columns = [slot for slot in slots if slot not in split.column_names]
     if missing_columns:
         raise ValueError(f"{what}: missing slot column(s) {missing_columns}; the split has {split.column_names}.")
-    rows, keep = _rows_of_columns([split[slot] for slot in slots], table, what)
+    columns = [list(split[slot]) for slot in slots]
+    _check_categories(columns, slots, table, what)
+    rows, keep, missing_items = _rows_of_columns(columns, table, what)
     outfit_ids = split["outfit_id"] if "outfit_id" in split.column_names else [str(i) for i in range(len(split))]
     kept_ids = [outfit_id for outfit_id, kept in zip(outfit_ids, keep.tolist()) if kept]
-    return OutfitRows(kept_ids, rows[keep], skipped=int((~keep).sum()))
+    return OutfitRows(kept_ids, rows[keep], skipped=int((~keep).sum()), missing_items=missing_items)
 
 
-def fitb_questions(fitb_split, outfits_split, slots: Sequence[str], table: EmbeddingsTable) -> FitbQuestions:
+def fitb_questions(
+    fitb_split, outfits_split, slots: Sequence[str], table: EmbeddingsTable, what: str = "fitb"
+) -> FitbQuestions:
     """Join the `fitb` questions with their outfits (by `outfit_id`) and turn everything into table rows."""
-    outfits = outfit_rows(outfits_split, slots, table, what="fitb outfits")
+    outfits = outfit_rows(outfits_split, slots, table, what=f"{what} outfits")
     outfit_position = {outfit_id: position for position, outfit_id in enumerate(outfits.outfit_ids)}
     slot_index = {slot: position for position, slot in enumerate(slots)}
     unknown = sorted(set(fitb_split["blank"]) - set(slot_index))
     if unknown:
-        raise ValueError(f"fitb: unknown blank slot(s) {unknown}; the slots are {list(slots)}.")
+        raise ValueError(f"{what}: unknown blank slot(s) {unknown}; the slots are {list(slots)}.")
     positions = torch.tensor([outfit_position.get(outfit_id, -1) for outfit_id in fitb_split["outfit_id"]])
-    candidates = list(zip(*fitb_split["candidates"])) if len(fitb_split) else []
-    candidate_rows, candidates_known = _rows_of_columns([list(column) for column in candidates], table, "fitb")
+    candidates = [list(column) for column in zip(*fitb_split["candidates"])] if len(fitb_split) else []
+    _check_categories(candidates, [list(fitb_split["blank"])] * len(candidates), table, f"{what} candidates")
+    candidate_rows, candidates_known, missing_items = _rows_of_columns(candidates, table, what)
     keep = (positions >= 0) & candidates_known
     skipped = int((~keep).sum())
     if skipped:
-        logger.warning(f"fitb: skipped {skipped} of {len(fitb_split)} questions (outfit or candidate not resolvable).")
+        logger.warning(
+            f"{what}: skipped {skipped} of {len(fitb_split)} questions (outfit or candidate not resolvable)."
+        )
     return FitbQuestions(
         outfit_rows=outfits.rows[positions[keep]],
         blanks=torch.tensor([slot_index[slot] for slot in fitb_split["blank"]], dtype=torch.long)[keep],
         candidates=candidate_rows[keep],
         labels=torch.tensor(fitb_split["label"], dtype=torch.long)[keep],
         skipped=skipped,
+        missing_items=list(dict.fromkeys(outfits.missing_items + missing_items))[:NUM_EXAMPLES],
     )
 
 
-def compatibility_outfits(split, slots: Sequence[str], table: EmbeddingsTable) -> CompatibilityOutfits:
+def compatibility_outfits(
+    split, slots: Sequence[str], table: EmbeddingsTable, what: str = "compatibility"
+) -> CompatibilityOutfits:
     """Rows and labels of a `compatibility` split."""
-    rows, keep = _rows_of_columns([split[slot] for slot in slots], table, "compatibility")
+    columns = [list(split[slot]) for slot in slots]
+    _check_categories(columns, slots, table, what)
+    rows, keep, missing_items = _rows_of_columns(columns, table, what)
     labels = torch.tensor(split["label"], dtype=torch.long)
-    return CompatibilityOutfits(rows=rows[keep], labels=labels[keep], skipped=int((~keep).sum()))
+    return CompatibilityOutfits(
+        rows=rows[keep], labels=labels[keep], skipped=int((~keep).sum()), missing_items=missing_items
+    )
+
+
+def check_usable(
+    what: str,
+    kept: int,
+    skipped: int,
+    missing_items: Sequence[str],
+    table: EmbeddingsTable,
+    max_share: float | None = MAX_UNUSABLE_SHARE,
+    unit: str = "outfits",
+) -> None:
+    """Refuse a split left empty by items missing from the table, or, with `max_share`, one that lost more than
+    that share of its records: training would waste epochs and fail on the missing metric, or report metrics of
+    another set of outfits. Under the share, the skipped records are only counted (`skipped_*` in metrics.json)."""
+    total = kept + skipped
+    if total == 0 or skipped == 0:
+        return
+    share = skipped / total
+    if kept > 0 and (max_share is None or share <= max_share):
+        return
+    limit = "none is left" if kept == 0 else f"more than the {max_share:.0%} allowed"
+    raise ValueError(
+        f"{what}: {skipped} of {total} {unit} ({share:.0%}) have items missing from {table.source}, {limit}; "
+        f"e.g. missing item ids {list(missing_items)[:NUM_EXAMPLES]}; was it made for this dataset's catalogue?"
+    )
 
 
 class RowsDataset(torch.utils.data.Dataset):
@@ -139,26 +212,65 @@ class RowsDataset(torch.utils.data.Dataset):
         return self.rows[index]
 
 
+def check_shares_item_ids(columns: Iterable[Iterable[str]], table: EmbeddingsTable, what: str) -> None:
+    """Refuse a table with none of the item ids of `columns` (another dataset's table, or ids written otherwise,
+    e.g. with a prefix): every outfit would be skipped, and the error should say why. Stops at the first known id."""
+    known = table.index.keys() | table.excluded_categories.keys()
+    examples: dict[str, None] = {}
+    for column in columns:
+        for item_id in column:
+            if item_id in known:
+                return
+            if len(examples) < 3:
+                examples[item_id] = None
+    if examples:
+        raise ValueError(
+            f"{table.source} has none of the item ids of {what}: e.g. {list(examples)} are missing from it, "
+            f"whose ids look like {table.item_ids[:3]}."
+        )
+
+
 def catalogue_from_table(table: EmbeddingsTable, slots: Sequence[str]) -> EmbeddingsTable:
-    """The table restricted to the slot categories (items of other categories cannot fill a slot)."""
-    keep = [row for row, category in enumerate(table.categories) if category in set(slots)]
+    """The table restricted to the slot categories (items of other categories cannot fill a slot).
+
+    The left-out items keep their category in `excluded_categories`, for error messages. Raises `ValueError` when
+    no category of the table is a slot: the table labels its items otherwise (e.g. semantic categories).
+    """
+    slot_set = set(slots)
+    keep = [row for row, category in enumerate(table.categories) if category in slot_set]
     if len(keep) == len(table):
         return table
+    if not keep:
+        categories = sorted(set(table.categories))
+        shown = categories[:10] + (["..."] if len(categories) > 10 else [])
+        raise ValueError(
+            f"{table.source}: none of its categories {shown} is a slot of the dataset {list(slots)}; "
+            "its column 'category' must hold the slot of each item."
+        )
     logger.info(f"Catalogue: kept {len(keep)} of {len(table)} items whose category is a slot {list(slots)}.")
+    kept = set(keep)
     return EmbeddingsTable(
         [table.item_ids[row] for row in keep],
         [table.categories[row] for row in keep],
         table.embeddings[keep],
         dict(table.metadata),
+        source=table.source,
+        excluded_categories={
+            **table.excluded_categories,
+            **{table.item_ids[row]: table.categories[row] for row in range(len(table)) if row not in kept},
+        },
     )
 
 
 __all__ = [
+    "MAX_UNUSABLE_SHARE",
     "CompatibilityOutfits",
     "FitbQuestions",
     "OutfitRows",
     "RowsDataset",
     "catalogue_from_table",
+    "check_shares_item_ids",
+    "check_usable",
     "compatibility_outfits",
     "dataset_has_config",
     "fitb_questions",

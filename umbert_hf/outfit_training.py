@@ -27,12 +27,14 @@ from .metrics import (
     model_predictor,
     random_predictor,
 )
-from .modeling_umbert import UmBertModel, UmBertPreTrainedModel, WumBertModel
+from .modeling_umbert import IMAGE_ENCODER_FOLDER, UmBertModel, UmBertPreTrainedModel, WumBertModel
 from .outfit_data import (
     CompatibilityOutfits,
     FitbQuestions,
     OutfitRows,
     catalogue_from_table,
+    check_shares_item_ids,
+    check_usable,
     compatibility_outfits,
     dataset_has_config,
     fitb_questions,
@@ -130,57 +132,136 @@ def load_outfit_data(
     splits: tuple[str, ...] = ("train", "validation", "test"),
     train_config: str = "outfits",
 ) -> OutfitData:
-    """Outfits of every split, plus the `fitb` and `compatibility` configs where the dataset has them."""
+    """Outfits of every split, plus the `fitb` and `compatibility` configs where the dataset has them.
+
+    Raises `ValueError` before any training when the catalogue does not fit the dataset: it has none of the dataset's
+    item ids, an item's category is not its slot, more than `MAX_UNUSABLE_SHARE` of a split's outfits have items
+    missing from it, or a `fitb`/`compatibility` split is left empty. Fewer skipped records are only counted.
+    """
     data = OutfitData(catalogue=catalogue, slots=list(slots))
     outfits = load_dataset_config(dataset, "outfits")
+    check_shares_item_ids(
+        (
+            outfits[split][slot]
+            for split in splits
+            if split in outfits
+            for slot in slots
+            if slot in outfits[split].column_names
+        ),
+        catalogue,
+        f"dataset {str(dataset)!r}",
+    )
     for split in splits:
         if split not in outfits:
             continue
         config = train_config if split == "train" else "outfits"
         source = load_dataset_config(dataset, config)["train"] if config != "outfits" else outfits[split]
-        data.outfits[split] = outfit_rows(source, slots, catalogue, what=f"{config}/{split}")
+        rows = data.outfits[split] = outfit_rows(source, slots, catalogue, what=f"{config}/{split}")
+        check_usable(f"{config}/{split}", len(rows.rows), rows.skipped, rows.missing_items, catalogue)
     if dataset_has_config(dataset, "fitb"):
         fitb = load_dataset_config(dataset, "fitb")
         for split in splits:
             if split in fitb and split in outfits:
-                data.fitb[split] = fitb_questions(fitb[split], outfits[split], slots, catalogue)
+                questions = data.fitb[split] = fitb_questions(
+                    fitb[split], outfits[split], slots, catalogue, what=f"fitb/{split}"
+                )
+                check_usable(
+                    f"fitb/{split}",
+                    len(questions.labels),
+                    questions.skipped,
+                    questions.missing_items,
+                    catalogue,
+                    max_share=None,
+                    unit="questions",
+                )
     if dataset_has_config(dataset, "compatibility"):
         compatibility = load_dataset_config(dataset, "compatibility")
         for split in splits:
             if split in compatibility:
-                data.compatibility[split] = compatibility_outfits(compatibility[split], slots, catalogue)
+                records = data.compatibility[split] = compatibility_outfits(
+                    compatibility[split], slots, catalogue, what=f"compatibility/{split}"
+                )
+                check_usable(
+                    f"compatibility/{split}",
+                    len(records.labels),
+                    records.skipped,
+                    records.missing_items,
+                    catalogue,
+                    max_share=None,
+                )
     if "train" in splits and ("train" not in data.outfits or len(data.outfits["train"].rows) == 0):
         raise ValueError(f"Dataset {str(dataset)!r} has no usable training outfits for slots {slots}.")
     return data
 
 
 def read_catalogue(embeddings: str | os.PathLike, slots: list[str]) -> EmbeddingsTable:
-    """The embeddings table restricted to the slot categories."""
+    """The embeddings table restricted to the slot categories.
+
+    Raises `FileNotFoundError` or a one-line `ValueError` naming the file (see `read_embeddings_table`), and a
+    `ValueError` when no category of the table is a slot.
+    """
     return catalogue_from_table(read_embeddings_table(embeddings), slots)
 
 
 def catalogue_of_model(model: UmBertPreTrainedModel) -> EmbeddingsTable:
     """The catalogue stored in a model, as an embeddings table (ids, categories, embeddings)."""
+    if not isinstance(model, UmBertPreTrainedModel):  # e.g. an image encoder: it has no catalogue
+        raise ValueError(f"{model.name_or_path!r} holds a {model.config.model_type!r} model, not umBERT or WumBERT.")
     categories = [model.config.categories[index] for index in model.catalogue_categories.tolist()]
     return EmbeddingsTable(
         list(model.catalogue_item_id_list),
         categories,
         model.get_catalogue_embeddings().detach().cpu().float(),
         dict(model.config.embedding_metadata or {}),
+        source=f"the catalogue of model {model.name_or_path!r}" if model.name_or_path else "the model's catalogue",
     )
 
 
 def dataset_slots(dataset: str | os.PathLike, default: list[str] | None = None) -> list[str]:
-    """Slot names of a built dataset (the `outfits` columns other than `outfit_id`), in column order."""
+    """Slot names of a built dataset (the `outfits` columns other than `outfit_id`), in column order.
+
+    Raises `ValueError` when the `outfits` config has no split or no slot column and no `default` is given.
+    """
     splits = load_dataset_config(dataset, "outfits")
+    if not splits:
+        raise ValueError(f"Dataset {str(dataset)!r}: config 'outfits' has no split.")
     columns = next(iter(splits.values())).column_names
     slots = [column for column in columns if column != "outfit_id"]
+    if not slots and not default:
+        raise ValueError(
+            f"Dataset {str(dataset)!r}: config 'outfits' has no slot column (columns {columns}); "
+            "expected `outfit_id` and one item id column per slot."
+        )
     return slots or list(default or [])
 
 
+def _encoder_name(value: Any) -> str | None:
+    """An encoder recorded in embeddings metadata: a folder or Hub id, or a dict with its `name`."""
+    return value.get("name") if isinstance(value, dict) else value
+
+
 def new_model(args: argparse.Namespace, catalogue: EmbeddingsTable, slots: list[str]) -> UmBertPreTrainedModel:
-    """A fresh umBERT or WumBERT sized to the embeddings, with the catalogue set."""
+    """A fresh umBERT or WumBERT sized to the embeddings, with the catalogue set.
+
+    The config records no path of this machine (`shareable_metadata`): a local image encoder is recorded as
+    `"image_encoder"`, the sub-folder that `save_image_encoder_with_model` fills when the model is saved (meanwhile
+    photos are embedded from the encoder's folder), and a Hub encoder by its id.
+    """
+    from .extraction import is_local_path, shareable_metadata, shareable_name
+
     metadata = dict(catalogue.metadata)
+    recorded = _encoder_name(metadata.get("image_encoder"))
+    image_encoder, encoder_folder = recorded, None
+    if recorded and is_local_path(recorded):
+        image_encoder = None  # a base name would read as a Hub id
+        if "image" in (metadata.get("parts") or []) and not metadata.get("projection"):
+            if os.path.isdir(recorded):
+                image_encoder, encoder_folder = IMAGE_ENCODER_FOLDER, os.path.abspath(recorded)
+            else:
+                logger.warning(
+                    f"The image encoder of the embeddings, {recorded}, is gone: it cannot be saved with the model, "
+                    "which will not embed photos."
+                )
     config_kwargs = {
         "categories": list(slots),
         "hidden_size": catalogue.embedding_dim,
@@ -192,21 +273,38 @@ def new_model(args: argparse.Namespace, catalogue: EmbeddingsTable, slots: list[
         "loss_type": args.loss_type,
         "distance": args.distance,
         "contrastive_temperature": args.contrastive_temperature,
-        "image_encoder": metadata.get("image_encoder", {}).get("name")
-        if isinstance(metadata.get("image_encoder"), dict)
-        else metadata.get("image_encoder"),
-        "text_encoder": metadata.get("text_encoder", {}).get("name")
-        if isinstance(metadata.get("text_encoder"), dict)
-        else metadata.get("text_encoder"),
-        "embedding_metadata": metadata or None,
+        "image_encoder": image_encoder,
+        "text_encoder": shareable_name(_encoder_name(metadata.get("text_encoder"))),
+        "embedding_metadata": shareable_metadata(metadata) or None,
     }
     if args.model_type == "wumbert":
-        return WumBertModel.from_item_embeddings(
+        model = WumBertModel.from_item_embeddings(
             catalogue.item_ids, catalogue.embeddings, catalogue.categories, WumBertConfig(**config_kwargs)
         )
-    model = UmBertModel(UmBertConfig(**config_kwargs))
-    model.set_catalogue(catalogue.item_ids, catalogue.embeddings, catalogue.categories)
+    else:
+        model = UmBertModel(UmBertConfig(**config_kwargs))
+        model.set_catalogue(catalogue.item_ids, catalogue.embeddings, catalogue.categories)
+    model.set_image_encoder_source(encoder_folder)
     return model
+
+
+def save_image_encoder_with_model(model: UmBertPreTrainedModel, output_dir: str | os.PathLike) -> None:
+    """Save the model's image encoder in `output_dir/image_encoder/` and leave no local path in its config.
+
+    Run before `save_pretrained`. An encoder that cannot be loaded any more (a warning) is not recorded: the config
+    would otherwise name a folder of this machine.
+    """
+    from .extraction import shareable_metadata, shareable_name
+
+    try:
+        model.save_image_encoder(output_dir)
+    except ValueError as error:
+        logger.warning(f"The image encoder is not saved with the model, which will not embed photos: {error}")
+        if model.config.image_encoder and os.path.isabs(model.config.image_encoder):
+            model.config.image_encoder = None
+    if model.config.embedding_metadata:
+        model.config.embedding_metadata = shareable_metadata(model.config.embedding_metadata)
+    model.config.text_encoder = shareable_name(model.config.text_encoder)
 
 
 def training_step_for(
@@ -395,6 +493,7 @@ __all__ = [
     "new_model",
     "prefixed",
     "read_catalogue",
+    "save_image_encoder_with_model",
     "training_step_for",
 ]
 
@@ -421,7 +520,7 @@ def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, An
     `objective` is `"reconstruction"` (pre-training; a new model unless `args.model_name_or_path`) or
     `"fill_in_the_blank"` (fine-tuning). Returns the metrics written to `metrics.json`.
     """
-    from transformers import AutoModel
+    from transformers import AutoConfig, AutoModel
 
     from .modelcard import make_model_card
     from .outfit_data import RowsDataset
@@ -431,18 +530,29 @@ def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, An
     accelerator = make_accelerator(args)
     with accelerator.main_process_first():
         if getattr(args, "model_name_or_path", None):
-            model = AutoModel.from_pretrained(args.model_name_or_path)
+            # The config first: an image encoder (fashion-resnet, ssim-autoencoder) has no slots or catalogue.
+            config = AutoConfig.from_pretrained(args.model_name_or_path)
+            if config.model_type not in (UmBertConfig.model_type, WumBertConfig.model_type):
+                raise ValueError(
+                    f"--model_name_or_path {args.model_name_or_path} holds a {config.model_type!r} model, "
+                    "not umBERT or WumBERT."
+                )
+            model = AutoModel.from_pretrained(args.model_name_or_path, config=config)
             slots = list(model.config.categories)
             catalogue = catalogue_of_model(model)
+            wumbert = isinstance(model, WumBertModel)
         else:
             slots = dataset_slots(args.dataset)
             catalogue = read_catalogue(args.embeddings, slots)
-            model = new_model(args, catalogue, slots)
+            model, wumbert = None, args.model_type == "wumbert"
         train_config = "outfits"
-        if objective == "fill_in_the_blank" and isinstance(model, WumBertModel):
+        if objective == "fill_in_the_blank" and wumbert:
             if dataset_has_config(args.dataset, "outfits_augmented"):
                 train_config = "outfits_augmented"
+        # The data before a new model: it checks the embeddings against the dataset and names the item at fault.
         data = load_outfit_data(args.dataset, catalogue, slots, train_config=train_config)
+        if model is None:
+            model = new_model(args, catalogue, slots)
     logger.info(f"Training on {len(data.outfits['train'].rows)} outfits from config {train_config!r}")
 
     train_dataloader = make_dataloader(
@@ -510,6 +620,8 @@ def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, An
         chance_levels=_chance_levels(final),
         extra={"split": final_split, "baselines": baselines, "objective": objective},
     )
+    if accelerator.is_main_process:
+        save_image_encoder_with_model(unwrapped, args.output_dir)
     finish_run(accelerator, model, args, metrics=metrics, card=card)
     return metrics
 
@@ -538,6 +650,11 @@ def run_evaluation(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError(
                 f"--model_name_or_path {args.model_name_or_path!r}: cannot load a {where}: {reason}"
             ) from error
+        if not isinstance(model, UmBertPreTrainedModel):
+            raise ValueError(
+                f"--model_name_or_path {args.model_name_or_path!r} holds a {model.config.model_type!r} model, "
+                "not umBERT or WumBERT."
+            )
         slots = list(model.config.categories)
         if args.embeddings and isinstance(model, UmBertModel):
             table = read_catalogue(args.embeddings, slots)
