@@ -13,8 +13,9 @@ Steps (each writes one folder or file under --output_dir and is reused when it e
    augmented by `umbert-hf augment --k 1`, which fits the CPU budget);
    each run also scores the random and context-mean baselines on the test split.
 
-Writes OUTPUT_DIR/results_<features>.json (every run's metrics) and OUTPUT_DIR/results.md (mean ± sd over seeds,
-test split, every feature set run so far) and prints the table. Feature sets may run in parallel processes. Hyperparameters are never chosen on the test split.
+Writes OUTPUT_DIR/results.md (test split, mean ± sd over the seeds finished so far, every feature set; each run's
+metrics.json stays in OUTPUT_DIR/runs/<features>/seed_<n>/<model>/) and prints the table. Feature sets may run in
+parallel processes on the same folder; --report_only rebuilds the table from the finished runs. Hyperparameters are never chosen on the test split.
 """
 
 import argparse
@@ -149,22 +150,29 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-def results_table(results: dict, seeds: list[int]) -> str:
-    """Markdown: one block of rows per feature set (models, baselines, chance), mean ± sd over seeds."""
-    header = "| features | model | " + " | ".join(METRICS) + " |"
-    lines = [header, "|" + "---|" * (len(METRICS) + 2)]
-    for features, by_seed in results.items():
-        runs = [by_seed[str(seed)] for seed in seeds if str(seed) in by_seed]
-        if not runs:
-            continue
-        rows = {label: [run[name] for run in runs] for name, label in MODELS.items() if name in runs[0]}
-        first = [run["umbert"] for run in runs]
+def collect_results(out: Path) -> dict:
+    """`{features: {model: [metrics.json of each finished seed]}}` from the run folders (partial runs included)."""
+    results: dict = {}
+    for features in FEATURES:
+        for name in MODELS:
+            for metrics_file in sorted((out / "runs" / features).glob(f"seed_*/{name}/metrics.json")):
+                results.setdefault(features, {}).setdefault(name, []).append(json.loads(metrics_file.read_text()))
+    return results
+
+
+def results_table(results: dict) -> str:
+    """Markdown: one block of rows per feature set (models, baselines, chance), mean ± sd over the seeds run (n)."""
+    header = "| features | model | n | " + " | ".join(METRICS) + " |"
+    lines = [header, "|" + "---|" * (len(METRICS) + 3)]
+    for features, by_model in results.items():
+        rows = {label: by_model[name] for name, label in MODELS.items() if name in by_model}
+        first = by_model.get("umbert") or next(iter(by_model.values()))
         for name, label in BASELINES.items():
             rows[label] = [{f"test_{m}": metrics[f"test_{name}_{m}"] for m in METRICS} for metrics in first]
         rows["chance"] = [{f"test_{m}": metrics[f"test_{m}_chance"] for m in METRICS} for metrics in first]
-        for label, metrics in rows.items():
-            cells = [mean_sd([entry.get(f"test_{m}", math.nan) for entry in metrics]) for m in METRICS]
-            lines.append(f"| {features} | {label} | " + " | ".join(cells) + " |")
+        for label, runs in rows.items():
+            cells = [mean_sd([entry.get(f"test_{m}", math.nan) for entry in runs]) for m in METRICS]
+            lines.append(f"| {features} | {label} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -174,6 +182,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--features", nargs="+", choices=FEATURES, default=list(FEATURES))
+    parser.add_argument("--report_only", action="store_true", help="Only rebuild results.md from the finished runs.")
     parser.add_argument("--image_size", type=int, default=96, help="ResNet input side (CPU budget).")
     parser.add_argument("--image_epochs", type=int, default=5)
     parser.add_argument(
@@ -196,16 +205,14 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    dataset, tables, image_metrics = prepare_data(args, out)
-    results_file = out / "results.json"
-    results = json.loads(results_file.read_text()) if results_file.exists() else {}
-    for features in args.features:
-        for seed in args.seeds:
-            results.setdefault(features, {})[str(seed)] = train_models(
-                args, out, dataset, features, tables[features], seed
-            )
-            results_file.write_text(json.dumps(results, indent=2, sort_keys=True))
-    table = results_table(results, args.seeds)
+    if not args.report_only:
+        dataset, tables, _ = prepare_data(args, out)
+        for features in args.features:
+            for seed in args.seeds:
+                train_models(args, out, dataset, features, tables[features], seed)
+    image_metrics = json.loads((out / "image_encoder" / "metrics.json").read_text())
+    results = collect_results(out)
+    table = results_table(results)
     accuracy = image_metrics.get("val_accuracy", math.nan)
     summary = (
         f"ResNet-18 category accuracy on held-out photos: {accuracy:.3f} "
