@@ -35,7 +35,9 @@ MODELS = {
     "wumbert": "WumBERT",
 }
 BASELINES = {"random": "random", "context_mean": "context mean"}
-METRICS = ("fitb_accuracy", "hit_rate@10", "mrr", "compatibility_auc")
+METRICS = ("fitb_accuracy", "hit_rate@10", "mrr", "compatibility_auc", "compatibility_rank_auc")
+METRICS_FILE = "metrics.json"  # what a training run writes last
+RESCORED_METRIC, RESCORED_FILE = "compatibility_rank_auc", "eval_test.json"  # added after the first runs
 
 
 def script(name: str):
@@ -46,8 +48,10 @@ def script(name: str):
     return module
 
 
-def step(name: str, output: Path, run) -> None:
-    if output.exists():
+def step(name: str, output: Path, run, done: str | None = None) -> None:
+    """Run one step unless its output exists; `done` names the file a training run writes last (`metrics.json`), so a
+    run killed half-way is run again into the same folder."""
+    if (output / done).exists() if done else output.exists():
         print(f"[real_outfits] {name}: reusing {output}", flush=True)
         return
     print(f"\n[real_outfits] {name}", flush=True)
@@ -79,7 +83,12 @@ def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, P
     )
     encoder_args = ["--encoder", "resnet", "--dataset", str(dataset), "--output_dir", str(encoder)]
     encoder_args += ["--image_size", str(args.image_size), "--num_train_epochs", str(args.image_epochs), "--seed", "0"]
-    step("train the ResNet-18 on the photos", encoder, lambda: script("train_image_encoder").main(encoder_args))
+    step(
+        "train the ResNet-18 on the photos",
+        encoder,
+        lambda: script("train_image_encoder").main(encoder_args),
+        done=METRICS_FILE,
+    )
     encoders = {
         "titles": ["--text_encoder", text_encoder_path()],
         "images": ["--image_encoder", str(encoder)],
@@ -102,28 +111,50 @@ CATEGORY_MAP = ["--category_map", "bags=accessories"]
 
 
 def train_models(args: argparse.Namespace, out: Path, dataset: Path, features: str, table: Path, seed: int) -> dict:
-    """The three models on one feature set and seed; returns their final metrics (`metrics.json` of each)."""
-    from umbert_hf.augment import augment_dataset
-
+    """The `--models` on one feature set and seed; returns their final metrics (`metrics.json` of each)."""
     runs = out / "runs" / features / f"seed_{seed}"
     common = ["--dataset", str(dataset), "--seed", str(seed)]
     results = {}
 
     def finetune(name: str, arguments: list[str]) -> dict:
         folder = runs / name
-        step(f"{MODELS[name]} on {features}, seed {seed}", folder, lambda: script("finetune").main(arguments))
+        step(
+            f"{MODELS[name]} on {features}, seed {seed}",
+            folder,
+            lambda: script("finetune").main(arguments),
+            done=METRICS_FILE,
+        )
         return json.loads((folder / "metrics.json").read_text())
 
-    results["umbert"] = finetune("umbert", ["--embeddings", str(table), "--output_dir", str(runs / "umbert"), *common])
+    if "umbert" in args.models:
+        results["umbert"] = finetune(
+            "umbert", ["--embeddings", str(table), "--output_dir", str(runs / "umbert"), *common]
+        )
+    if "umbert_mse" in args.models:
+        results["umbert_mse"] = train_mse(args, runs, table, common, features, seed, finetune)
+    if "wumbert" in args.models:
+        results["wumbert"] = train_wumbert(args, out, runs, dataset, table, features, seed, finetune)
+    return results
 
+
+def train_mse(args, runs: Path, table: Path, common: list[str], features: str, seed: int, finetune) -> dict:
+    """umBERT with the original MSE objective: pre-trained with it, then fine-tuned (the model keeps its loss)."""
     mse_pretrained = runs / "umbert_mse_pretrained"
     pretrain = ["--embeddings", str(table), "--output_dir", str(mse_pretrained), "--loss_type", "mse", *common]
     step(
-        f"pre-train umBERT (MSE) on {features}, seed {seed}", mse_pretrained, lambda: script("pretrain").main(pretrain)
+        f"pre-train umBERT (MSE) on {features}, seed {seed}",
+        mse_pretrained,
+        lambda: script("pretrain").main(pretrain),
+        done=METRICS_FILE,
     )
-    results["umbert_mse"] = finetune(
+    return finetune(
         "umbert_mse", ["--model_name_or_path", str(mse_pretrained), "--output_dir", str(runs / "umbert_mse"), *common]
     )
+
+
+def train_wumbert(args, out: Path, runs: Path, dataset: Path, table: Path, features: str, seed: int, finetune) -> dict:
+    """WumBERT: pre-trained, then fine-tuned on the outfits augmented by nearest-neighbour swaps."""
+    from umbert_hf.augment import augment_dataset
 
     augmented = out / f"dataset_augmented_{features}"
     step(
@@ -134,11 +165,15 @@ def train_models(args: argparse.Namespace, out: Path, dataset: Path, features: s
     wumbert_pretrained = runs / "wumbert_pretrained"
     pretrain = ["--embeddings", str(table), "--output_dir", str(wumbert_pretrained), "--model_type", "wumbert"]
     pretrain += ["--dataset", str(augmented), "--seed", str(seed)]
-    step(f"pre-train WumBERT on {features}, seed {seed}", wumbert_pretrained, lambda: script("pretrain").main(pretrain))
+    step(
+        f"pre-train WumBERT on {features}, seed {seed}",
+        wumbert_pretrained,
+        lambda: script("pretrain").main(pretrain),
+        done=METRICS_FILE,
+    )
     wumbert = ["--model_name_or_path", str(wumbert_pretrained), "--output_dir", str(runs / "wumbert")]
     wumbert += ["--dataset", str(augmented), "--seed", str(seed), "--num_train_epochs", str(args.wumbert_epochs)]
-    results["wumbert"] = finetune("wumbert", wumbert)
-    return results
+    return finetune("wumbert", wumbert)
 
 
 def mean_sd(values: list[float]) -> str:
@@ -150,13 +185,39 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def finished_runs(out: Path) -> list[tuple[str, str, Path]]:
+    """`(features, model, folder)` of every finished run (its `metrics.json` written)."""
+    return [
+        (features, name, metrics_file.parent)
+        for features in FEATURES
+        for name in MODELS
+        for metrics_file in sorted((out / "runs" / features).glob(f"seed_*/{name}/{METRICS_FILE}"))
+    ]
+
+
+def rescore(out: Path, dataset: Path) -> None:
+    """Test metrics that a run's `metrics.json` lacks (runs made before a metric was added), via `evaluate.py`."""
+    for features, name, folder in finished_runs(out):
+        metrics = json.loads((folder / METRICS_FILE).read_text())
+        if f"test_{RESCORED_METRIC}" in metrics or (folder / RESCORED_FILE).exists():
+            continue
+        arguments = ["--model_name_or_path", str(folder), "--dataset", str(dataset), "--split", "test"]
+        step(
+            f"rescore {MODELS[name]} on {features}",
+            folder / RESCORED_FILE,
+            lambda a=arguments: script("evaluate").main(a),
+        )
+
+
 def collect_results(out: Path) -> dict:
-    """`{features: {model: [metrics.json of each finished seed]}}` from the run folders (partial runs included)."""
+    """`{features: {model: [test metrics of each finished seed]}}` from the run folders (partial runs included)."""
     results: dict = {}
-    for features in FEATURES:
-        for name in MODELS:
-            for metrics_file in sorted((out / "runs" / features).glob(f"seed_*/{name}/metrics.json")):
-                results.setdefault(features, {}).setdefault(name, []).append(json.loads(metrics_file.read_text()))
+    for features, name, folder in finished_runs(out):
+        metrics = json.loads((folder / METRICS_FILE).read_text())
+        if (folder / RESCORED_FILE).exists():
+            rescored = json.loads((folder / RESCORED_FILE).read_text())
+            metrics.update({f"test_{key}": value for key, value in rescored.items() if f"test_{key}" not in metrics})
+        results.setdefault(features, {}).setdefault(name, []).append(metrics)
     return results
 
 
@@ -168,11 +229,48 @@ def results_table(results: dict) -> str:
         rows = {label: by_model[name] for name, label in MODELS.items() if name in by_model}
         first = by_model.get("umbert") or next(iter(by_model.values()))
         for name, label in BASELINES.items():
-            rows[label] = [{f"test_{m}": metrics[f"test_{name}_{m}"] for m in METRICS} for metrics in first]
-        rows["chance"] = [{f"test_{m}": metrics[f"test_{m}_chance"] for m in METRICS} for metrics in first]
+            rows[label] = [
+                {f"test_{m}": metrics.get(f"test_{name}_{m}", math.nan) for m in METRICS} for metrics in first
+            ]
+        rows["chance"] = [
+            {f"test_{m}": metrics.get(f"test_{m}_chance", math.nan) for m in METRICS} for metrics in first
+        ]
         for label, runs in rows.items():
             cells = [mean_sd([entry.get(f"test_{m}", math.nan) for entry in runs]) for m in METRICS]
             lines.append(f"| {features} | {label} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def seen_unseen_table(out: Path, features: str = "titles", seed: int = 0) -> str:
+    """MRR and hit rate@10 of umBERT and WumBERT on the test targets that appear in a training outfit, and on the
+    others: WumBERT's trainable table can only learn the items it is trained on."""
+    import torch
+    from transformers import AutoModel
+
+    from umbert_hf.metrics import OutfitEvaluator, hit_rate_metrics, model_predictor
+    from umbert_hf.outfit_training import catalogue_of_model, load_outfit_data
+
+    lines = ["| model | test targets | n | mrr | hit_rate@10 | hit_rate@10 chance |", "|---|---|---|---|---|---|"]
+    for name in ("umbert", "wumbert"):
+        folder = out / "runs" / features / f"seed_{seed}" / name
+        if not (folder / METRICS_FILE).exists():
+            continue
+        model = AutoModel.from_pretrained(folder).eval()
+        catalogue = catalogue_of_model(model)
+        data = load_outfit_data(out / "dataset", catalogue, list(model.config.categories), splits=("train", "test"))
+        seen = torch.zeros(len(catalogue), dtype=torch.bool)
+        seen[data.outfits["train"].rows.flatten()] = True
+        embeddings = model.get_catalogue_embeddings().detach()
+        evaluator = OutfitEvaluator(embeddings, data.catalogue_categories, model.config.distance)
+        rows = data.outfits["test"].rows
+        with torch.no_grad():
+            ranked = evaluator.fill_in_the_blank(model_predictor(model), rows)
+        for label, mask in (("seen in training", seen[rows.flatten()]), ("unseen", ~seen[rows.flatten()])):
+            metrics = hit_rate_metrics(ranked["ranks"][mask], ranked["category_sizes"][mask], ties=ranked["ties"][mask])
+            lines.append(
+                f"| {MODELS[name]} | {label} | {int(mask.sum())} | {metrics['mrr']:.3f} | "
+                f"{metrics['hit_rate@10']:.3f} | {metrics['hit_rate@10_chance']:.3f} |"
+            )
     return "\n".join(lines)
 
 
@@ -182,6 +280,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--features", nargs="+", choices=FEATURES, default=list(FEATURES))
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="Models to train.")
     parser.add_argument("--report_only", action="store_true", help="Only rebuild results.md from the finished runs.")
     parser.add_argument("--image_size", type=int, default=96, help="ResNet input side (CPU budget).")
     parser.add_argument("--image_epochs", type=int, default=5)
@@ -210,13 +309,15 @@ def main(argv: list[str] | None = None) -> dict:
         for features in args.features:
             for seed in args.seeds:
                 train_models(args, out, dataset, features, tables[features], seed)
-    image_metrics = json.loads((out / "image_encoder" / "metrics.json").read_text())
+    rescore(out, out / "dataset")
+    image_metrics = json.loads((out / "image_encoder" / METRICS_FILE).read_text())
     results = collect_results(out)
     table = results_table(results)
     accuracy = image_metrics.get("val_accuracy", math.nan)
     summary = (
         f"ResNet-18 category accuracy on held-out photos: {accuracy:.3f} "
-        f"(majority class {image_metrics.get('val_accuracy_chance', math.nan):.3f})\n\n{table}\n"
+        f"(majority class {image_metrics.get('val_accuracy_chance', math.nan):.3f})\n\n{table}\n\n"
+        f"Titles, seed 0, by whether the test target appears in a training outfit:\n\n{seen_unseen_table(out)}\n"
     )
     (out / "results.md").write_text(summary)
     print("\n" + summary + f"\n[real_outfits] done in {time.perf_counter() - start:.0f}s")

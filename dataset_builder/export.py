@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import json
 import logging
@@ -208,6 +209,35 @@ def _check_output(output: Path, overwrite: bool, protect: Path | None = None, ma
         raise OutputExistsError(
             f"{output}: was not written by `{command}` (no {marker}); remove it yourself or choose another --output_dir"
         )
+    if marker is not None:
+        foreign = _foreign_file(output, marker)
+        if foreign is not None:
+            raise OutputExistsError(
+                f"{output}: holds {foreign}, which `{MARKER_COMMANDS.get(marker, 'this command')}` does not write; "
+                "--overwrite would delete it: move it out first"
+            )
+
+
+# What each command writes (relative paths, fnmatch patterns): --overwrite replaces a folder holding nothing else.
+WRITTEN_FILES = {
+    SUMMARY_FILE: ("README.md", SUMMARY_FILE, "*/*.parquet"),
+    SYNTHETIC_MARKER: ("*.json", "categories.csv", "images/*", "nondisjoint/*", "disjoint/*"),
+    "mango_import.json": ("*.json", "categories.csv", "images/*", "nondisjoint/*"),
+}
+
+
+def _foreign_file(folder: Path, marker: str) -> str | None:
+    """The first file under `folder` that the command of `marker` does not write (a user's own file), if any."""
+    patterns = WRITTEN_FILES.get(marker)
+    if patterns is None:
+        return None
+    for path in sorted(folder.rglob("*")):
+        if path.is_dir() and not path.is_symlink():
+            continue
+        relative = path.relative_to(folder).as_posix()
+        if not any(fnmatch.fnmatchcase(relative, pattern) for pattern in patterns):
+            return relative
+    return None
 
 
 def _temporary_prefix(kind: str, name: str) -> str:

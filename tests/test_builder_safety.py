@@ -83,6 +83,12 @@ def test_overwrite_replaces_only_a_folder_written_by_build(hand_raw, tmp_path, c
     assert run([*args, "--seed", "3", "--overwrite"], capsys) == (0, "")
     assert json.loads((built / "build_summary.json").read_text())["parameters"]["seed"] == 3
 
+    (built / "my_analysis.txt").write_text("the user's own notes, put in the built folder")
+    before = tree_digest(built)
+    code, err = run([*args, "--seed", "4", "--overwrite"], capsys)
+    assert code == 2 and one_line_error(err) and "holds my_analysis.txt, which `build` does not write" in err
+    assert tree_digest(built) == before
+
 
 def test_synthesize_overwrite_replaces_only_a_synthetic_folder(hand_raw, tmp_path, capsys):
     args = ["synthesize", "--num_items", "60", "--num_outfits", "40", "--no_images", "--overwrite"]

@@ -507,8 +507,12 @@ def test_existing_output_is_refused_unless_overwrite(hand_raw, tmp_path):
     with pytest.raises(OutputExistsError, match="already exists.*--overwrite"):
         build_dataset(hand_raw, tmp_path / "out", with_images=False, seed=1)
     assert (tmp_path / "out" / "extra.txt").read_text() == "added later"
+    with pytest.raises(OutputExistsError, match="holds extra.txt, which `build` does not write"):
+        build_dataset(hand_raw, tmp_path / "out", with_images=False, seed=1, overwrite=True)
+    assert (tmp_path / "out" / "extra.txt").read_text() == "added later"  # --overwrite deletes only what build wrote
+    (tmp_path / "out" / "extra.txt").unlink()
     build_dataset(hand_raw, tmp_path / "out", with_images=False, seed=1, overwrite=True)
-    assert not (tmp_path / "out" / "extra.txt").exists() and (tmp_path / "out" / "README.md").is_file()
+    assert (tmp_path / "out" / "README.md").is_file()
     assert json.loads((tmp_path / "out" / "build_summary.json").read_text())["parameters"]["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]  # nothing left aside
     with pytest.raises(PolyvoreFormatError, match="would be, contain or lie inside the input"):

@@ -180,3 +180,29 @@ def test_constant_embeddings_and_nan_predictions_score_no_better_than_chance():
     )
     assert fitb["correct"].mean().item() == pytest.approx(0.25)
     assert roc_auc(torch.full((6,), float("nan")), torch.tensor([1, 0, 1, 0, 1, 0])) == 0.5
+
+
+def test_rank_compatibility_scores_the_true_outfits_above_swapped_ones():
+    """A predictor that recovers each slot from the others: the rank score separates true outfits from swaps."""
+    from umbert_hf.metrics import OutfitEvaluator
+
+    generator = torch.Generator().manual_seed(0)
+    styles = torch.randn(50, 8, generator=generator)
+    embeddings = torch.cat([styles + 0.1 * torch.randn(50, 8, generator=generator) for _ in range(4)])
+    categories = torch.arange(200) // 50
+    rows = torch.arange(50)[:, None] + 50 * torch.arange(4)[None]  # outfit i: item i of every category
+    swapped = rows.clone()
+    swapped[:, 1] = rows[torch.randperm(50, generator=generator), 1]
+
+    def predict(inputs, masked):
+        visible = torch.ones(inputs.shape[:2])
+        visible[torch.arange(inputs.shape[0]), masked] = 0
+        mean = (inputs * visible[..., None]).sum(dim=1, keepdim=True) / visible.sum(dim=1)[:, None, None]
+        return mean.expand_as(inputs)
+
+    evaluator = OutfitEvaluator(embeddings, categories, "euclidean")
+    true_scores = evaluator.compatibility(predict, rows)["rank_scores"]
+    swap_scores = evaluator.compatibility(predict, swapped)["rank_scores"]
+    labels = torch.cat([torch.ones(50), torch.zeros(50)])
+    metrics = compatibility_metrics(torch.zeros(100), labels, rank_scores=torch.cat([true_scores, swap_scores]))
+    assert metrics["compatibility_rank_auc"] > 0.9 and metrics["compatibility_rank_auc_chance"] == 0.5

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from umbert_testing import UmBertModelTester
 
+from umbert_hf.training import run_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "training_scripts" / "evaluate.py"
 
 
@@ -32,9 +34,8 @@ def files_under(folder) -> set[str]:
 
 
 def run_failing(evaluate, capsys, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        evaluate.main(argv)
-    assert exit_info.value.code == 2
+    """Run the script as `python evaluate.py` does (`run_script`): exit code 2 and one `error:` line."""
+    assert run_script(evaluate.main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1, err
     return err

@@ -281,6 +281,25 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(outfit_dataset, tmp_p
     assert weights == ["trial_2", "trial_2"]
 
 
+def test_a_search_where_every_trial_failed_is_an_error(outfit_dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(hparam_search, "run_trial", FakeTrials([None, None]))
+    args = load_script("hparam_search").parse_args(
+        search_argv(outfit_dataset, tmp_path, "--sampler", "random", "--n_trials", "2")
+    )
+    with pytest.raises(ValueError, match="No trial completed.*out of memory"):
+        hparam_search.run_search(args)
+    assert not (tmp_path / BEST_PARAMS_JSON).exists()
+
+
+def test_a_search_into_its_own_dataset_is_refused(outfit_dataset, capsys):
+    dataset, embeddings = outfit_dataset
+    with pytest.raises(SystemExit):
+        load_script("hparam_search").parse_args(
+            ["--dataset", str(dataset), "--embeddings", str(embeddings), "--output_dir", str(dataset)]
+        )
+    assert "training would write into its own input" in capsys.readouterr().err
+
+
 def test_losses_are_minimised(outfit_dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(hparam_search, "run_trial", FakeTrials([0.2, 0.5]))
     args = load_script("hparam_search").parse_args(

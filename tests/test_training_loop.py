@@ -284,7 +284,7 @@ def test_an_output_dir_overlapping_an_input_is_refused(inputs, output, message):
 @pytest.mark.parametrize("output", ["out", "emb_out", "model_finetuned"])
 def test_an_output_dir_beside_the_inputs_or_with_hub_ids_is_accepted(inputs, output):
     check_training_args(training_args(output, **inputs))
-    check_training_args(training_args("ds", dataset="org/ds", embeddings="e.parquet", model_name_or_path=None))
+    check_training_args(training_args("hub_out", dataset="org/ds", embeddings="e.parquet", model_name_or_path=None))
 
 
 # --- 5. One-line errors from the scripts -------------------------------------------------------------------------
@@ -349,3 +349,40 @@ def test_pretrain_reports_divergence_and_its_own_dataset_as_output_in_one_line(o
     assert err.splitlines()[-1].startswith("error: Training diverged at epoch 1, optimizer step")
     assert "Traceback" not in err and err.count("error:") == 1 and err.endswith(".\n")
     assert not (tmp_path / "out" / "metrics.json").exists() and not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_output_files_inside_an_input_are_refused(tmp_path):
+    from umbert_hf.training import check_output_path
+
+    dataset = tmp_path / "ds"
+    (dataset / "catalogue").mkdir(parents=True)
+    (dataset / "README.md").write_text("card")
+    for output in (dataset / "README.md", dataset / "emb.parquet", dataset / "catalogue" / "train.parquet"):
+        with pytest.raises(ValueError, match="lies inside the --dataset"):
+            check_output_path(output, {"dataset": str(dataset)})
+    check_output_path(tmp_path / "emb.parquet", {"dataset": str(dataset), "embeddings": None})  # beside it: fine
+
+
+def test_write_json_leaves_no_temporary_file_when_the_target_is_a_folder(tmp_path):
+    from umbert_hf.training import write_json
+
+    (tmp_path / "metrics.json").mkdir()
+    with pytest.raises(OSError):
+        write_json(tmp_path / "metrics.json", {"a": 1})
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_user_folder_is_never_an_output_dir_but_an_earlier_run_is(tmp_path):
+    from umbert_hf.training import _check_output_dir_is_ours
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("my notes")
+    with pytest.raises(ValueError, match="holds files that no training run wrote.*README.md"):
+        _check_output_dir_is_ours(mine)
+    earlier = tmp_path / "run"
+    earlier.mkdir()
+    (earlier / "history.json").write_text("[]")
+    (earlier / "README.md").write_text("the card of that run")
+    _check_output_dir_is_ours(earlier)
+    _check_output_dir_is_ours(tmp_path / "new")

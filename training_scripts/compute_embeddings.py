@@ -14,12 +14,14 @@ counted and reported (and imputed, dropped or fatal, see --missing_images); the 
 import argparse
 import json
 import os
+import sys
 
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from umbert_hf.extraction import MISSING_IMAGE_POLICIES, compute_catalogue_embeddings, load_catalogue
 from umbert_hf.projection import project_table
+from umbert_hf.training import check_output_path, run_script
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,6 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("give --image_encoder, --text_encoder or both.")
     if args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}.")
+    try:
+        check_output_path(args.output, {"dataset": args.dataset, "image_encoder": args.image_encoder})
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 
@@ -98,4 +104,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -15,9 +15,7 @@ import sys
 
 from umbert_hf.configuration_umbert import DISTANCES
 from umbert_hf.outfit_training import run_evaluation
-from umbert_hf.training import write_json
-
-EXIT_BAD_INPUT = 2
+from umbert_hf.training import check_output_path, run_script, write_json
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,20 +41,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.baseline and not args.embeddings:
         parser.error("--baseline needs --embeddings (the catalogue to rank).")
+    if args.output_file is not None:
+        try:
+            check_output_path(args.output_file, {"dataset": args.dataset, "embeddings": args.embeddings})
+        except ValueError as error:
+            parser.error(str(error))
     if args.output_file is None and args.model_name_or_path and os.path.isdir(args.model_name_or_path):
         args.output_file = os.path.join(args.model_name_or_path, f"eval_{args.split}.json")
     return args
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Evaluate and print the metrics; a bad input exits with code 2 after one `error: ...` line."""
+    """Evaluate and print the metrics (run as a script, a bad input exits with code 2 after one `error: ...` line)."""
     args = parse_args(argv)
-    try:
-        metrics = run_evaluation(args)
-    except (ValueError, OSError, KeyError) as error:  # OSError includes FileNotFoundError (e.g. a wrong model path)
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_INPUT) from None
+    metrics = run_evaluation(args)
     if args.output_file is not None:
         write_json(args.output_file, metrics)
     print(json.dumps(metrics, sort_keys=True))
@@ -64,4 +62,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

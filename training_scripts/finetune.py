@@ -9,9 +9,10 @@ model is built on --embeddings (the model flags apply) and trained from scratch.
 """
 
 import argparse
+import sys
 
 from umbert_hf.outfit_training import FINETUNE_DEFAULTS, add_data_args, add_model_args, train_outfit_model
-from umbert_hf.training import add_training_args
+from umbert_hf.training import add_training_args, run_script
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,4 +43,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

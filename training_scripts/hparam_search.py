@@ -17,8 +17,10 @@ trial: params, objective, status, duration) and OUT/best_params.json.
 """
 
 import argparse
+import sys
 
 from umbert_hf.hparam_search import add_search_args, check_search_args, run_search
+from umbert_hf.training import run_script
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,4 +39,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

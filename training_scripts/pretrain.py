@@ -8,9 +8,10 @@ training_curves.png} and, with --checkpointing_steps, OUT/step_N or OUT/epoch_N 
 """
 
 import argparse
+import sys
 
 from umbert_hf.outfit_training import PRETRAIN_DEFAULTS, add_data_args, add_model_args, train_outfit_model
-from umbert_hf.training import add_training_args
+from umbert_hf.training import add_training_args, run_script
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,4 +27,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

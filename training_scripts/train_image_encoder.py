@@ -17,9 +17,10 @@ SSIM for the autoencoder) and writes OUT/{config.json, model.safetensors, README
 """
 
 import argparse
+import sys
 
 from umbert_hf.image_training import add_image_encoder_args, train_image_encoder
-from umbert_hf.training import add_training_args
+from umbert_hf.training import add_training_args, run_script
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,4 +41,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from .configuration_umbert import DISTANCES, LOSS_TYPES
 from .embeddings import read_embeddings_table
 from .outfit_training import add_data_args, add_model_args, dataset_slots, metric_direction, train_outfit_model
-from .training import add_training_args, write_json
+from .training import add_training_args, check_output_dir, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -218,13 +218,14 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
 
 def check_search_args(args: argparse.Namespace) -> None:
     """Validate the search flags; raises `ValueError` naming the flag."""
-    for name in ("n_trials", "num_train_epochs_finetune"):
+    for name in ("n_trials", "num_train_epochs_finetune", "per_device_train_batch_size", "per_device_eval_batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}.")
     if args.num_train_epochs_pretrain < 0:
         raise ValueError(
             f"--num_train_epochs_pretrain must be 0 (no pre-training) or more, got {args.num_train_epochs_pretrain}."
         )
+    check_output_dir(args.output_dir, {"dataset": args.dataset, "embeddings": args.embeddings})
     if not args.metric.startswith("val_"):
         logger.warning(f"--metric {args.metric!r} is not a validation metric: selecting on it overfits that split.")
     if not args.resume and Path(args.output_dir, RESULTS_JSON).exists():
@@ -541,7 +542,10 @@ def run_search(args: argparse.Namespace, space: Sequence[Hyperparameter] | None 
     print(f"\nHyperparameter search ({args.sampler}, {args.metric}, {'max' if greater_is_better else 'min'}imised):")
     print(format_results_table(rows, param_names, best["trial"] if best else None))
     if best is None:
-        logger.warning("No trial completed; best_params.json was not written.")
+        first_error = next((row.get("error") for row in rows if row.get("error")), None)
+        raise ValueError(
+            f"No trial completed, so best_params.json was not written; the first trial failed with: {first_error}"
+        )
     else:
         print(
             f"\nBest: trial {best['trial']}, {args.metric} = {best['objective']:.4f} -> {output_dir / BEST_PARAMS_JSON}"

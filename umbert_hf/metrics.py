@@ -80,8 +80,14 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
 
 
-def compatibility_metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    return {"compatibility_auc": roc_auc(scores, labels), "compatibility_auc_chance": 0.5}
+def compatibility_metrics(
+    scores: torch.Tensor, labels: torch.Tensor, rank_scores: torch.Tensor | None = None
+) -> dict[str, float]:
+    """`compatibility_auc` of the distance scores and, given `rank_scores`, `compatibility_rank_auc` (chance 0.5)."""
+    metrics = {"compatibility_auc": roc_auc(scores, labels), "compatibility_auc_chance": 0.5}
+    if rank_scores is not None:
+        metrics.update(compatibility_rank_auc=roc_auc(rank_scores, labels), compatibility_rank_auc_chance=0.5)
+    return metrics
 
 
 class OutfitEvaluator:
@@ -159,14 +165,26 @@ class OutfitEvaluator:
         return {"correct": candidate_credit(scores, labels, same_as_right), "chance": chance}
 
     def compatibility(self, predict: Predictor, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Outfit score: minus the mean over slots of the distance between the masked-slot prediction and the item."""
+        """Two outfit scores from the masked-slot predictions of every slot.
+
+        `scores` (the shared contract): minus the mean distance between each prediction and the outfit's item.
+        `rank_scores`: the mean of -log(expected rank / category size) of the item among its category. A distance is
+        not comparable across outfits once the contrastive objective has trained the model (only the order of the
+        candidates for one prediction is), while the item's rank among its category is.
+        """
         expanded, masked_positions = expand_fill_in_the_blank(rows)
         reconstructions = predict(self.embeddings[expanded], masked_positions)
         index = torch.arange(expanded.shape[0], device=expanded.device)
         predictions = reconstructions[index, masked_positions]
-        targets = self.embeddings[expanded[index, masked_positions]]
-        similarity = paired_scores(predictions, targets, self.distance)
-        return {"scores": similarity.view(rows.shape[0], rows.shape[1]).mean(dim=1)}
+        target_rows = expanded[index, masked_positions]
+        similarity = paired_scores(predictions, self.embeddings[target_rows], self.distance)
+        ranks, ties = self._ranks(predictions, target_rows, masked_positions)
+        expected_rank = ranks.double() + ties.double() / 2
+        surprise = torch.log(expected_rank / self.category_sizes[masked_positions].double())
+        return {
+            "scores": similarity.view(rows.shape[0], rows.shape[1]).mean(dim=1),
+            "rank_scores": -surprise.view(rows.shape[0], rows.shape[1]).mean(dim=1),
+        }
 
 
 def model_predictor(model: torch.nn.Module) -> Predictor:

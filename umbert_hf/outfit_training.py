@@ -417,7 +417,7 @@ def evaluate_split(
                 batch_size,
                 lambda indices: {**evaluator.compatibility(predict, rows[indices]), "labels": labels[indices]},
             )
-            metrics.update(compatibility_metrics(out["scores"], out["labels"]))
+            metrics.update(compatibility_metrics(out["scores"], out["labels"], out["rank_scores"]))
     return metrics
 
 

@@ -153,6 +153,26 @@ def check_training_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--patience must be 0 or more, got {args.patience}.")
     _check_output_dir_can_be_a_folder(args.output_dir)
     check_output_dir(args.output_dir, {name: getattr(args, name, None) for name in INPUT_FLAGS})
+    _check_output_dir_is_ours(args.output_dir)
+
+
+# What a training run writes into its --output_dir; a non-empty folder holding none of them belongs to the user.
+RUN_FILES = ("history.json", METRICS_NAME, "config.json", CURVES_NAME, TRAINER_STATE_NAME)
+
+
+def _check_output_dir_is_ours(output_dir: str | os.PathLike) -> None:
+    """Refuse a non-empty --output_dir that no training run wrote: the card, config and weights would replace the
+    user's own README.md and files. An earlier run's folder (to resume or redo) is fine."""
+    path = Path(output_dir)
+    if not path.is_dir():
+        return
+    entries = [entry.name for entry in path.iterdir()]
+    ours = any(name in RUN_FILES or name.startswith(("step_", "epoch_", ".tmp-")) for name in entries)
+    if entries and not ours:
+        raise ValueError(
+            f"--output_dir {str(output_dir)!r} holds files that no training run wrote (e.g. {sorted(entries)[0]!r}); "
+            "choose a new or empty folder."
+        )
 
 
 def _check_output_dir_can_be_a_folder(output_dir: str | os.PathLike) -> None:
@@ -196,6 +216,21 @@ def check_output_dir(output_dir: str | os.PathLike, inputs: dict[str, str | os.P
             raise ValueError(
                 f"--output_dir {str(output_dir)!r} is the folder of {flag} {str(value)!r}: training would write "
                 "next to its own input; choose another --output_dir."
+            )
+
+
+def check_output_path(output: str | os.PathLike, inputs: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse an output *file* that is an input file or lies inside an input folder (a dataset, an encoder): a
+    metrics file or an embeddings table written there would replace or add to what the user gave as input."""
+    target = Path(os.path.realpath(output))
+    for name, value in inputs.items():
+        if value is None or not os.path.exists(value):
+            continue
+        source = Path(os.path.realpath(value))
+        if target == source or (source.is_dir() and source in target.parents):
+            raise ValueError(
+                f"{str(output)!r} is or lies inside the --{name} {str(value)!r}: nothing is written into an input; "
+                "choose another output path."
             )
 
 
@@ -360,7 +395,11 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
         json.dump(payload, handle, indent=2, sort_keys=True)
         temporary = handle.name
-    os.replace(temporary, path)
+    try:
+        os.replace(temporary, path)
+    except OSError:  # e.g. `path` is a folder: leave nothing behind
+        os.remove(temporary)
+        raise
 
 
 def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> None:
@@ -743,7 +782,8 @@ def push_folder_to_hub(
 
 # What a script reports as one `error: ...` line: bad flags and data (`ValueError`, including
 # `TrainingDivergedError`), and missing or unreadable files, Hub ids that do not resolve, a full disk (`OSError`).
-USER_ERRORS = (ValueError, OSError)
+# A corrupt or truncated safetensors file (a model the user named) is bad input too, not a bug.
+USER_ERRORS = (ValueError, OSError, SafetensorError)
 
 
 def run_script(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> int:
@@ -775,6 +815,7 @@ __all__ = [
     "add_training_args",
     "check_checkpoint",
     "check_output_dir",
+    "check_output_path",
     "check_training_args",
     "create_optimizer_and_scheduler",
     "finish_run",
