@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from umbert_hf.rendering import layout
@@ -64,3 +65,25 @@ def test_reduced_demo_pipeline(tmp_path):
     assert "fitb_accuracy" in printed and "chance" in printed
     again = run_demo(output)
     assert again.count("reusing") == 9
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["--num_items", "-5"], "--num_items must be at least 1"), (["--image_size", "0"], "--image_size must be")],
+)
+def test_bad_demo_flags_fail_before_any_step(tmp_path, argv, message, capsys):
+    from umbert_hf.demo import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--output_dir", str(tmp_path / "out"), *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_demo_output_dir_that_is_a_file_is_refused(tmp_path, capsys):
+    from umbert_hf.demo import parse_args
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        parse_args(["--output_dir", str(tmp_path / "notes.txt")])
+    assert "is a file, not a folder" in capsys.readouterr().err

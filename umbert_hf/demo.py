@@ -44,7 +44,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Title encoder: 'auto' (all-MiniLM-L6-v2 from the `text` extra when installed), 'none', or a folder.",
     )
     parser.add_argument("--embedding_dim", type=int, default=128, help="PCA size of image + text embeddings.")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name in ("num_items", "num_outfits", "image_size", "encoder_epochs", "pretrain_epochs", "finetune_epochs"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}.")
+    if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
+        parser.error(f"--output_dir {args.output_dir!r} is a file, not a folder.")
+    return args
 
 
 class Pipeline:
