@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(TEXT_STAMP)
-	FORCE=$(FORCE) $(PY) -m umbert_hf.demo --output_dir $${OUTPUT_DIR:-demo_output}
+	FORCE=$(FORCE) $(PY) -m umbert_hf.apps.demo --output_dir $${OUTPUT_DIR:-demo_output}
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

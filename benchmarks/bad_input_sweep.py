@@ -16,7 +16,7 @@ What it does:
    a user would), a small MANGO-layout checkout (the CSV layout of tests/test_mango.py) and a larger raw folder and
    dataset for the interrupted builds. A step that fails is reported; only the cases needing it are lost.
 2. Cases (about 170 by default; --all adds about 120 more variations, `EXTENDED`): every subcommand of `umbert-hf`
-   and every script of training_scripts/, run as a user would, in a SUBPROCESS (`python -m umbert_hf.cli ...`,
+   and every script of training_scripts/, run as a user would, in a SUBPROCESS (`python -m umbert_hf.apps.cli ...`,
    `python training_scripts/X.py ...`) with OMP_NUM_THREADS=1,
    HF_HUB_OFFLINE=1, TQDM_DISABLE=1, a per-case `datasets` cache and a timeout. Each case gets its own folder holding
    copies of the fixtures it needs, a working folder `cwd/` (the process's current folder, holding a user file
@@ -1310,7 +1310,7 @@ def command(argv: list[str], cdir: Path, setup: Path) -> list[str]:
     out = []
     for index, arg in enumerate(argv):
         if index == 0 and arg == "@cli":
-            out += [PYTHON, "-m", "umbert_hf.cli"]
+            out += [PYTHON, "-m", "umbert_hf.apps.cli"]
         elif index == 0 and arg.startswith("@script:"):
             out += [PYTHON, str(SCRIPTS / (arg.split(":", 1)[1] + ".py"))]
         else:
@@ -1373,7 +1373,7 @@ def setup(work: Path, log: Callable[[str], None]) -> dict:
         import numpy as np
         import pyarrow.parquet as pq
 
-        from umbert_hf.embeddings import write_embeddings_table
+        from umbert_hf.data.embeddings import write_embeddings_table
 
         catalogue = next((S / "ds" / "catalogue").glob("*.parquet"))
         table = pq.read_table(catalogue, columns=["item_id", "category"]).to_pydict()

@@ -5,7 +5,7 @@
     python benchmarks/bench_embedding_extraction.py --dataset DATA --image_encoder ENCODER --check
 
 "Bare forward" embeds a ready tensor of random pixels, batch after batch, on the model's device; "extraction" is
-`umbert_hf.extraction.extract_image_embeddings` on the catalogue: parquet image bytes decoded and resized in DataLoader
+`umbert_hf.data.extraction.extract_image_embeddings` on the catalogue: parquet image bytes decoded and resized in DataLoader
 workers, normalised on the device, embedded in batches. Each is run `--repeats` times, interleaved, and the best
 run counts (other load on the machine only ever slows a run down). The target is extraction >= 80% of bare forward:
 loading and preprocessing must not be the bottleneck. `--check` exits with status 1 below the target.
@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from umbert_hf.extraction import default_num_workers, extract_image_embeddings, load_catalogue
-from umbert_hf.image_processing import ImagePreprocessing, load_image_encoder
-from umbert_hf.image_training import build_image_encoder
+from umbert_hf.data.extraction import default_num_workers, extract_image_embeddings, load_catalogue
+from umbert_hf.data.image_processing import ImagePreprocessing, load_image_encoder
+from umbert_hf.training.image import build_image_encoder
 
 TARGET_RATIO = 0.8
 
@@ -39,7 +39,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num_items", type=int, default=512, help="Catalogue items embedded per run.")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument(
-        "--num_workers", type=int, default=None, help="Default: umbert_hf.extraction.default_num_workers."
+        "--num_workers", type=int, default=None, help="Default: umbert_hf.data.extraction.default_num_workers."
     )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -154,7 +154,7 @@ def train_mse(args, runs: Path, table: Path, common: list[str], features: str, s
 
 def train_wumbert(args, out: Path, runs: Path, dataset: Path, table: Path, features: str, seed: int, finetune) -> dict:
     """WumBERT: pre-trained, then fine-tuned on the outfits augmented by nearest-neighbour swaps."""
-    from umbert_hf.augment import augment_dataset
+    from umbert_hf.data.augment import augment_dataset
 
     augmented = out / f"dataset_augmented_{features}"
     step(
@@ -247,8 +247,9 @@ def seen_unseen_table(out: Path, features: str = "titles", seed: int = 0) -> str
     import torch
     from transformers import AutoModel
 
-    from umbert_hf.metrics import OutfitEvaluator, hit_rate_metrics, model_predictor
-    from umbert_hf.outfit_training import catalogue_of_model, load_outfit_data
+    from umbert_hf.data.outfit_data import load_outfit_data
+    from umbert_hf.evaluation.metrics import OutfitEvaluator, hit_rate_metrics, model_predictor
+    from umbert_hf.training.outfit import catalogue_of_model
 
     lines = ["| model | test targets | n | mrr | hit_rate@10 | hit_rate@10 chance |", "|---|---|---|---|---|---|"]
     for name in ("umbert", "wumbert"):

@@ -7,7 +7,7 @@ import datasets
 import pytest
 import torch
 
-from umbert_hf.augment import (
+from umbert_hf.data.augment import (
     CONFIG_NAME,
     MARKER_FILE,
     augment_outfits,
@@ -15,7 +15,7 @@ from umbert_hf.augment import (
     nearest_same_category,
     write_augmented_dataset,
 )
-from umbert_hf.embeddings import EmbeddingsTable, write_embeddings_table
+from umbert_hf.data.embeddings import EmbeddingsTable, write_embeddings_table
 
 
 def line_table(extra_items: dict[str, tuple[str, float]] | None = None) -> EmbeddingsTable:
@@ -233,7 +233,7 @@ def test_bad_inputs_give_one_line_errors(owned_folder, tmp_path, capsys):
 
 
 def test_a_failed_write_leaves_no_folder_and_keeps_the_previous_output(built_dataset, tmp_path, monkeypatch):
-    import umbert_hf.augment as augment
+    import umbert_hf.data.augment as augment
 
     augmented, summary = augment_outfits(outfits([("o1", "s0", "t0")]), line_table(), k=1)
     output = tmp_path / "out"

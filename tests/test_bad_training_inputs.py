@@ -15,10 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from umbert_hf.embeddings import EmbeddingsTable, read_embeddings_table, write_embeddings_table
-from umbert_hf.outfit_data import MAX_UNUSABLE_SHARE, check_usable
-from umbert_hf.outfit_training import dataset_slots, load_outfit_data, read_catalogue
-from umbert_hf.training import run_script
+from umbert_hf.data.embeddings import EmbeddingsTable, read_embeddings_table, write_embeddings_table
+from umbert_hf.data.outfit_data import MAX_UNUSABLE_SHARE, check_usable, dataset_slots, load_outfit_data, read_catalogue
+from umbert_hf.training.loop import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--num_hidden_layers", "1", "--num_attention_heads", "2", "--per_device_train_batch_size", "32"]

@@ -3,13 +3,13 @@
 import pytest
 import torch
 from PIL import Image
-from umbert_testing import UmBertModelTester
+from support.umbert_testing import UmBertModelTester
 
-from umbert_hf.cli import CliError, main, parse_outfit
+from umbert_hf.apps.cli import CliError, main, parse_outfit
+from umbert_hf.apps.rendering import TILE_SIZE, CompletionRow, layout, render_completions
 from umbert_hf.configuration_ssim_autoencoder import SsimAutoEncoderConfig
-from umbert_hf.image_processing import ImagePreprocessing, encode_images
+from umbert_hf.data.image_processing import ImagePreprocessing, encode_images
 from umbert_hf.modeling_ssim_autoencoder import SsimAutoEncoderModel
-from umbert_hf.rendering import TILE_SIZE, CompletionRow, layout, render_completions
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from umbert_hf.rendering import layout
+from umbert_hf.apps.rendering import layout
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
@@ -36,7 +36,7 @@ def run_demo(output_dir: Path) -> str:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env.pop("FORCE", None)
     result = subprocess.run(
-        [sys.executable, "-m", "umbert_hf.demo", "--output_dir", str(output_dir), *SMALL],
+        [sys.executable, "-m", "umbert_hf.apps.demo", "--output_dir", str(output_dir), *SMALL],
         capture_output=True,
         text=True,
         env=env,
@@ -72,7 +72,7 @@ def test_reduced_demo_pipeline(tmp_path):
     [(["--num_items", "-5"], "--num_items must be at least 1"), (["--image_size", "0"], "--image_size must be")],
 )
 def test_bad_demo_flags_fail_before_any_step(tmp_path, argv, message, capsys):
-    from umbert_hf.demo import parse_args
+    from umbert_hf.apps.demo import parse_args
 
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["--output_dir", str(tmp_path / "out"), *argv])
@@ -81,7 +81,7 @@ def test_bad_demo_flags_fail_before_any_step(tmp_path, argv, message, capsys):
 
 
 def test_a_demo_output_dir_that_is_a_file_is_refused(tmp_path, capsys):
-    from umbert_hf.demo import parse_args
+    from umbert_hf.apps.demo import parse_args
 
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit):

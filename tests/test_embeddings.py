@@ -16,8 +16,8 @@ from PIL import Image
 
 from umbert_hf.configuration_fashion_resnet import FashionResNetConfig
 from umbert_hf.configuration_ssim_autoencoder import SsimAutoEncoderConfig
-from umbert_hf.embeddings import METADATA_KEY, EmbeddingsTable, read_embeddings_table, write_embeddings_table
-from umbert_hf.extraction import (
+from umbert_hf.data.embeddings import METADATA_KEY, EmbeddingsTable, read_embeddings_table, write_embeddings_table
+from umbert_hf.data.extraction import (
     NoReadableImagesError,
     compute_catalogue_embeddings,
     embed_new_items,
@@ -25,7 +25,7 @@ from umbert_hf.extraction import (
     mean_pool,
     shard_bounds,
 )
-from umbert_hf.image_processing import encode_images
+from umbert_hf.data.image_processing import encode_images
 from umbert_hf.modeling_fashion_resnet import FashionResNetModel
 from umbert_hf.modeling_ssim_autoencoder import SsimAutoEncoderModel
 

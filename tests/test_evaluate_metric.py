@@ -1,4 +1,4 @@
-"""The local `evaluate` metric module: loads offline from the package folder and gives `umbert_hf.metrics` numbers."""
+"""The local `evaluate` metric module: loads offline from the package folder and gives `umbert_hf.evaluation.metrics` numbers."""
 
 import math
 import socket
@@ -6,8 +6,8 @@ import socket
 import pytest
 import torch
 
-from umbert_hf.evaluate_module import EVALUATE_METRIC_CONFIGS, EVALUATE_METRIC_PATH, load_outfit_metric
-from umbert_hf.metrics import accuracy_metrics, compatibility_metrics, hit_rate_metrics, roc_auc
+from umbert_hf.evaluation.evaluate_module import EVALUATE_METRIC_CONFIGS, EVALUATE_METRIC_PATH, load_outfit_metric
+from umbert_hf.evaluation.metrics import accuracy_metrics, compatibility_metrics, hit_rate_metrics, roc_auc
 
 evaluate = pytest.importorskip("evaluate")
 
@@ -144,7 +144,7 @@ def test_hit_rate_metrics_take_the_expectation_over_tied_positions():
 
 def test_a_random_predictor_over_duplicate_embeddings_scores_chance():
     """Many items share one embedding (like products sharing a title): random predictions must score chance."""
-    from umbert_hf.metrics import OutfitEvaluator, random_predictor
+    from umbert_hf.evaluation.metrics import OutfitEvaluator, random_predictor
 
     generator = torch.Generator().manual_seed(0)
     distinct = torch.randn(6, 8, generator=generator)
@@ -164,7 +164,7 @@ def test_a_random_predictor_over_duplicate_embeddings_scores_chance():
 
 
 def test_constant_embeddings_and_nan_predictions_score_no_better_than_chance():
-    from umbert_hf.metrics import OutfitEvaluator, roc_auc
+    from umbert_hf.evaluation.metrics import OutfitEvaluator, roc_auc
 
     embeddings = torch.ones(40, 4)
     categories = torch.arange(40) % 4
@@ -184,7 +184,7 @@ def test_constant_embeddings_and_nan_predictions_score_no_better_than_chance():
 
 def test_rank_compatibility_scores_the_true_outfits_above_swapped_ones():
     """A predictor that recovers each slot from the others: the rank score separates true outfits from swaps."""
-    from umbert_hf.metrics import OutfitEvaluator
+    from umbert_hf.evaluation.metrics import OutfitEvaluator
 
     generator = torch.Generator().manual_seed(0)
     styles = torch.randn(50, 8, generator=generator)

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from umbert_testing import UmBertModelTester
+from support.umbert_testing import UmBertModelTester
 
-from umbert_hf.training import run_script
+from umbert_hf.training.loop import run_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training_scripts" / "evaluate.py"
 

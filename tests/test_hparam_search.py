@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from umbert_hf import hparam_search
-from umbert_hf.hparam_search import (
+from umbert_hf.training import hparam_search
+from umbert_hf.training.hparam_search import (
     BEST_PARAMS_JSON,
     RESULTS_CSV,
     RESULTS_JSON,

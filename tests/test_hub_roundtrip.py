@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
+from support.umbert_testing import UmBertModelTester
 from transformers import AutoModel
-from umbert_testing import UmBertModelTester
 
 from dataset_builder import push_to_hub as push_dataset_to_hub
 

@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import os
-import sys
 from pathlib import Path
 
 import datasets
@@ -16,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import transformers
-from hub_server import MockHub, git_blob_sha1
 from huggingface_hub import (
     CommitOperationAdd,
     CommitOperationDelete,
@@ -33,11 +31,9 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.file_download import http_get
+from support.hub_server import MockHub, git_blob_sha1
 
-# Fixtures `mock_hub` / `hub_env`: provided by tests/conftest.py (`from hub_fixtures import *`) when it imports them,
-# else loaded here as a plugin.
-if "hub_fixtures" not in sys.modules:
-    pytest_plugins = ["hub_fixtures"]
+# Fixtures `mock_hub` / `hub_env`: provided by tests/conftest.py (`from support.hub_fixtures import *`).
 
 
 def _write(path: Path, data: bytes | str) -> Path:
@@ -361,7 +357,7 @@ def test_fresh_process_blocks_imports(hub_env):
     out = hub_env.run_json(code, block_imports=["umbert_hf"])
     assert out["blocked"] and out["ok"] and out["endpoint"] == hub_env.url
     assert out["home"] != str(hub_env.hf_home)  # fresh, empty cache by default
-    from hub_fixtures import run_in_fresh_process
+    from support.hub_fixtures import run_in_fresh_process
 
     with pytest.raises(AssertionError, match="exited with"):
         run_in_fresh_process("raise SystemExit(3)")

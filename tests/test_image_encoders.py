@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoModel
 
 from umbert_hf.configuration_fashion_resnet import FashionResNetConfig
 from umbert_hf.configuration_ssim_autoencoder import SsimAutoEncoderConfig
-from umbert_hf.image_processing import (
+from umbert_hf.data.image_processing import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImageDecodeError,
@@ -341,7 +341,7 @@ def test_auto_classes_load_both_encoders(tmp_path, tester_class):
 
 def test_trust_remote_code_round_trip_without_umbert_hf_installed(tmp_path, monkeypatch):
     """Saved folders carry their code: a process that cannot import `umbert_hf` loads both encoders."""
-    from hub_fixtures import run_json_in_fresh_process
+    from support.hub_fixtures import run_json_in_fresh_process
 
     for name, tester in (("resnet", FashionResNetModelTester()), ("autoencoder", SsimAutoEncoderModelTester())):
         model = tester.model()

@@ -262,7 +262,7 @@ def test_cli_prints_summary_and_next_command(checkout, tmp_path, capsys):
 
 
 def test_umbert_hf_delegates(checkout, tmp_path, capsys):
-    from umbert_hf.cli import main as umbert_main
+    from umbert_hf.apps.cli import main as umbert_main
 
     assert umbert_main(["convert-mango", "--source", str(checkout), "--output_dir", str(tmp_path / "r")]) == 0
     assert "umbert-hf build" in capsys.readouterr().out

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
-from umbert_hf.modelcard import CARD_KINDS, make_model_card, template_dir
+from umbert_hf.apps.modelcard import CARD_KINDS, make_model_card, template_dir
 
 HYPERPARAMETERS = {"learning_rate": 0.001, "num_train_epochs": 5, "per_device_train_batch_size": 64}
 

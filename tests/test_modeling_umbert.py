@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 import torch
+from support.umbert_testing import UmBertModelTester
 from transformers import AutoConfig, AutoModel
-from umbert_testing import UmBertModelTester
 
 from umbert_hf import UmBertConfig, UmBertModel, WumBertConfig, WumBertModel, expand_fill_in_the_blank
 from umbert_hf.modeling_umbert import contrastive_loss

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from umbert_hf.projection import pca_projection, project
+from umbert_hf.data.projection import pca_projection, project
 
 
 def test_pca_keeps_the_top_variance_directions_deterministically():
@@ -33,8 +33,8 @@ def test_pca_rejects_bad_dimensions():
 
 
 def test_compute_embeddings_output_dim_projects_and_records_it(tmp_path):
-    from umbert_hf.embeddings import EmbeddingsTable, read_embeddings_table
-    from umbert_hf.projection import project_table
+    from umbert_hf.data.embeddings import EmbeddingsTable, read_embeddings_table
+    from umbert_hf.data.projection import project_table
 
     table = EmbeddingsTable(
         [str(i) for i in range(20)],

@@ -12,10 +12,9 @@ import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from umbert_testing import UmBertModelTester
+from support.umbert_testing import UmBertModelTester
 
-from umbert_hf.outfit_training import training_step_for
-from umbert_hf.training import (
+from umbert_hf.training.loop import (
     FitResult,
     TrainingDivergedError,
     add_training_args,
@@ -26,6 +25,7 @@ from umbert_hf.training import (
     prepare_for_training,
     run_script,
 )
+from umbert_hf.training.outfit import training_step_for
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "training_scripts"
 NUM_POINTS, BATCH_SIZE = 32, 8  # 4 optimizer steps per epoch
@@ -352,7 +352,7 @@ def test_pretrain_reports_divergence_and_its_own_dataset_as_output_in_one_line(o
 
 
 def test_output_files_inside_an_input_are_refused(tmp_path):
-    from umbert_hf.training import check_output_path
+    from umbert_hf.training.loop import check_output_path
 
     dataset = tmp_path / "ds"
     (dataset / "catalogue").mkdir(parents=True)
@@ -364,7 +364,7 @@ def test_output_files_inside_an_input_are_refused(tmp_path):
 
 
 def test_write_json_leaves_no_temporary_file_when_the_target_is_a_folder(tmp_path):
-    from umbert_hf.training import write_json
+    from umbert_hf.training.loop import write_json
 
     (tmp_path / "metrics.json").mkdir()
     with pytest.raises(OSError):
@@ -373,7 +373,7 @@ def test_write_json_leaves_no_temporary_file_when_the_target_is_a_folder(tmp_pat
 
 
 def test_a_user_folder_is_never_an_output_dir_but_an_earlier_run_is(tmp_path):
-    from umbert_hf.training import _check_output_dir_is_ours
+    from umbert_hf.training.loop import _check_output_dir_is_ours
 
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -19,9 +19,9 @@ import sys
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from umbert_hf.extraction import MISSING_IMAGE_POLICIES, compute_catalogue_embeddings, load_catalogue
-from umbert_hf.projection import project_table
-from umbert_hf.training import check_output_path, run_script
+from umbert_hf.data.extraction import MISSING_IMAGE_POLICIES, compute_catalogue_embeddings, load_catalogue
+from umbert_hf.data.projection import project_table
+from umbert_hf.training.loop import check_output_path, run_script
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--num_workers",
         type=int,
         default=None,
-        help="Image loading workers per process (default: umbert_hf.extraction.default_num_workers).",
+        help="Image loading workers per process (default: umbert_hf.data.extraction.default_num_workers).",
     )
     parser.add_argument("--text_max_length", type=int, default=128, help="Token limit of a title.")
     parser.add_argument(

@@ -14,8 +14,8 @@ import os
 import sys
 
 from umbert_hf.configuration_umbert import DISTANCES
-from umbert_hf.outfit_training import run_evaluation
-from umbert_hf.training import check_output_path, run_script, write_json
+from umbert_hf.training.loop import check_output_path, run_script, write_json
+from umbert_hf.training.outfit import run_evaluation
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -11,8 +11,8 @@ model is built on --embeddings (the model flags apply) and trained from scratch.
 import argparse
 import sys
 
-from umbert_hf.outfit_training import FINETUNE_DEFAULTS, add_data_args, add_model_args, train_outfit_model
-from umbert_hf.training import add_training_args, run_script
+from umbert_hf.training.loop import add_training_args, run_script
+from umbert_hf.training.outfit import FINETUNE_DEFAULTS, add_data_args, add_model_args, train_outfit_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -19,8 +19,8 @@ trial: params, objective, status, duration) and OUT/best_params.json.
 import argparse
 import sys
 
-from umbert_hf.hparam_search import add_search_args, check_search_args, run_search
-from umbert_hf.training import run_script
+from umbert_hf.training.hparam_search import add_search_args, check_search_args, run_search
+from umbert_hf.training.loop import run_script
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

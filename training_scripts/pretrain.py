@@ -10,8 +10,8 @@ training_curves.png} and, with --checkpointing_steps, OUT/step_N or OUT/epoch_N 
 import argparse
 import sys
 
-from umbert_hf.outfit_training import PRETRAIN_DEFAULTS, add_data_args, add_model_args, train_outfit_model
-from umbert_hf.training import add_training_args, run_script
+from umbert_hf.training.loop import add_training_args, run_script
+from umbert_hf.training.outfit import PRETRAIN_DEFAULTS, add_data_args, add_model_args, train_outfit_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -19,8 +19,8 @@ SSIM for the autoencoder) and writes OUT/{config.json, model.safetensors, README
 import argparse
 import sys
 
-from umbert_hf.image_training import add_image_encoder_args, train_image_encoder
-from umbert_hf.training import add_training_args, run_script
+from umbert_hf.training.image import add_image_encoder_args, train_image_encoder
+from umbert_hf.training.loop import add_training_args, run_script
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -102,7 +102,7 @@ class FashionResNetModel(FashionResNetPreTrainedModel):
     ) -> FashionResNetOutput | tuple:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, image_size, image_size)`):
-            Images preprocessed by `umbert_hf.image_processing` (ImageNet normalisation).
+            Images preprocessed by `umbert_hf.data.image_processing` (ImageNet normalisation).
         labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Category indices (see `config.id2label`); when given, the cross-entropy loss is returned.
         """

@@ -244,7 +244,7 @@ class SsimAutoEncoderModel(SsimAutoEncoderPreTrainedModel):
     ) -> SsimAutoEncoderOutput | tuple:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, image_size, image_size)`):
-            Images in `[0, 1]` preprocessed by `umbert_hf.image_processing` (no normalisation).
+            Images in `[0, 1]` preprocessed by `umbert_hf.data.image_processing` (no normalisation).
         return_loss (`bool`, *optional*, defaults to `True`):
             Compute the SSIM loss against the input (the target of an autoencoder is its input).
         """

@@ -513,7 +513,7 @@ class UmBertPreTrainedModel(PreTrainedModel):
             from transformers import AutoModel
             from transformers.utils import cached_file
 
-            from umbert_hf.image_processing import load_image_encoder
+            from umbert_hf.data.image_processing import load_image_encoder
         except ImportError as error:
             raise ValueError("Embedding photos needs the umbert-hf package: pip install umbert-hf.") from error
         where = f"the {subfolder}/ sub-folder of {location}" if subfolder else location
@@ -575,7 +575,7 @@ class UmBertPreTrainedModel(PreTrainedModel):
             )
         image_model = self.load_image_encoder()
         try:  # in a `try`: transformers then does not require umbert_hf to load a saved folder's code
-            from umbert_hf.image_processing import encode_images
+            from umbert_hf.data.image_processing import encode_images
         except ImportError as error:
             raise ValueError("Embedding photos needs the umbert-hf package: pip install umbert-hf.") from error
         preprocessing = metadata.get("image_preprocessing")

@@ -1,12 +1,12 @@
 """`evaluate` wrapper of the umbert-hf outfit-completion metrics (hit rate@k and MRR, FITB accuracy, compatibility AUC).
 
     import evaluate
-    from umbert_hf.evaluate_module import EVALUATE_METRIC_PATH
+    from umbert_hf.evaluation.evaluate_module import EVALUATE_METRIC_PATH
 
     metric = evaluate.load(EVALUATE_METRIC_PATH, "retrieval")
     metric.compute(ranks=[1, 3, 12], category_sizes=[100, 100, 80])
 
-The numbers come from `umbert_hf.metrics` (the one implementation the training scripts use); this file only adapts
+The numbers come from `umbert_hf.evaluation.metrics` (the one implementation the training scripts use); this file only adapts
 inputs. `evaluate` copies it into its modules cache before importing it, so the package is imported by absolute name.
 """
 
@@ -15,7 +15,7 @@ import evaluate
 import numpy as np
 import torch
 
-from umbert_hf.metrics import HIT_RATE_KS, accuracy_metrics, compatibility_metrics, hit_rate_metrics
+from umbert_hf.evaluation.metrics import HIT_RATE_KS, accuracy_metrics, compatibility_metrics, hit_rate_metrics
 
 _DESCRIPTION = """\
 Outfit-completion metrics of umBERT/WumBERT, each with its chance level:

@@ -1,6 +1,6 @@
 """Training pieces of the image encoders (data split, models, training steps, evaluation, chance levels).
 
-`training_scripts/train_image_encoder.py` only parses flags and hands these to `umbert_hf.training.fit`.
+`training_scripts/train_image_encoder.py` only parses flags and hands these to `umbert_hf.training.loop.fit`.
 """
 
 import argparse
@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
-from .configuration_fashion_resnet import FashionResNetConfig
-from .configuration_ssim_autoencoder import SsimAutoEncoderConfig
-from .extraction import CatalogueImages
-from .image_processing import ImagePreprocessing, normalize_encoder_type
-from .modeling_fashion_resnet import FashionResNetModel
-from .modeling_ssim_autoencoder import SsimAutoEncoderModel
+from ..configuration_fashion_resnet import FashionResNetConfig
+from ..configuration_ssim_autoencoder import SsimAutoEncoderConfig
+from ..data.extraction import CatalogueImages
+from ..data.image_processing import ImagePreprocessing, normalize_encoder_type
+from ..modeling_fashion_resnet import FashionResNetModel
+from ..modeling_ssim_autoencoder import SsimAutoEncoderModel
 
 logger = logging.get_logger(__name__)
 
@@ -221,7 +221,7 @@ def add_image_encoder_args(parser: argparse.ArgumentParser) -> None:
         "--num_workers",
         type=int,
         default=None,
-        help="DataLoader workers per process (default: see umbert_hf.extraction.default_num_workers).",
+        help="DataLoader workers per process (default: see umbert_hf.data.extraction.default_num_workers).",
     )
     group.add_argument(
         "--pretrained_backbone",
@@ -253,9 +253,9 @@ def _config_kwargs(args: argparse.Namespace, encoder_type: str) -> dict:
 
 def train_image_encoder(args: argparse.Namespace) -> dict:
     """Train, evaluate against chance, save (model, card, metrics, curves) and push; returns `metrics.json`."""
-    from .extraction import default_num_workers, load_catalogue
-    from .modelcard import make_model_card
-    from .training import check_training_args, finish_run, fit, make_accelerator, make_dataloader, prepare_for_training
+    from ..apps.modelcard import make_model_card
+    from ..data.extraction import default_num_workers, load_catalogue
+    from .loop import check_training_args, finish_run, fit, make_accelerator, make_dataloader, prepare_for_training
 
     encoder_type = normalize_encoder_type(args.encoder)
     if args.learning_rate is None:

@@ -234,10 +234,10 @@ def load_image_encoder(name_or_path: str, **kwargs):
     """Load a `fashion-resnet` or `ssim-autoencoder` model from a folder or Hub id, whatever `AutoModel` knows."""
     from transformers import PreTrainedConfig
 
-    from .configuration_fashion_resnet import FashionResNetConfig
-    from .configuration_ssim_autoencoder import SsimAutoEncoderConfig
-    from .modeling_fashion_resnet import FashionResNetModel
-    from .modeling_ssim_autoencoder import SsimAutoEncoderModel
+    from ..configuration_fashion_resnet import FashionResNetConfig
+    from ..configuration_ssim_autoencoder import SsimAutoEncoderConfig
+    from ..modeling_fashion_resnet import FashionResNetModel
+    from ..modeling_ssim_autoencoder import SsimAutoEncoderModel
 
     classes = {
         "fashion-resnet": (FashionResNetConfig, FashionResNetModel),

@@ -9,7 +9,7 @@ import hashlib
 import pytest
 import torch
 
-from umbert_hf.embeddings import write_embeddings_table
+from umbert_hf.data.embeddings import write_embeddings_table
 
 EMBEDDING_DIM = 32
 

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .masking import expand_fill_in_the_blank
-from .retrieval import candidate_credit, paired_scores, rank_of_targets
+from ..masking import expand_fill_in_the_blank
+from ..retrieval import candidate_credit, paired_scores, rank_of_targets
 
 HIT_RATE_KS = (1, 10, 50)
 EULER_GAMMA = 0.5772156649015329

@@ -58,7 +58,7 @@ def catalogue_details(dataset: str | None) -> tuple[dict[str, str], dict]:
     """Titles and images (item id -> PIL image) of a built dataset's catalogue; empty without a dataset."""
     if not dataset:
         return {}, {}
-    from .outfit_data import load_dataset_config
+    from ..data.outfit_data import load_dataset_config
 
     try:
         catalogue = load_dataset_config(dataset, "catalogue")["train"]
@@ -111,7 +111,7 @@ def _delegate_dataset_builder(argv: list[str]) -> int:
 
 
 def _delegate_augment(argv: list[str]) -> int:
-    from .augment import main as augment_main
+    from ..data.augment import main as augment_main
 
     return augment_main(argv) or 0
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .embeddings import EmbeddingsTable
+from .embeddings import EmbeddingsTable, read_embeddings_table
 
 logger = logging.getLogger(__name__)
 
@@ -262,10 +262,129 @@ def catalogue_from_table(table: EmbeddingsTable, slots: Sequence[str]) -> Embedd
     )
 
 
+@dataclass
+class OutfitData:
+    """Everything a phase needs, as catalogue rows."""
+
+    catalogue: EmbeddingsTable
+    slots: list[str]
+    outfits: dict[str, OutfitRows] = field(default_factory=dict)
+    fitb: dict[str, FitbQuestions] = field(default_factory=dict)
+    compatibility: dict[str, CompatibilityOutfits] = field(default_factory=dict)
+
+    @property
+    def catalogue_categories(self) -> torch.LongTensor:
+        slot_index = {slot: position for position, slot in enumerate(self.slots)}
+        return torch.tensor([slot_index[category] for category in self.catalogue.categories], dtype=torch.long)
+
+    def skipped_counts(self) -> dict[str, int]:
+        counts = {f"skipped_outfits_{split}": rows.skipped for split, rows in self.outfits.items()}
+        counts.update({f"skipped_fitb_{split}": questions.skipped for split, questions in self.fitb.items()})
+        counts.update({f"skipped_compatibility_{split}": rows.skipped for split, rows in self.compatibility.items()})
+        return counts
+
+
+def load_outfit_data(
+    dataset: str | os.PathLike,
+    catalogue: EmbeddingsTable,
+    slots: list[str],
+    splits: tuple[str, ...] = ("train", "validation", "test"),
+    train_config: str = "outfits",
+) -> OutfitData:
+    """Outfits of every split, plus the `fitb` and `compatibility` configs where the dataset has them.
+
+    Raises `ValueError` before any training when the catalogue does not fit the dataset: it has none of the dataset's
+    item ids, an item's category is not its slot, more than `MAX_UNUSABLE_SHARE` of a split's outfits have items
+    missing from it, or a `fitb`/`compatibility` split is left empty. Fewer skipped records are only counted.
+    """
+    data = OutfitData(catalogue=catalogue, slots=list(slots))
+    outfits = load_dataset_config(dataset, "outfits")
+    check_shares_item_ids(
+        (
+            outfits[split][slot]
+            for split in splits
+            if split in outfits
+            for slot in slots
+            if slot in outfits[split].column_names
+        ),
+        catalogue,
+        f"dataset {str(dataset)!r}",
+    )
+    for split in splits:
+        if split not in outfits:
+            continue
+        config = train_config if split == "train" else "outfits"
+        source = load_dataset_config(dataset, config)["train"] if config != "outfits" else outfits[split]
+        rows = data.outfits[split] = outfit_rows(source, slots, catalogue, what=f"{config}/{split}")
+        check_usable(f"{config}/{split}", len(rows.rows), rows.skipped, rows.missing_items, catalogue)
+    if dataset_has_config(dataset, "fitb"):
+        fitb = load_dataset_config(dataset, "fitb")
+        for split in splits:
+            if split in fitb and split in outfits:
+                questions = data.fitb[split] = fitb_questions(
+                    fitb[split], outfits[split], slots, catalogue, what=f"fitb/{split}"
+                )
+                check_usable(
+                    f"fitb/{split}",
+                    len(questions.labels),
+                    questions.skipped,
+                    questions.missing_items,
+                    catalogue,
+                    max_share=None,
+                    unit="questions",
+                )
+    if dataset_has_config(dataset, "compatibility"):
+        compatibility = load_dataset_config(dataset, "compatibility")
+        for split in splits:
+            if split in compatibility:
+                records = data.compatibility[split] = compatibility_outfits(
+                    compatibility[split], slots, catalogue, what=f"compatibility/{split}"
+                )
+                check_usable(
+                    f"compatibility/{split}",
+                    len(records.labels),
+                    records.skipped,
+                    records.missing_items,
+                    catalogue,
+                    max_share=None,
+                )
+    if "train" in splits and ("train" not in data.outfits or len(data.outfits["train"].rows) == 0):
+        raise ValueError(f"Dataset {str(dataset)!r} has no usable training outfits for slots {slots}.")
+    return data
+
+
+def read_catalogue(embeddings: str | os.PathLike, slots: list[str]) -> EmbeddingsTable:
+    """The embeddings table restricted to the slot categories.
+
+    Raises `FileNotFoundError` or a one-line `ValueError` naming the file (see `read_embeddings_table`), and a
+    `ValueError` when no category of the table is a slot.
+    """
+    return catalogue_from_table(read_embeddings_table(embeddings), slots)
+
+
+def dataset_slots(dataset: str | os.PathLike, default: list[str] | None = None) -> list[str]:
+    """Slot names of a built dataset (the `outfits` columns other than `outfit_id`), in column order.
+
+    Raises `ValueError` when the `outfits` config has no split or no slot column and no `default` is given.
+    """
+    splits = load_dataset_config(dataset, "outfits")
+    if not splits:
+        raise ValueError(f"Dataset {str(dataset)!r}: config 'outfits' has no split.")
+    columns = next(iter(splits.values())).column_names
+    slots = [column for column in columns if column != "outfit_id"]
+    if not slots and not default:
+        raise ValueError(
+            f"Dataset {str(dataset)!r}: config 'outfits' has no slot column (columns {columns}); "
+            "expected `outfit_id` and one item id column per slot."
+        )
+    return slots or list(default or [])
+
+
 __all__ = [
-    "MAX_UNUSABLE_SHARE",
     "CompatibilityOutfits",
     "FitbQuestions",
+    "MAX_UNUSABLE_SHARE",
+    "OutfitData",
     "OutfitRows",
     "RowsDataset",
     "catalogue_from_table",
@@ -273,7 +392,10 @@ __all__ = [
     "check_usable",
     "compatibility_outfits",
     "dataset_has_config",
+    "dataset_slots",
     "fitb_questions",
     "load_dataset_config",
+    "load_outfit_data",
     "outfit_rows",
+    "read_catalogue",
 ]

@@ -1,6 +1,6 @@
 """Pytest fixtures and helpers to run the real Hugging Face clients against `hub_server.MockHub`.
 
-Use from ``tests/conftest.py`` with ``from hub_fixtures import *``. It exports:
+Use from ``tests/conftest.py`` with ``from support.hub_fixtures import *``. It exports:
 
 * ``mock_hub`` (session-scoped fixture): a running `MockHub`. State is shared by the whole session, so use unique
   repo names (``hub_env.unique_repo_id(...)``) or call ``mock_hub.reset()``.
@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_server import MockHub
+
+from support.hub_server import MockHub
 
 __all__ = [
     "DUMMY_TOKEN",

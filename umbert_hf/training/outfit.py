@@ -8,16 +8,22 @@ import argparse
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from accelerate import Accelerator
 
-from .configuration_umbert import DISTANCES, LOSS_TYPES, UmBertConfig, WumBertConfig
-from .embeddings import EmbeddingsTable, read_embeddings_table
-from .masking import expand_fill_in_the_blank
-from .metrics import (
+from ..configuration_umbert import DISTANCES, LOSS_TYPES, UmBertConfig, WumBertConfig
+from ..data.embeddings import EmbeddingsTable
+from ..data.outfit_data import (
+    OutfitData,
+    dataset_has_config,
+    dataset_slots,
+    load_dataset_config,
+    load_outfit_data,
+    read_catalogue,
+)
+from ..evaluation.metrics import (
     OutfitEvaluator,
     Predictor,
     accuracy_metrics,
@@ -27,20 +33,8 @@ from .metrics import (
     model_predictor,
     random_predictor,
 )
-from .modeling_umbert import IMAGE_ENCODER_FOLDER, UmBertModel, UmBertPreTrainedModel, WumBertModel
-from .outfit_data import (
-    CompatibilityOutfits,
-    FitbQuestions,
-    OutfitRows,
-    catalogue_from_table,
-    check_shares_item_ids,
-    check_usable,
-    compatibility_outfits,
-    dataset_has_config,
-    fitb_questions,
-    load_dataset_config,
-    outfit_rows,
-)
+from ..masking import expand_fill_in_the_blank
+from ..modeling_umbert import IMAGE_ENCODER_FOLDER, UmBertModel, UmBertPreTrainedModel, WumBertModel
 
 logger = logging.getLogger(__name__)
 
@@ -103,106 +97,6 @@ def add_data_args(parser: argparse.ArgumentParser, embeddings_required: bool) ->
     )
 
 
-@dataclass
-class OutfitData:
-    """Everything a phase needs, as catalogue rows."""
-
-    catalogue: EmbeddingsTable
-    slots: list[str]
-    outfits: dict[str, OutfitRows] = field(default_factory=dict)
-    fitb: dict[str, FitbQuestions] = field(default_factory=dict)
-    compatibility: dict[str, CompatibilityOutfits] = field(default_factory=dict)
-
-    @property
-    def catalogue_categories(self) -> torch.LongTensor:
-        slot_index = {slot: position for position, slot in enumerate(self.slots)}
-        return torch.tensor([slot_index[category] for category in self.catalogue.categories], dtype=torch.long)
-
-    def skipped_counts(self) -> dict[str, int]:
-        counts = {f"skipped_outfits_{split}": rows.skipped for split, rows in self.outfits.items()}
-        counts.update({f"skipped_fitb_{split}": questions.skipped for split, questions in self.fitb.items()})
-        counts.update({f"skipped_compatibility_{split}": rows.skipped for split, rows in self.compatibility.items()})
-        return counts
-
-
-def load_outfit_data(
-    dataset: str | os.PathLike,
-    catalogue: EmbeddingsTable,
-    slots: list[str],
-    splits: tuple[str, ...] = ("train", "validation", "test"),
-    train_config: str = "outfits",
-) -> OutfitData:
-    """Outfits of every split, plus the `fitb` and `compatibility` configs where the dataset has them.
-
-    Raises `ValueError` before any training when the catalogue does not fit the dataset: it has none of the dataset's
-    item ids, an item's category is not its slot, more than `MAX_UNUSABLE_SHARE` of a split's outfits have items
-    missing from it, or a `fitb`/`compatibility` split is left empty. Fewer skipped records are only counted.
-    """
-    data = OutfitData(catalogue=catalogue, slots=list(slots))
-    outfits = load_dataset_config(dataset, "outfits")
-    check_shares_item_ids(
-        (
-            outfits[split][slot]
-            for split in splits
-            if split in outfits
-            for slot in slots
-            if slot in outfits[split].column_names
-        ),
-        catalogue,
-        f"dataset {str(dataset)!r}",
-    )
-    for split in splits:
-        if split not in outfits:
-            continue
-        config = train_config if split == "train" else "outfits"
-        source = load_dataset_config(dataset, config)["train"] if config != "outfits" else outfits[split]
-        rows = data.outfits[split] = outfit_rows(source, slots, catalogue, what=f"{config}/{split}")
-        check_usable(f"{config}/{split}", len(rows.rows), rows.skipped, rows.missing_items, catalogue)
-    if dataset_has_config(dataset, "fitb"):
-        fitb = load_dataset_config(dataset, "fitb")
-        for split in splits:
-            if split in fitb and split in outfits:
-                questions = data.fitb[split] = fitb_questions(
-                    fitb[split], outfits[split], slots, catalogue, what=f"fitb/{split}"
-                )
-                check_usable(
-                    f"fitb/{split}",
-                    len(questions.labels),
-                    questions.skipped,
-                    questions.missing_items,
-                    catalogue,
-                    max_share=None,
-                    unit="questions",
-                )
-    if dataset_has_config(dataset, "compatibility"):
-        compatibility = load_dataset_config(dataset, "compatibility")
-        for split in splits:
-            if split in compatibility:
-                records = data.compatibility[split] = compatibility_outfits(
-                    compatibility[split], slots, catalogue, what=f"compatibility/{split}"
-                )
-                check_usable(
-                    f"compatibility/{split}",
-                    len(records.labels),
-                    records.skipped,
-                    records.missing_items,
-                    catalogue,
-                    max_share=None,
-                )
-    if "train" in splits and ("train" not in data.outfits or len(data.outfits["train"].rows) == 0):
-        raise ValueError(f"Dataset {str(dataset)!r} has no usable training outfits for slots {slots}.")
-    return data
-
-
-def read_catalogue(embeddings: str | os.PathLike, slots: list[str]) -> EmbeddingsTable:
-    """The embeddings table restricted to the slot categories.
-
-    Raises `FileNotFoundError` or a one-line `ValueError` naming the file (see `read_embeddings_table`), and a
-    `ValueError` when no category of the table is a slot.
-    """
-    return catalogue_from_table(read_embeddings_table(embeddings), slots)
-
-
 def catalogue_of_model(model: UmBertPreTrainedModel) -> EmbeddingsTable:
     """The catalogue stored in a model, as an embeddings table (ids, categories, embeddings)."""
     if not isinstance(model, UmBertPreTrainedModel):  # e.g. an image encoder: it has no catalogue
@@ -217,24 +111,6 @@ def catalogue_of_model(model: UmBertPreTrainedModel) -> EmbeddingsTable:
     )
 
 
-def dataset_slots(dataset: str | os.PathLike, default: list[str] | None = None) -> list[str]:
-    """Slot names of a built dataset (the `outfits` columns other than `outfit_id`), in column order.
-
-    Raises `ValueError` when the `outfits` config has no split or no slot column and no `default` is given.
-    """
-    splits = load_dataset_config(dataset, "outfits")
-    if not splits:
-        raise ValueError(f"Dataset {str(dataset)!r}: config 'outfits' has no split.")
-    columns = next(iter(splits.values())).column_names
-    slots = [column for column in columns if column != "outfit_id"]
-    if not slots and not default:
-        raise ValueError(
-            f"Dataset {str(dataset)!r}: config 'outfits' has no slot column (columns {columns}); "
-            "expected `outfit_id` and one item id column per slot."
-        )
-    return slots or list(default or [])
-
-
 def _encoder_name(value: Any) -> str | None:
     """An encoder recorded in embeddings metadata: a folder or Hub id, or a dict with its `name`."""
     return value.get("name") if isinstance(value, dict) else value
@@ -247,7 +123,7 @@ def new_model(args: argparse.Namespace, catalogue: EmbeddingsTable, slots: list[
     `"image_encoder"`, the sub-folder that `save_image_encoder_with_model` fills when the model is saved (meanwhile
     photos are embedded from the encoder's folder), and a Hub encoder by its id.
     """
-    from .extraction import is_local_path, shareable_metadata, shareable_name
+    from ..data.extraction import is_local_path, shareable_metadata, shareable_name
 
     metadata = dict(catalogue.metadata)
     recorded = _encoder_name(metadata.get("image_encoder"))
@@ -294,7 +170,7 @@ def save_image_encoder_with_model(model: UmBertPreTrainedModel, output_dir: str 
     Run before `save_pretrained`. An encoder that cannot be loaded any more (a warning) is not recorded: the config
     would otherwise name a folder of this machine.
     """
-    from .extraction import shareable_metadata, shareable_name
+    from ..data.extraction import shareable_metadata, shareable_name
 
     try:
         model.save_image_encoder(output_dir)
@@ -475,29 +351,6 @@ def metric_direction(metric_name: str) -> bool:
     return "loss" not in metric_name
 
 
-__all__ = [
-    "FINETUNE_DEFAULTS",
-    "MODEL_DEFAULTS",
-    "OBJECTIVES",
-    "PRETRAIN_DEFAULTS",
-    "OutfitData",
-    "add_data_args",
-    "add_model_args",
-    "catalogue_of_model",
-    "dataset_slots",
-    "evaluate_baseline",
-    "evaluate_model",
-    "evaluate_split",
-    "load_outfit_data",
-    "metric_direction",
-    "new_model",
-    "prefixed",
-    "read_catalogue",
-    "save_image_encoder_with_model",
-    "training_step_for",
-]
-
-
 def _chance_levels(metrics: dict[str, float]) -> dict[str, float]:
     return {name[: -len("_chance")]: value for name, value in metrics.items() if name.endswith("_chance")}
 
@@ -522,9 +375,9 @@ def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, An
     """
     from transformers import AutoConfig, AutoModel
 
-    from .modelcard import make_model_card
-    from .outfit_data import RowsDataset
-    from .training import check_training_args, finish_run, fit, make_accelerator, make_dataloader, prepare_for_training
+    from ..apps.modelcard import make_model_card
+    from ..data.outfit_data import RowsDataset
+    from .loop import check_training_args, finish_run, fit, make_accelerator, make_dataloader, prepare_for_training
 
     check_training_args(args)
     accelerator = make_accelerator(args)
@@ -676,3 +529,22 @@ def run_evaluation(args: argparse.Namespace) -> dict[str, Any]:
         )
         name = f"baseline:{args.baseline}"
     return {"model": str(name), "split": args.split, "distance": distance, **metrics, **data.skipped_counts()}
+
+
+__all__ = [
+    "FINETUNE_DEFAULTS",
+    "MODEL_DEFAULTS",
+    "OBJECTIVES",
+    "PRETRAIN_DEFAULTS",
+    "add_data_args",
+    "add_model_args",
+    "catalogue_of_model",
+    "evaluate_baseline",
+    "evaluate_model",
+    "evaluate_split",
+    "metric_direction",
+    "new_model",
+    "prefixed",
+    "save_image_encoder_with_model",
+    "training_step_for",
+]

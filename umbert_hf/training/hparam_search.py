@@ -23,10 +23,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from .configuration_umbert import DISTANCES, LOSS_TYPES
-from .embeddings import read_embeddings_table
-from .outfit_training import add_data_args, add_model_args, dataset_slots, metric_direction, train_outfit_model
-from .training import add_training_args, check_output_dir, write_json
+from ..configuration_umbert import DISTANCES, LOSS_TYPES
+from ..data.embeddings import read_embeddings_table
+from .loop import add_training_args, check_output_dir, write_json
+from .outfit import add_data_args, add_model_args, dataset_slots, metric_direction, train_outfit_model
 
 logger = logging.getLogger(__name__)
 

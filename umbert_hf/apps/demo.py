@@ -1,6 +1,6 @@
 """The one-command demo: the whole pipeline on a synthetic Polyvore dataset, ending with completed outfits.
 
-    make demo                      # or: python -m umbert_hf.demo --output_dir demo_output [--force]
+    make demo                      # or: python -m umbert_hf.apps.demo --output_dir demo_output [--force]
 
 Steps (each writes one folder under --output_dir and is skipped when its output exists, unless --force):
 raw/ (synthetic raw Polyvore folder) -> dataset/ (parquet + card) -> image_encoder/ (ResNet-18 or SSIM autoencoder)
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "training_scripts"
 REPORTED_METRICS = ("fitb_accuracy", "hit_rate@1", "hit_rate@10", "hit_rate@50", "mrr", "compatibility_auc")
 

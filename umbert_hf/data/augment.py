@@ -10,7 +10,7 @@ contain the embeddings, nor be the working folder or one above it; `--overwrite`
 wrote itself (it holds a `.umbert_augment` marker). The folder is built beside the output and renamed into place,
 so a failed run leaves no half-written folder.
 
-    python -m umbert_hf.augment --dataset DIR --embeddings FILE --k 5 --output_dir OUT
+    python -m umbert_hf.data.augment --dataset DIR --embeddings FILE --k 5 --output_dir OUT
 """
 
 import argparse
@@ -27,8 +27,8 @@ import torch
 from huggingface_hub import DatasetCard
 from transformers.utils import logging
 
+from ..retrieval import top_k
 from .embeddings import EmbeddingsTable, read_embeddings_table
-from .retrieval import top_k
 
 logger = logging.get_logger(__name__)
 

@@ -111,7 +111,7 @@ def template_dir() -> Path:
     data) or the repository's `model_cards/`."""
     candidates = [os.environ.get(TEMPLATE_DIR_ENV)] if os.environ.get(TEMPLATE_DIR_ENV) else []
     package = Path(__file__).resolve().parent
-    candidates += [package / "model_cards", package.parent / "model_cards"]
+    candidates += [package / "model_cards", package.parents[1] / "model_cards"]
     for candidate in candidates:
         if Path(candidate, CARD_KINDS["umbert"].template).is_file():
             return Path(candidate)

@@ -1,0 +1,1 @@
+"""Test support: a local Hub server and its fixtures, generated outfit datasets, and model testers."""
