@@ -8,7 +8,7 @@ TEXT_STAMP := $(VENV)/.text-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test demo bench lint clean
+.PHONY: install test demo app bench lint clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: $(STAMP)
 
 demo: $(TEXT_STAMP)
 	FORCE=$(FORCE) $(PY) -m umbert_hf.apps.demo --output_dir $${OUTPUT_DIR:-demo_output}
+
+# The web app (Gradio) on the demo's fine-tuned model and dataset, at http://127.0.0.1:7860 (APP_PORT, APP_HOST).
+app: $(STAMP)
+	@test -d $${OUTPUT_DIR:-demo_output}/umbert || { echo "make app: no $${OUTPUT_DIR:-demo_output}/umbert: run 'make demo' first."; exit 2; }
+	$(PY) -m umbert_hf.apps.cli app --model $${OUTPUT_DIR:-demo_output}/umbert --dataset $${OUTPUT_DIR:-demo_output}/dataset \
+		--port $${APP_PORT:-7860} --host $${APP_HOST:-127.0.0.1}
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

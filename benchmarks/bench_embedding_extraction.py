@@ -8,27 +8,27 @@
 `umbert_hf.data.extraction.extract_image_embeddings` on the catalogue: parquet image bytes decoded and resized in DataLoader
 workers, normalised on the device, embedded in batches. Each is run `--repeats` times, interleaved, and the best
 run counts (other load on the machine only ever slows a run down). The target is extraction >= 80% of bare forward:
-loading and preprocessing must not be the bottleneck. `--check` exits with status 1 below the target.
+loading and preprocessing must not be the bottleneck. `--check` exits with status 1 below the target. `main`
+returns the figures as a dict.
 """
 
 import argparse
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 
 import torch
 
-from umbert_hf.data.extraction import default_num_workers, extract_image_embeddings, load_catalogue
+from umbert_hf.data.extraction import default_num_workers, extract_image_embeddings, load_catalogue_dataset
 from umbert_hf.data.image_processing import ImagePreprocessing, load_image_encoder
 from umbert_hf.training.image import build_image_encoder
 
 TARGET_RATIO = 0.8
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--dataset", default=None, help="Built dataset folder (default: a synthetic one in a temp dir)."
@@ -46,7 +46,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--check", action="store_true", help=f"Exit 1 when extraction < {round(TARGET_RATIO * 100)}%% of bare."
     )
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def synthetic_dataset(folder: str) -> str:
@@ -88,12 +88,12 @@ def extraction(model, catalogue, preprocessing, batch_size: int, num_workers: in
     return len(catalogue) / elapsed
 
 
-def main() -> int:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as folder:
         dataset = args.dataset or synthetic_dataset(folder)
-        catalogue = load_catalogue(dataset, cache_dir=os.path.join(folder, "cache"))
+        catalogue = load_catalogue_dataset(dataset, cache_dir=os.path.join(folder, "cache"))
         repeats = math.ceil(args.num_items / len(catalogue))
         if repeats > 1:  # a small catalogue is cycled to reach --num_items
             from datasets import concatenate_datasets
@@ -141,8 +141,10 @@ def main() -> int:
         f"{result['bare_forward_images_per_second']:.1f} img/s, extraction {result['extraction_images_per_second']:.1f} "
         f"img/s = {result['ratio']:.0%} (target >= {TARGET_RATIO:.0%})"
     )
-    return 1 if args.check and result["ratio"] < TARGET_RATIO else 0
+    if args.check and result["ratio"] < TARGET_RATIO:
+        raise SystemExit(1)
+    return result
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -265,7 +265,7 @@ def seen_unseen_table(out: Path, features: str = "titles", seed: int = 0) -> str
         evaluator = OutfitEvaluator(embeddings, data.catalogue_categories, model.config.distance)
         rows = data.outfits["test"].rows
         with torch.no_grad():
-            ranked = evaluator.fill_in_the_blank(model_predictor(model), rows)
+            ranked = evaluator.retrieval_ranks(model_predictor(model), rows)
         for label, mask in (("seen in training", seen[rows.flatten()]), ("unseen", ~seen[rows.flatten()])):
             metrics = hit_rate_metrics(ranked["ranks"][mask], ranked["category_sizes"][mask], ties=ranked["ties"][mask])
             lines.append(

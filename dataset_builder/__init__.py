@@ -3,14 +3,8 @@ MANGO importer."""
 
 from .export import BuildSummary, OutputExistsError, build_dataset, push_to_hub
 from .mango import convert_mango
-from .polyvore_outfits import (
-    CONFIG_NAMES,
-    DEFAULT_CATEGORIES,
-    EmptyDatasetError,
-    PolyvoreOutfits,
-    PolyvoreOutfitsConfig,
-    config_features,
-)
+from .polyvore_outfits import DEFAULT_CATEGORIES, PolyvoreOutfits, PolyvoreOutfitsConfig
+from .prepare import CONFIG_NAMES, EmptyDatasetError, config_features
 from .raw import PolyvoreFormatError, read_raw
 from .synthetic import describe_rules, synthesize_polyvore
 

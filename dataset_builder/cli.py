@@ -12,7 +12,7 @@ from .export import build_dataset, push_to_hub
 from .mango import convert_mango
 from .polyvore_outfits import DEFAULT_CATEGORIES
 from .raw import PolyvoreFormatError
-from .synthetic import check_synthesis_parameters, synthesize_polyvore
+from .synthetic import synthesize_polyvore
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -189,11 +189,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             _print_mango_summary(summary, prog or "umbert-hf", time.perf_counter() - start)
             return EXIT_OK
         if args.command == "synthesize":
-            try:
-                check_synthesis_parameters(args.num_items, args.num_outfits, args.image_size, args.seed)
-            except ValueError as error:
-                print(f"error: {error}", file=sys.stderr)
-                return EXIT_BAD_INPUT
+            # Parameters out of range raise PolyvoreFormatError (below) before anything is written.
             summary = synthesize_polyvore(
                 args.output_dir,
                 num_items=args.num_items,

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import hashlib
 import json
-import logging
 import os
 import re
 import shutil
-import socket
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,29 +17,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCardData
+from transformers.utils import logging
+from umbert_hf.utils.files import HOST_TAG, atomic_path, install_folder
 
-from .polyvore_outfits import (
-    _CITATION,
-    _HOMEPAGE,
-    CONFIG_NAMES,
-    CONFIG_SPLITS,
-    DEFAULT_CATEGORIES,
-    SPLITS,
-    PolyvoreOutfitsConfig,
-    PreparedPolyvore,
-    prepare_polyvore,
-)
-from .raw import PolyvoreFormatError, read_raw
+from umbert_hf.utils.hub import push_folder_to_hub
 
-logger = logging.getLogger(__name__)
+from .polyvore_outfits import _CITATION, _HOMEPAGE, DEFAULT_CATEGORIES, PolyvoreOutfits
+from .prepare import CONFIG_NAMES, CONFIG_SPLITS, SPLITS, PreparedPolyvore, PreparedSplit
+from .raw import PolyvoreFormatError
+
+logger = logging.get_logger(__name__)
 
 SUMMARY_FILE = "build_summary.json"
 SYNTHETIC_MARKER = "synthetic_latents.json"
 # the file that marks a folder as written by a command: `--overwrite` replaces only such a folder
 MARKER_COMMANDS = {SUMMARY_FILE: "build", SYNTHETIC_MARKER: "synthesize", "mango_import.json": "convert-mango"}
-# temporary folders beside the output are named `.tmp-<name>-<pid>.<host>-<random>` (`.old-` for the replaced one),
-# so that a later run can tell the leftovers of a killed run (its process is gone) from those of a live one
-_HOST_TAG = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
 IMAGE_ROWS_PER_GROUP = 100  # small row groups keep image parquet files streamable
 MAX_SHARD_BYTES = 500 * 1024 * 1024
 
@@ -137,20 +126,25 @@ def build_dataset(
     """Build every config (`catalogue`, `outfits`, `fitb`, `compatibility`) from a raw Polyvore Outfits folder into
     `output_dir`, loadable with `datasets.load_dataset(output_dir, CONFIG)`.
 
-    Raises `PolyvoreFormatError` (a `ValueError`) on bad input; the output folder only appears once complete.
+    The rows are those the `PolyvoreOutfits` builder generates: it reads and prepares the raw folder once, and every
+    config is written from that preparation. Raises `PolyvoreFormatError` (a `ValueError`) on bad input; the output
+    folder only appears once complete.
     """
     try:
-        config = PolyvoreOutfitsConfig(
-            name="outfits",
-            raw_dir=str(raw_dir),
-            split_type=split_type,
-            categories=categories,
-            category_map=category_map,
-            with_images=with_images,
-            full_catalogue=full_catalogue,
-            seed=seed,
-            strict=strict,
-        )
+        # a builder touches its `datasets` cache when constructed; the export writes none, so give it a throwaway one
+        with tempfile.TemporaryDirectory() as cache_dir:
+            builder = PolyvoreOutfits(
+                config_name="outfits",
+                cache_dir=cache_dir,
+                raw_dir=str(raw_dir),
+                split_type=split_type,
+                categories=categories,
+                category_map=category_map,
+                with_images=with_images,
+                full_catalogue=full_catalogue,
+                seed=seed,
+                strict=strict,
+            )
     except ValueError as error:
         if isinstance(error, PolyvoreFormatError):
             raise
@@ -158,15 +152,15 @@ def build_dataset(
     output = Path(output_dir)
     clean_stale_temporaries(output)  # first: it may put back a folder that a killed --overwrite had moved aside
     _check_output(output, overwrite, protect=Path(raw_dir), marker=SUMMARY_FILE)
-    raw = read_raw(raw_dir, split_type, strict=strict)
+    prepared = builder.prepare()
+    raw = prepared.raw
     logger.info(
         "read %d items and %d train outfits from %s", len(raw.item_category), len(raw.outfits["train"]), raw_dir
     )
-    prepared = prepare_polyvore(raw, config)
     summary = BuildSummary(
         raw_dir=str(raw_dir),
         output_dir=str(output),
-        parameters=config.parameters(),
+        parameters=builder.config.parameters(),
         synthetic=(Path(raw_dir) / SYNTHETIC_MARKER).is_file(),
         **prepared.report,
     )
@@ -240,11 +234,6 @@ def _foreign_file(folder: Path, marker: str) -> str | None:
     return None
 
 
-def _temporary_prefix(kind: str, name: str) -> str:
-    """`.tmp-<name>-<pid>.<host>-` (or `.old-`): the owner of a leftover folder can be checked later."""
-    return f".{kind}-{name}-{os.getpid()}.{_HOST_TAG}-"
-
-
 def _process_alive(pid: int) -> bool:
     """Whether process `pid` of this machine runs; unknown counts as alive (never remove a live run's folder)."""
     if pid <= 0 or os.name == "nt":  # on Windows os.kill(pid, 0) would terminate the process
@@ -261,9 +250,10 @@ def _process_alive(pid: int) -> bool:
 
 
 def clean_stale_temporaries(output: Path) -> list[Path]:
-    """Remove the `.tmp-<name>-*` and `.old-<name>-*` folders beside `output` that a killed run of this machine
-    left (its process is gone); return them. The folder a killed `--overwrite` had moved aside is put back first
-    when `output` is missing. Folders of live runs, of other machines and of unknown owner are left alone."""
+    """Remove the `.tmp-<name>-<pid>.<host>-*` and `.old-<name>-...` folders (as `umbert_hf.utils.files` names its
+    temporaries) beside `output` that a killed run of this machine left (its process is gone); return them. The
+    folder a killed `--overwrite` had moved aside is put back first when `output` is missing. Folders of live runs,
+    of other machines and of unknown owner are left alone."""
     parent = output.parent
     if not parent.is_dir():
         return []
@@ -280,11 +270,11 @@ def clean_stale_temporaries(output: Path) -> list[Path]:
         if pid is None:
             logger.warning("%s: leftover of an earlier run of unknown owner; remove it yourself", path)
             continue
-        if host != _HOST_TAG or _process_alive(int(pid)):
+        if host != HOST_TAG or _process_alive(int(pid)):
             continue
         aside = path / output.name
         if kind == "old" and (aside.exists() or aside.is_symlink()) and not (output.exists() or output.is_symlink()):
-            os.replace(aside, output)
+            install_folder(aside, output)
             logger.warning("%s: put back from %s, where a killed run (pid %s) had moved it aside", output, path, pid)
         shutil.rmtree(path, ignore_errors=True)
         if path.exists():
@@ -309,29 +299,9 @@ def atomic_output_dir(
     output = Path(output_dir)
     clean_stale_temporaries(output)
     _check_output(output, overwrite, protect, marker)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=output.parent, prefix=_temporary_prefix("tmp", output.name)))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o777 & ~umask)  # mkdtemp makes it private; the dataset is an ordinary folder
+    with atomic_path(output, folder=True) as temporary:
         yield temporary
         _check_output(output, overwrite, protect, marker)  # it may have appeared meanwhile
-        if output.exists() or output.is_symlink():
-            aside = Path(tempfile.mkdtemp(dir=output.parent, prefix=_temporary_prefix("old", output.name)))
-            os.replace(output, aside / output.name)
-            try:
-                os.replace(temporary, output)
-            except BaseException:
-                os.replace(aside / output.name, output)
-                shutil.rmtree(aside, ignore_errors=True)
-                raise
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.replace(temporary, output)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
@@ -343,17 +313,10 @@ def _shard_name(split: str, shard: int, num_shards: int) -> str:
     return f"{split}-{shard:05d}-of-{num_shards:05d}.parquet"
 
 
-def _plain_table(prepared: PreparedPolyvore, config_name: str, split: str) -> pa.Table:
-    schema = prepared.features(config_name).arrow_schema
-    return pa.Table.from_pydict(prepared.columns(config_name, split), schema=schema)
-
-
-def _write_catalogue_with_images(prepared: PreparedPolyvore, folder: Path) -> tuple[list[str], int]:
-    features = prepared.features("catalogue")
+def _write_catalogue_with_images(catalogue: PreparedSplit, features: datasets.Features, folder: Path) -> int:
+    """Write the catalogue in shards of about `MAX_SHARD_BYTES` of images; return the bytes of its arrow tables."""
     schema = features.arrow_schema
-    columns = prepared.columns("catalogue", "train")
-    item_ids = columns["item_id"]
-    sizes = [prepared.image_path(item_id).stat().st_size for item_id in item_ids]
+    sizes = [catalogue.image_path(item_id).stat().st_size for item_id in catalogue.columns["item_id"]]
     shards, start, running = [], 0, 0
     for end, size in enumerate(sizes, start=1):
         running += size
@@ -361,37 +324,32 @@ def _write_catalogue_with_images(prepared: PreparedPolyvore, folder: Path) -> tu
             shards.append((start, end))
             start, running = end, 0
     shards.append((start, len(sizes)))
-    files, num_bytes = [], 0
+    num_bytes = 0
     for shard, (first, last) in enumerate(shards):
-        path = folder / "catalogue" / _shard_name("train", shard, len(shards))
+        path = folder / catalogue.config_name / _shard_name(catalogue.name, shard, len(shards))
         path.parent.mkdir(parents=True, exist_ok=True)
         with pq.ParquetWriter(path, schema) as writer:
-            for group in range(first, last, IMAGE_ROWS_PER_GROUP):
-                rows = slice(group, min(group + IMAGE_ROWS_PER_GROUP, last))
-                batch = {name: values[rows] for name, values in columns.items()}
-                batch["image"] = [
-                    {"bytes": prepared.image_path(item_id).read_bytes(), "path": f"{item_id}.jpg"}
-                    for item_id in batch["item_id"]
-                ]
+            for batch in catalogue.batches(IMAGE_ROWS_PER_GROUP, first, last):
                 table = pa.Table.from_pydict(batch, schema=schema)
                 num_bytes += table.nbytes
                 writer.write_table(table)
-        files.append(str(path.relative_to(folder)))
-    return files, num_bytes
+    return num_bytes
 
 
 def write_dataset_folder(prepared: PreparedPolyvore, folder: Path, summary: BuildSummary) -> None:
-    """Write `<config>/<split>-00000-of-00001.parquet` for every config and split, the card and the summary."""
+    """Write `<config>/<split>-00000-of-00001.parquet` for every config and split (the rows the builder generates),
+    the card and the summary."""
     split_bytes = {}
     for config_name in CONFIG_NAMES:
-        for split in CONFIG_SPLITS[config_name]:
-            if config_name == "catalogue" and prepared.with_images:
-                _, num_bytes = _write_catalogue_with_images(prepared, folder)
+        features = prepared.features(config_name)
+        for split in prepared.splits(config_name):
+            if split.images_dir is not None:
+                num_bytes = _write_catalogue_with_images(split, features, folder)
             else:
-                table = _plain_table(prepared, config_name, split)
+                table = pa.Table.from_pydict(split.columns, schema=features.arrow_schema)
                 num_bytes = table.nbytes
-                _write_parquet(table, folder / config_name / _shard_name(split, 0, 1))
-            split_bytes[config_name, split] = num_bytes
+                _write_parquet(table, folder / config_name / _shard_name(split.name, 0, 1))
+            split_bytes[config_name, split.name] = num_bytes
     (folder / "README.md").write_text(dataset_card(prepared, summary, split_bytes), encoding="utf-8")
     (folder / SUMMARY_FILE).write_text(summary.to_json(), encoding="utf-8")
 
@@ -430,12 +388,10 @@ def _card_yaml(prepared: PreparedPolyvore, summary: BuildSummary, split_bytes: d
     infos = {}
     for config_name in CONFIG_NAMES:
         splits = datasets.SplitDict()
-        for split in CONFIG_SPLITS[config_name]:
+        for split in prepared.splits(config_name):
             splits.add(
                 datasets.SplitInfo(
-                    name=split,
-                    num_bytes=split_bytes[config_name, split],
-                    num_examples=prepared.num_rows(config_name, split),
+                    name=split.name, num_bytes=split_bytes[config_name, split.name], num_examples=split.num_rows
                 )
             )
         infos[config_name] = datasets.DatasetInfo(features=prepared.features(config_name), splits=splits)
@@ -561,12 +517,8 @@ def push_to_hub(
     commit_message: str = "Upload Polyvore Outfits dataset built with umbert-hf",
 ):
     """Create the dataset repo `repo_id` if needed and upload the built folder; returns the commit info."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="dataset", exist_ok=True, private=private)
-    return api.upload_folder(
-        repo_id=repo_id, folder_path=str(output_dir), repo_type="dataset", commit_message=commit_message
+    return push_folder_to_hub(
+        output_dir, repo_id, repo_type="dataset", token=token, private=private, commit_message=commit_message
     )
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import os
 import re
 import shutil
@@ -32,12 +31,13 @@ from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
+from transformers.utils import logging
 
 from .export import atomic_output_dir
 from .raw import CATEGORIES_FILE, IMAGES_DIR, METADATA_FILE, OUTFIT_TITLES_FILE, PolyvoreFormatError
 from .synthetic import _write_json
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 # (level, name) -> semantic category. Looked up from the most specific level: product family, then aggregated family,
 # then category; the slot names (`tops`, `bottoms`, `shoes`, `accessories`; `bags` joins `accessories` with

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageFile
+from transformers.utils import logging
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 METADATA_FILE = "polyvore_item_metadata.json"
 OUTFIT_TITLES_FILE = "polyvore_outfit_titles.json"

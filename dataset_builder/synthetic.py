@@ -67,16 +67,17 @@ from __future__ import annotations
 import functools
 import io
 import json
-import logging
 import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from transformers.utils import logging
 
 from .export import atomic_output_dir
+from .raw import PolyvoreFormatError
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 SLOT_CATEGORIES = ("tops", "bottoms", "shoes", "accessories")
 EXTRA_CATEGORIES = ("bags", "jewellery", "outerwear", "all-body", "sunglasses", "hats", "scarves")
@@ -197,8 +198,8 @@ def _box(x0, y0, x1, y1, size):
 
 def _draw_silhouette(shape: str, body: ImageDraw.ImageDraw, detail: ImageDraw.ImageDraw, size: int) -> None:
     width = max(1, size // 32)
-    P = functools.partial(_points, size=size)  # noqa: N806
-    B = functools.partial(_box, size=size)  # noqa: N806
+    P = functools.partial(_points, size=size)
+    B = functools.partial(_box, size=size)
     if shape == "tee":
         body.polygon(P([(0.34, 0.14), (0.44, 0.14), (0.5, 0.2), (0.56, 0.14), (0.66, 0.14), (0.9, 0.32),
                         (0.8, 0.44), (0.7, 0.37), (0.7, 0.88), (0.3, 0.88), (0.3, 0.37), (0.2, 0.44),
@@ -573,15 +574,16 @@ def _split_files(rng, split_of_outfit, outfit_members, set_ids, item_ids, item_c
 
 
 def check_synthesis_parameters(num_items: int, num_outfits: int, image_size: int, seed: int) -> None:
-    """Raise `ValueError` naming the parameter that is out of range."""
+    """Raise `PolyvoreFormatError` (a `ValueError`: bad input, exit code 2 on the command line) naming the parameter
+    that is out of range. `synthesize_polyvore` runs it before anything is written."""
     if num_items < MIN_ITEMS:
-        raise ValueError(f"num_items={num_items}: need at least {MIN_ITEMS} items")
+        raise PolyvoreFormatError(f"num_items={num_items}: need at least {MIN_ITEMS} items")
     if num_outfits < MIN_OUTFITS:
-        raise ValueError(f"num_outfits={num_outfits}: need at least {MIN_OUTFITS} outfits")
+        raise PolyvoreFormatError(f"num_outfits={num_outfits}: need at least {MIN_OUTFITS} outfits")
     if not 16 <= image_size <= 1024:
-        raise ValueError(f"image_size={image_size}: expected 16 to 1024 pixels")
+        raise PolyvoreFormatError(f"image_size={image_size}: expected 16 to 1024 pixels")
     if seed < 0:
-        raise ValueError(f"seed={seed}: expected a non-negative integer")
+        raise PolyvoreFormatError(f"seed={seed}: expected a non-negative integer")
 
 
 def synthesize_polyvore(

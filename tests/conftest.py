@@ -6,5 +6,5 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-from support.hub_fixtures import *  # noqa: E402,F401,F403
-from support.outfit_fixtures import outfit_dataset  # noqa: E402,F401
+from support.hub_fixtures import *  # noqa: F403
+from support.outfit_fixtures import outfit_dataset  # noqa: F401

@@ -9,22 +9,22 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import io  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import io
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image, ImageFile  # noqa: E402
-from test_dataset_builder import EXPECTED_OUTFITS, HAND_FITB_VALID, SLOTS, load, make_hand_raw, tree_digest  # noqa: E402
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+from test_dataset_builder import EXPECTED_OUTFITS, HAND_FITB_VALID, SLOTS, load, make_hand_raw, tree_digest
 
-import dataset_builder.export as export  # noqa: E402
-from dataset_builder import OutputExistsError, build_dataset, synthesize_polyvore  # noqa: E402
-from dataset_builder.cli import main  # noqa: E402
-from dataset_builder.raw import read_image_bytes  # noqa: E402
+import dataset_builder.export as export
+from dataset_builder import OutputExistsError, build_dataset, synthesize_polyvore
+from dataset_builder.cli import main
+from dataset_builder.raw import read_image_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -158,7 +158,7 @@ def test_temporary_folders_of_a_killed_build_are_removed_by_the_next_build(hand_
 
 
 def test_only_leftovers_of_dead_processes_of_this_machine_are_removed(hand_raw, tmp_path, caplog):
-    host, dead, alive = export._HOST_TAG, dead_pid(), os.getpid()
+    host, dead, alive = export.HOST_TAG, dead_pid(), os.getpid()
     other_host = "000000" if host != "000000" else "ffffff"
     names = {
         f".tmp-out-{dead}.{host}-abcd1234": False,  # a killed build: removed
@@ -185,10 +185,10 @@ def test_a_dataset_moved_aside_by_a_killed_overwrite_is_put_back(hand_raw, tmp_p
     build_dataset(hand_raw, output, with_images=False)
     before = tree_digest(output)
     dead = dead_pid()
-    aside = tmp_path / f".old-out-{dead}.{export._HOST_TAG}-abcd1234"
+    aside = tmp_path / f".old-out-{dead}.{export.HOST_TAG}-abcd1234"
     aside.mkdir()
     os.replace(output, aside / "out")  # killed between moving the old folder aside and moving the new one in
-    (tmp_path / f".tmp-out-{dead}.{export._HOST_TAG}-abcd1234").mkdir()
+    (tmp_path / f".tmp-out-{dead}.{export.HOST_TAG}-abcd1234").mkdir()
     with pytest.raises(OutputExistsError, match="already exists"):
         build_dataset(hand_raw, output, with_images=False)
     assert tree_digest(output) == before

@@ -4,19 +4,20 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import hashlib  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
+import hashlib
+import io
+import json
+import shutil
+from pathlib import Path
 
-import datasets  # noqa: E402
-import pytest  # noqa: E402
-import yaml  # noqa: E402
-from PIL import Image  # noqa: E402
+import datasets
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from PIL import Image
 
-import dataset_builder.export as export  # noqa: E402
-from dataset_builder import (  # noqa: E402
+import dataset_builder.export as export
+from dataset_builder import (
     EmptyDatasetError,
     OutputExistsError,
     PolyvoreFormatError,
@@ -25,7 +26,7 @@ from dataset_builder import (  # noqa: E402
     build_dataset,
     synthesize_polyvore,
 )
-from dataset_builder.cli import main  # noqa: E402
+from dataset_builder.cli import main
 
 SLOTS = ["shoes", "tops", "accessories", "bottoms"]
 
@@ -366,6 +367,22 @@ def test_builder_download_and_prepare_gives_the_exported_rows(synthetic_raw, syn
                 assert built[split][0]["image"].tobytes() == exported[split][0]["image"].tobytes()
             else:
                 assert rows(built[split]) == rows(exported[split])
+
+
+def test_builder_used_programmatically_gives_the_rows_of_the_exported_parquet(hand_raw, tmp_path):
+    options = {"category_map": {"bags": "accessories"}, "seed": 7, "with_images": False}
+    build_dataset(hand_raw, tmp_path / "out", **options)
+    builder = PolyvoreOutfits(
+        config_name="compatibility", raw_dir=str(hand_raw), cache_dir=str(tmp_path / "cache"), **options
+    )
+    builder.download_and_prepare()
+    built = builder.as_dataset()
+    assert set(built) == {"train", "validation", "test"}
+    for split in built:
+        exported = pq.read_table(tmp_path / "out" / "compatibility" / f"{split}-00000-of-00001.parquet")
+        assert built[split].column_names == exported.column_names == ["label", *SLOTS]
+        assert rows(built[split]) == exported.to_pylist()
+    assert "501" in built["train"]["accessories"]  # the bag of outfit 1003: the category map reached the builder
 
 
 def test_builder_config_is_validated():

@@ -11,7 +11,6 @@ from PIL import Image
 
 from umbert_hf.apps.rendering import layout
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
     "--num_items",
     "300",
@@ -33,6 +32,7 @@ SMALL = [
 
 
 def run_demo(output_dir: Path) -> str:
+    """The demo as a user runs it, from a folder outside the checkout: it needs only the installed package."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     env.pop("FORCE", None)
     result = subprocess.run(
@@ -40,7 +40,7 @@ def run_demo(output_dir: Path) -> str:
         capture_output=True,
         text=True,
         env=env,
-        cwd=ROOT,
+        cwd=output_dir.parent,
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -87,3 +87,26 @@ def test_a_demo_output_dir_that_is_a_file_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_args(["--output_dir", str(tmp_path / "notes.txt")])
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_failing_step_ends_the_demo_after_its_error_line(tmp_path, capsys):
+    from umbert_hf.apps.demo import Pipeline, as_script, parse_args
+
+    pipeline = Pipeline(parse_args(["--output_dir", str(tmp_path / "out")]))
+
+    def missing_dataset():
+        raise ValueError("--dataset 'nope' does not exist.")
+
+    with pytest.raises(SystemExit, match=r"step 'train image encoder' failed \(exit code 2\)"):
+        pipeline.step("train image encoder", tmp_path / "out" / "image_encoder", as_script(missing_dataset), [])
+    assert "error: --dataset 'nope' does not exist." in capsys.readouterr().err
+
+
+def test_steps_run_on_the_cpu_like_accelerate_launch_cpu(monkeypatch):
+    from umbert_hf.apps.demo import step_environment
+
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
+    with step_environment():
+        assert os.environ["ACCELERATE_USE_CPU"] == "true" and os.environ["TOKENIZERS_PARALLELISM"] == "false"
+    assert "ACCELERATE_USE_CPU" not in os.environ and os.environ["TOKENIZERS_PARALLELISM"] == "true"

@@ -18,8 +18,8 @@ from umbert_hf.data.embeddings import EmbeddingsTable
 from umbert_hf.data.extraction import compute_catalogue_embeddings, shareable_metadata
 from umbert_hf.data.image_processing import encode_images
 from umbert_hf.modeling_ssim_autoencoder import SsimAutoEncoderModel
-from umbert_hf.training.loop import push_folder_to_hub
 from umbert_hf.training.outfit import add_model_args, new_model, save_image_encoder_with_model
+from umbert_hf.utils.hub import push_folder_to_hub
 
 ROOT = Path(__file__).resolve().parents[1]
 EMBEDDING_DIM = 16

@@ -155,7 +155,7 @@ def test_a_random_predictor_over_duplicate_embeddings_scores_chance():
         [torch.nonzero(categories == slot).squeeze(1)[torch.randperm(100, generator=generator)] for slot in range(4)],
         dim=1,
     )  # (100 outfits, 4 slots)
-    out = evaluator.fill_in_the_blank(random_predictor(embeddings, seed=1), rows)
+    out = evaluator.retrieval_ranks(random_predictor(embeddings, seed=1), rows)
     metrics = hit_rate_metrics(out["ranks"], out["category_sizes"], ties=out["ties"])
     for name in ("hit_rate@1", "hit_rate@10", "mrr"):
         assert metrics[name] == pytest.approx(metrics[f"{name}_chance"], rel=0.3), name
@@ -170,12 +170,12 @@ def test_constant_embeddings_and_nan_predictions_score_no_better_than_chance():
     categories = torch.arange(40) % 4
     evaluator = OutfitEvaluator(embeddings, categories, "euclidean")
     rows = torch.arange(40).view(10, 4)
-    out = evaluator.fill_in_the_blank(lambda inputs, masked: inputs, rows)
+    out = evaluator.retrieval_ranks(lambda inputs, masked: inputs, rows)
     metrics = hit_rate_metrics(out["ranks"], out["category_sizes"], ties=out["ties"])
     assert metrics["hit_rate@1"] == pytest.approx(metrics["hit_rate@1_chance"])
-    nan_out = evaluator.fill_in_the_blank(lambda inputs, masked: torch.full_like(inputs, float("nan")), rows)
+    nan_out = evaluator.retrieval_ranks(lambda inputs, masked: torch.full_like(inputs, float("nan")), rows)
     assert hit_rate_metrics(nan_out["ranks"], nan_out["category_sizes"], ties=nan_out["ties"])["hit_rate@1"] == 0.0
-    fitb = evaluator.fitb(
+    fitb = evaluator.multiple_choice(
         lambda inputs, masked: inputs, rows, torch.zeros(10, dtype=torch.long), rows, torch.zeros(10, dtype=torch.long)
     )
     assert fitb["correct"].mean().item() == pytest.approx(0.25)

@@ -208,6 +208,31 @@ def test_umbert_and_wumbert_give_the_same_outputs_from_the_same_weights(tester):
     )
 
 
+@pytest.mark.parametrize("build", ["umbert", "wumbert"])
+def test_forward_refuses_unknown_arguments(tester, build):
+    """A misspelt argument must fail loudly, not be silently ignored (the outfit would go unmasked)."""
+    model = getattr(tester, build)()
+    inputs = tester.item_embeddings[tester.outfit_rows(2)]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'masked_position'"):
+        model(inputs_embeds=inputs, masked_position=torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'return_dict'"):
+        model(inputs_embeds=inputs, return_dict=False)
+    assert model(inputs_embeds=inputs, masked_positions=torch.tensor([0, 1]), labels=inputs).loss is not None
+
+
+def test_catalogue_index_is_cached_and_follows_the_item_table(tester):
+    model = tester.wumbert()
+    index = model.catalogue_index()
+    assert model.catalogue_index() is index
+    assert model.catalogue_rows_of_category("tops").tolist() == tester.rows_of("tops")
+    query = model.item_embeddings.weight[[3]].detach() + 100.0
+    before = model.retrieve(query, torch.tensor([3]), 1)[1]
+    with torch.no_grad():
+        model.item_embeddings.weight[7] += 100.0  # row 7 is a bottom: now the nearest to the query
+    assert model.catalogue_index() is not index
+    assert model.retrieve(query, torch.tensor([3]), 1)[1].item() == 7 != before.item()
+
+
 # ----- completion ---------------------------------------------------------------------------------------------
 
 

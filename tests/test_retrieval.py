@@ -1,9 +1,19 @@
-"""Batched top-k retrieval against brute force, for both distances, with and without chunking."""
+"""Batched top-k retrieval and the per-category index against brute force, for both distances, with and without
+chunking; honest ranks when keys tie."""
 
 import pytest
 import torch
 
-from umbert_hf.retrieval import candidate_credit, pairwise_scores, rank_of_targets, top_k
+from umbert_hf.retrieval import (
+    DISTANCES,
+    CategoryIndex,
+    candidate_credit,
+    paired_scores,
+    pairwise_scores,
+    prepare_distinct_keys,
+    rank_of_targets,
+    top_k,
+)
 
 
 def brute_force(queries, keys, k, distance):
@@ -14,7 +24,7 @@ def brute_force(queries, keys, k, distance):
     return scores.sort(dim=1, descending=True)
 
 
-@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+@pytest.mark.parametrize("distance", DISTANCES)
 @pytest.mark.parametrize("max_block_elements", [1 << 24, 1000, 37])
 def test_top_k_equals_brute_force(distance, max_block_elements):
     generator = torch.Generator().manual_seed(1)
@@ -38,7 +48,7 @@ def test_top_k_clips_k_and_validates_inputs():
         top_k(queries, torch.randn(0, 4), 1)
 
 
-@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+@pytest.mark.parametrize("distance", DISTANCES)
 def test_rank_of_targets_matches_sorting(distance):
     generator = torch.Generator().manual_seed(2)
     queries, keys = torch.randn(40, 8, generator=generator), torch.randn(90, 8, generator=generator)
@@ -50,7 +60,7 @@ def test_rank_of_targets_matches_sorting(distance):
     assert torch.equal(ties, torch.zeros_like(ties))
 
 
-@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+@pytest.mark.parametrize("distance", DISTANCES)
 def test_identical_keys_tie_and_never_favour_the_target(distance):
     keys = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [-1.0, 0.0]])
     queries = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
@@ -73,3 +83,97 @@ def test_candidate_credit_shares_ties_and_gives_nan_nothing():
     same = torch.zeros(4, 4, dtype=torch.bool)
     same[1, 3] = True  # candidate 3 is a copy of the right one: a tie, whatever its score
     assert candidate_credit(scores, right, same)[1].item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_pairwise_and_paired_scores_agree_with_brute_force(distance):
+    generator = torch.Generator().manual_seed(3)
+    queries, keys = torch.randn(7, 5, generator=generator), torch.randn(11, 5, generator=generator)
+    expected = brute_force(queries, keys, 11, distance)[0].max(dim=1).values
+    assert torch.allclose(pairwise_scores(queries, keys, distance).max(dim=1).values.double(), expected, atol=1e-5)
+    assert torch.allclose(
+        pairwise_scores(queries, keys, distance), paired_scores(queries[:, None], keys[None], distance), atol=1e-5
+    )
+    if distance == "euclidean":
+        assert torch.allclose(
+            pairwise_scores(queries, keys, squared=True), -(torch.cdist(queries, keys) ** 2), atol=1e-4
+        )
+    with pytest.raises(ValueError, match="Unknown distance 'dot'"):
+        paired_scores(queries, queries, "dot")
+
+
+def category_catalogue(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """90 items in 3 categories of 60, 20 and 10 items; rows 60..69 (category 0) are copies of rows 0..9."""
+    embeddings = torch.randn(90, 6, generator=generator)
+    embeddings[60:70] = embeddings[0:10]
+    categories = torch.tensor([0] * 50 + [1] * 10 + [0] * 10 + [1] * 10 + [2] * 10)
+    return embeddings, categories
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_category_index_searches_only_the_query_category(distance):
+    generator = torch.Generator().manual_seed(4)
+    embeddings, categories = category_catalogue(generator)
+    index = CategoryIndex(embeddings, categories, distance)
+    assert index.sizes.tolist() == [60, 20, 10] and index.num_categories == 3
+    queries = torch.randn(25, 6, generator=generator)
+    query_categories = torch.randint(3, (25,), generator=generator)
+    scores, rows = index.top_k(queries, query_categories, 4)
+    assert scores.shape == rows.shape == (25, 4)
+    for query, category, found_scores, found_rows in zip(queries, query_categories, scores, rows):
+        candidates = torch.nonzero(categories == category).squeeze(1)
+        expected_scores, order = brute_force(query[None], embeddings[candidates], 4, distance)
+        assert torch.allclose(found_scores.double(), expected_scores[0, :4], atol=1e-4)
+        assert set(found_rows.tolist()) <= set(candidates.tolist())
+    # k is clipped to the smallest category searched; queries of a single category use all of it.
+    assert index.top_k(queries, query_categories, 50)[1].shape == (25, 10)
+    assert index.top_k(queries[:3], torch.zeros(3, dtype=torch.long), 50)[1].shape == (3, 50)
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_category_index_ranks_equal_rank_of_targets_per_category(distance):
+    generator = torch.Generator().manual_seed(5)
+    embeddings, categories = category_catalogue(generator)
+    index = CategoryIndex(embeddings, categories, distance)
+    target_rows = torch.tensor([0, 60, 55, 80, 85, 3, 63, 89])
+    queries = embeddings[target_rows] + 0.5 * torch.randn(8, 6, generator=generator)
+    ranks, ties = index.rank(queries, categories[target_rows], target_rows)
+    for i, row in enumerate(target_rows.tolist()):
+        candidates = torch.nonzero(categories == categories[row]).squeeze(1)
+        position = candidates.tolist().index(row)
+        expected = rank_of_targets(queries[i : i + 1], embeddings[candidates], torch.tensor([position]), distance)
+        assert (ranks[i].item(), ties[i].item()) == (expected[0].item(), expected[1].item())
+    assert ties[[0, 1, 5, 6]].tolist() == [1, 1, 1, 1]  # rows 0/60 and 3/63 are copies: they always tie
+    # The deduplicated keys are prepared once and reused by every later ranking.
+    assert index.distinct_keys(0) is index.distinct_keys(0)
+    with pytest.raises(ValueError, match="item of its query's category"):
+        index.rank(queries[:1], torch.tensor([1]), torch.tensor([0]))
+
+
+def test_rank_of_targets_accepts_prepared_distinct_keys():
+    generator = torch.Generator().manual_seed(6)
+    keys = torch.randn(20, 4, generator=generator)
+    keys[5] = keys[2]
+    queries, targets = torch.randn(9, 4, generator=generator), torch.randint(20, (9,), generator=generator)
+    distinct = prepare_distinct_keys(keys, "cosine")
+    assert distinct.group_sizes.sum().item() == 20 and distinct.prepared.keys.shape == (19, 4)
+    direct = rank_of_targets(queries, keys, targets, "cosine")
+    prepared = rank_of_targets(queries, distinct, targets, "cosine")
+    assert torch.equal(direct[0], prepared[0]) and torch.equal(direct[1], prepared[1])
+    with pytest.raises(ValueError, match="prepared for 'cosine'"):
+        rank_of_targets(queries, distinct, targets, "euclidean")
+
+
+def test_category_index_errors_name_the_problem():
+    index = CategoryIndex(torch.randn(4, 2), torch.tensor([0, 0, 2, 2]), "euclidean")
+    queries = torch.randn(2, 2)
+    with pytest.raises(ValueError, match="Category 1 has no items"):
+        index.top_k(queries, torch.tensor([0, 1]), 1)
+    with pytest.raises(ValueError, match="lie in \\[0, 3\\), got 3"):
+        index.top_k(queries, torch.tensor([0, 3]), 1)
+    with pytest.raises(ValueError, match="`k` must be at least 1"):
+        index.top_k(queries, torch.tensor([0, 2]), 0)
+    with pytest.raises(ValueError, match="Unknown distance 'l1'"):
+        CategoryIndex(torch.randn(4, 2), torch.tensor([0, 0, 1, 1]), "l1")
+    empty_scores, empty_rows = index.top_k(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), 2)
+    assert empty_scores.shape == empty_rows.shape == (0, 2)

@@ -4,19 +4,19 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import csv  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-from collections import Counter  # noqa: E402
-from pathlib import Path  # noqa: E402
+import csv
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import pytest
+from PIL import Image
 
-from dataset_builder import build_dataset, describe_rules, synthesize_polyvore  # noqa: E402
-from dataset_builder.cli import main  # noqa: E402
-from dataset_builder.synthetic import COLOURS, PATTERN_RULE, PATTERNS, SLOT_CATEGORIES, draw_item  # noqa: E402
+from dataset_builder import build_dataset, describe_rules, synthesize_polyvore
+from dataset_builder.cli import main
+from dataset_builder.synthetic import COLOURS, PATTERN_RULE, PATTERNS, SLOT_CATEGORIES, draw_item
 
 STEMS = ("train", "valid", "test")
 SLOTS = ["shoes", "tops", "accessories", "bottoms"]

@@ -1,8 +1,9 @@
-"""`fit` and its guards on tiny in-memory runs: divergence, damaged or foreign checkpoints, output folders that
-would overwrite an input, and the one-line errors of the training scripts."""
+"""`fit` and its guards on tiny in-memory runs: history, best epoch and early stopping, divergence, damaged or foreign
+checkpoints, output folders that would overwrite an input, and the one-line errors of the training scripts."""
 
 import argparse
 import importlib.util
+import json
 import math
 import re
 import shutil
@@ -42,9 +43,11 @@ def training_args(output_dir: Path, *extra, **inputs) -> argparse.Namespace:
     return args
 
 
-def regression_fit(args: argparse.Namespace, *, features: int = 3, evaluate=None, training_step=None):
+def regression_fit(
+    args: argparse.Namespace, *, features: int = 3, evaluate=None, training_step=None, greater_is_better: bool = False
+):
     """`fit` of a `Linear(features, 1)` on 32 points on the CPU; returns (result, unwrapped model)."""
-    accelerator = Accelerator(cpu=True)
+    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=args.gradient_accumulation_steps)
     set_seed(args.seed)
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(NUM_POINTS, features, generator=generator)
@@ -71,7 +74,7 @@ def regression_fit(args: argparse.Namespace, *, features: int = 3, evaluate=None
         training_step=training_step or mse,
         evaluate=evaluate or validation_loss,
         metric_name="loss",
-        greater_is_better=False,
+        greater_is_better=greater_is_better,
         args=args,
     )
     return result, accelerator.unwrap_model(model)
@@ -81,6 +84,92 @@ def one_line(error: BaseException) -> str:
     message = str(error)
     assert "\n" not in message, message
     return message
+
+
+def scripted(values: list[float]):
+    """An `evaluate` that reports `values[epoch - 1]` as the loss and keeps each epoch's weights."""
+    weights_by_epoch = []
+
+    def evaluate(model):
+        weights_by_epoch.append(model.weight.detach().clone())
+        return {"loss": values[len(weights_by_epoch) - 1]}
+
+    return evaluate, weights_by_epoch
+
+
+# --- The loop: history, best epoch, early stopping -------------------------------------------------------------
+
+
+def test_fit_logs_one_entry_per_epoch_and_lowers_the_training_loss(tmp_path):
+    batch_losses = []
+
+    def mse(model, batch):
+        loss = torch.nn.functional.mse_loss(model(batch[0]).squeeze(-1), batch[1])
+        batch_losses.append(loss.item())
+        return loss
+
+    args = training_args(tmp_path / "out", "--num_train_epochs", "3", "--learning_rate", "0.05")
+    result, _ = regression_fit(args, training_step=mse)
+    assert [entry["epoch"] for entry in result.history] == [1, 2, 3] and result.global_step == 12
+    assert all(set(entry) == {"epoch", "train_loss", "loss"} for entry in result.history)
+    for epoch, entry in enumerate(result.history):  # the mean of that epoch's batch losses
+        assert entry["train_loss"] == pytest.approx(sum(batch_losses[4 * epoch : 4 * epoch + 4]) / 4)
+    train_losses = [entry["train_loss"] for entry in result.history]
+    assert train_losses == sorted(train_losses, reverse=True) and train_losses[-1] < 0.8 * train_losses[0]
+    assert json.loads((tmp_path / "out" / "history.json").read_text()) == result.history
+    assert (tmp_path / "out" / "training_curves.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("greater_is_better", "expected_best"), [(False, 1), (True, 2)])
+def test_fit_loads_back_the_weights_of_the_best_epoch(tmp_path, greater_is_better, expected_best):
+    values = [0.2, 0.5, 0.4]
+    evaluate, weights_by_epoch = scripted(values)
+    args = training_args(tmp_path / "out", "--num_train_epochs", "3", "--patience", "0")
+    result, model = regression_fit(args, evaluate=evaluate, greater_is_better=greater_is_better)
+    assert (result.best_epoch, result.best_metric) == (expected_best, values[expected_best - 1])
+    assert result.best_metrics == result.history[expected_best - 1] and len(result.history) == 3
+    assert torch.equal(model.weight, weights_by_epoch[expected_best - 1])
+    assert not torch.equal(model.weight, weights_by_epoch[-1])
+
+
+@pytest.mark.parametrize(
+    ("values", "patience", "epochs_run", "best_epoch"),
+    [
+        ([1.0, 2.0, 3.0, 0.5, 0.4, 0.3], 2, 3, 1),  # two epochs without improvement: stop
+        ([1.0, 2.0, 0.5, 3.0, 4.0, 0.1], 2, 5, 3),  # an improvement resets the count
+        ([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 0, 6, 1),  # 0: never stop early
+    ],
+)
+def test_fit_stops_after_patience_epochs_without_improvement(tmp_path, values, patience, epochs_run, best_epoch):
+    evaluate, _ = scripted(values)
+    args = training_args(tmp_path / "out", "--num_train_epochs", "6", "--patience", patience)
+    result, _ = regression_fit(args, evaluate=evaluate)
+    assert len(result.history) == epochs_run and result.global_step == 4 * epochs_run
+    assert result.stopped_early == (epochs_run < 6) and result.best_epoch == best_epoch
+
+
+def test_resuming_a_run_that_stopped_early_trains_no_further(tmp_path):
+    evaluate, _ = scripted([1.0, 2.0, 3.0])
+    args = training_args(
+        tmp_path / "out", "--num_train_epochs", "6", "--patience", "2", "--checkpointing_steps", "epoch"
+    )
+    stopped, model = regression_fit(args, evaluate=evaluate)
+    args = training_args(tmp_path / "again", "--num_train_epochs", "6", "--patience", "2")
+    args.resume_from_checkpoint = str(tmp_path / "out" / "epoch_3")
+    resumed, resumed_model = regression_fit(args, evaluate=lambda model: pytest.fail("evaluated after the stop"))
+    assert resumed == stopped and resumed.stopped_early and resumed.global_step == 12
+    assert torch.equal(resumed_model.weight, model.weight)
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
+    args = training_args(tmp_path / "out", "--gradient_accumulation_steps", "2")
+    result, _ = regression_fit(args)
+    assert result.global_step == 4 and len(result.history) == 2  # 4 batches per epoch, 2 per optimizer step
+
+
+def test_an_evaluate_without_the_monitored_metric_is_named(tmp_path):
+    with pytest.raises(KeyError, match=r"evaluate\(\) returned \['accuracy'\], without the monitored metric 'loss'"):
+        regression_fit(training_args(tmp_path / "out"), evaluate=lambda model: {"accuracy": 1.0})
 
 
 # --- 1. Divergence ---------------------------------------------------------------------------------------------
@@ -130,12 +219,7 @@ def test_the_first_non_finite_loss_is_named_by_epoch_and_optimizer_step(tmp_path
 
 @pytest.mark.parametrize(("values", "expected_best"), [([math.nan, 5.0, 7.0], 2), ([-math.inf, 3.0, 2.0], 3)])
 def test_a_non_finite_validation_metric_is_never_the_best(tmp_path, values, expected_best):
-    weights_by_epoch = []
-
-    def evaluate(model):
-        weights_by_epoch.append(model.weight.detach().clone())
-        return {"loss": values[len(weights_by_epoch) - 1]}
-
+    evaluate, weights_by_epoch = scripted(values)
     result, model = regression_fit(training_args(tmp_path / "out", "--num_train_epochs", "3"), evaluate=evaluate)
     assert (result.best_epoch, result.best_metric) == (expected_best, values[expected_best - 1])
     assert torch.equal(model.weight, weights_by_epoch[expected_best - 1])
@@ -364,7 +448,7 @@ def test_output_files_inside_an_input_are_refused(tmp_path):
 
 
 def test_write_json_leaves_no_temporary_file_when_the_target_is_a_folder(tmp_path):
-    from umbert_hf.training.loop import write_json
+    from umbert_hf.utils.files import write_json
 
     (tmp_path / "metrics.json").mkdir()
     with pytest.raises(OSError):

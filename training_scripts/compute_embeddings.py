@@ -1,8 +1,12 @@
-"""Compute the embeddings table of every catalogue item of a built dataset, from a trained image encoder, a text
-encoder over the item titles (mean pooling), or both (L2-normalised parts concatenated, image first).
+"""Compute the embeddings table of every catalogue item of a built dataset, from an image encoder (ours, trained
+with train_image_encoder.py, or any `transformers` image model: CLIP/SigLIP image tower, ViT, DINOv2), a text encoder
+over the item titles (mean pooling, or a CLIP/SigLIP text tower), or both (L2-normalised parts concatenated, image
+first). One CLIP can be both encoders.
 
     python training_scripts/compute_embeddings.py --dataset DATA --image_encoder ENCODER --output emb.parquet
     python training_scripts/compute_embeddings.py --dataset DATA --text_encoder all-MiniLM-L6-v2/ --output emb.parquet
+    python training_scripts/compute_embeddings.py --dataset DATA --image_encoder patrickjohncyh/fashion-clip \
+        --text_encoder patrickjohncyh/fashion-clip --output emb.parquet
     accelerate launch --num_processes 2 training_scripts/compute_embeddings.py --dataset DATA \\
         --image_encoder ENCODER --text_encoder TEXT_ENCODER --output emb.parquet
 
@@ -19,7 +23,7 @@ import sys
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from umbert_hf.data.extraction import MISSING_IMAGE_POLICIES, compute_catalogue_embeddings, load_catalogue
+from umbert_hf.data.extraction import MISSING_IMAGE_POLICIES, compute_catalogue_embeddings, load_catalogue_dataset
 from umbert_hf.data.projection import project_table
 from umbert_hf.training.loop import check_output_path, run_script
 
@@ -27,8 +31,18 @@ from umbert_hf.training.loop import check_output_path, run_script
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="Built dataset folder or Hub id (its `catalogue` config).")
-    parser.add_argument("--image_encoder", default=None, help="Folder or Hub id of a trained image encoder.")
-    parser.add_argument("--text_encoder", default=None, help="Folder or Hub id of a `transformers` text encoder.")
+    parser.add_argument(
+        "--image_encoder",
+        default=None,
+        help="Folder or Hub id of an image encoder: ours (train_image_encoder.py) or any `transformers` image model "
+        "saved with its processor (CLIP/SigLIP: image tower; ViT/DINOv2: pooled output).",
+    )
+    parser.add_argument(
+        "--text_encoder",
+        default=None,
+        help="Folder or Hub id of a `transformers` text encoder (mean-pooled), or of an image-text model (its text "
+        "tower); may be the same id as --image_encoder.",
+    )
     parser.add_argument("--output", required=True, help="Parquet file to write.")
     parser.add_argument("--batch_size", type=int, default=64, help="Items per forward pass and process.")
     parser.add_argument(
@@ -60,6 +74,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"], default="no")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no_progress", action="store_true", help="Hide the progress bars.")
+    parser.add_argument(
+        "--trust_remote_code",
+        action="store_true",
+        help="Load encoders that ship their own modeling code (e.g. Marqo/marqo-fashionSigLIP).",
+    )
     args = parser.parse_args(argv)
     if args.image_encoder is None and args.text_encoder is None:
         parser.error("give --image_encoder, --text_encoder or both.")
@@ -78,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(args.seed)
     with accelerator.main_process_first():
         # The first process prepares the `datasets` cache; the others then read it.
-        catalogue = load_catalogue(args.dataset)
+        catalogue = load_catalogue_dataset(args.dataset)
     table, report = compute_catalogue_embeddings(
         catalogue,
         image_encoder=args.image_encoder,
@@ -90,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         missing_images=args.missing_images,
         accelerator=accelerator,
         progress=not args.no_progress,
+        trust_remote_code=args.trust_remote_code,
     )
     table.metadata["dataset"] = os.path.abspath(args.dataset) if os.path.exists(args.dataset) else args.dataset
     if args.output_dim:

@@ -19,18 +19,17 @@ SSIM for the autoencoder) and writes OUT/{config.json, model.safetensors, README
 import argparse
 import sys
 
-from umbert_hf.training.image import add_image_encoder_args, train_image_encoder
+from umbert_hf.training.image import IMAGE_ENCODER_DEFAULTS, add_image_encoder_args, train_image_encoder
 from umbert_hf.training.loop import add_training_args, run_script
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_image_encoder_args(parser)
-    # --learning_rate defaults to 1e-3 for the ResNet and 3e-4 for the autoencoder (see image_training.DEFAULT_LR).
-    add_training_args(parser, num_train_epochs=10, per_device_train_batch_size=64, learning_rate=None, patience=3)
+    # --learning_rate defaults to 1e-3 for the ResNet and 3e-4 for the autoencoder (see image.DEFAULT_LR). The model
+    # flags (--image_size, ...) are checked by the model's config.
+    add_training_args(parser, **IMAGE_ENCODER_DEFAULTS)
     args = parser.parse_args(argv)
-    if args.image_size is not None and args.image_size < 16:
-        parser.error(f"--image_size must be at least 16, got {args.image_size}.")
     if not 0.0 < args.validation_fraction < 1.0:
         parser.error(f"--validation_fraction must be in (0, 1), got {args.validation_fraction}.")
     return args

@@ -98,13 +98,14 @@ class FashionResNetModel(FashionResNetPreTrainedModel):
         pixel_values: torch.FloatTensor,
         labels: torch.LongTensor | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> FashionResNetOutput | tuple:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, image_size, image_size)`):
             Images preprocessed by `umbert_hf.data.image_processing` (ImageNet normalisation).
         labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Category indices (see `config.id2label`); when given, the cross-entropy loss is returned.
+        return_dict (`bool`, *optional*, defaults to `config.return_dict`):
+            Return a [`FashionResNetOutput`] rather than a tuple `([loss,] logits, embeddings)`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         embeddings = self.resnet(pixel_values)  # (batch, embedding_dim)

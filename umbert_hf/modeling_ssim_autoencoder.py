@@ -240,13 +240,14 @@ class SsimAutoEncoderModel(SsimAutoEncoderPreTrainedModel):
         pixel_values: torch.FloatTensor,
         return_loss: bool = True,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> SsimAutoEncoderOutput | tuple:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, image_size, image_size)`):
             Images in `[0, 1]` preprocessed by `umbert_hf.data.image_processing` (no normalisation).
         return_loss (`bool`, *optional*, defaults to `True`):
             Compute the SSIM loss against the input (the target of an autoencoder is its input).
+        return_dict (`bool`, *optional*, defaults to `config.return_dict`):
+            Return a [`SsimAutoEncoderOutput`] rather than a tuple `([loss,] reconstruction, embeddings)`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         embeddings = self.encoder(pixel_values)  # (batch, embedding_dim)

@@ -14,8 +14,7 @@ from transformers.utils import ModelOutput, logging
 
 from .configuration_umbert import UmBertConfig, WumBertConfig
 from .masking import mask_slots
-from .retrieval import PreparedKeys, prepare_keys
-from .retrieval import top_k as retrieve_top_k
+from .retrieval import CategoryIndex, pairwise_scores
 
 logger = logging.get_logger(__name__)
 
@@ -101,18 +100,16 @@ class UmBertBackbone(nn.Module):
 def _similarity_logits(predictions: torch.Tensor, targets: torch.Tensor, distance: str) -> torch.Tensor:
     """(rows, rows) similarities on a scale that does not depend on the embedding size or spread.
 
-    Cosine similarity lies in [-1, 1]. The Euclidean score is minus the squared distance divided by twice the
-    targets' mean squared deviation (the expected squared distance between two random targets), so a random pair
-    scores about -1 and a perfect prediction 0, whatever the dimension: without that normalisation, 384-d embeddings
-    give logits in the thousands, the softmax saturates and only the hardest negative gets a gradient.
+    The scores of `retrieval.pairwise_scores`. Cosine similarity lies in [-1, 1]. The Euclidean score is minus the
+    squared distance divided by twice the targets' mean squared deviation (the expected squared distance between two
+    random targets), so a random pair scores about -1 and a perfect prediction 0, whatever the dimension: without
+    that normalisation, 384-d embeddings give logits in the thousands, the softmax saturates and only the hardest
+    negative gets a gradient.
     """
     if distance == "cosine":
-        return nn.functional.normalize(predictions, dim=-1) @ nn.functional.normalize(targets, dim=-1).T
+        return pairwise_scores(predictions, targets, distance)
     spread = 2 * (targets - targets.mean(dim=0)).pow(2).sum(dim=-1).mean().detach().clamp_min(1e-12)
-    squared = (
-        predictions.pow(2).sum(dim=-1, keepdim=True) - 2 * predictions @ targets.T + targets.pow(2).sum(dim=-1)
-    )  # (rows, rows)
-    return -squared / spread
+    return pairwise_scores(predictions, targets, distance, squared=True) / spread  # (rows, rows)
 
 
 def contrastive_loss(
@@ -192,6 +189,18 @@ class UmBertPreTrainedModel(PreTrainedModel):
             init.normal_(module.down_weight, mean=0.0, std=std)
             init.zeros_(module.up_bias)
             init.zeros_(module.down_bias)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, recording the `outfit-completion` pipeline in `config.custom_pipelines`.
+
+        The pipeline module is imported here rather than at the top (the model does not need it): the relative import
+        still makes it travel with this file, so `pipeline("outfit-completion", model=folder, trust_remote_code=True)`
+        works wherever the folder (or Hub repo) goes.
+        """
+        from .pipeline_outfit_completion import custom_pipelines_config
+
+        self.config.custom_pipelines = custom_pipelines_config()
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     # ----- catalogue -------------------------------------------------------------------------------------------
 
@@ -275,7 +284,7 @@ class UmBertPreTrainedModel(PreTrainedModel):
         self._catalogue_cache = None
 
     def _catalogue(self) -> dict[str, Any]:
-        """Id -> row lookup and per-category rows, decoded once and rebuilt whenever the buffers change."""
+        """Id -> row lookup, decoded once and rebuilt whenever the buffers change."""
         key = (
             self.catalogue_item_ids.data_ptr(),
             self.catalogue_item_ids._version,
@@ -288,14 +297,9 @@ class UmBertPreTrainedModel(PreTrainedModel):
             raw = self.catalogue_item_ids.cpu().numpy().tobytes()
             width = self.catalogue_item_ids.shape[1]
             item_ids = [raw[i : i + width].rstrip(b"\0").decode("utf-8") for i in range(0, len(raw), width)]
-            rows_by_category = {
-                name: torch.nonzero(self.catalogue_categories == index).squeeze(1)
-                for index, name in enumerate(self.config.categories)
-            }
             self._catalogue_cache = {
                 "item_ids": item_ids,
                 "row_of": {item_id: row for row, item_id in enumerate(item_ids)},
-                "rows_by_category": rows_by_category,
             }
             self._catalogue_cache_key = key
         return self._catalogue_cache
@@ -315,10 +319,21 @@ class UmBertPreTrainedModel(PreTrainedModel):
 
     def catalogue_rows_of_category(self, category: str) -> torch.Tensor:
         """Catalogue rows of one slot category."""
-        rows_by_category = self._catalogue()["rows_by_category"]
-        if category not in rows_by_category:
+        if category not in self.config.categories:
             raise ValueError(f"Unknown slot {category!r}; the model's slots are {self.config.categories}.")
-        return rows_by_category[category]
+        return self.catalogue_index().rows[self.config.categories.index(category)]
+
+    def catalogue_index(self) -> CategoryIndex:
+        """The per-slot search index over the catalogue, rebuilt only when the embeddings or the catalogue change."""
+        cache = self._catalogue()
+        embeddings = self.get_catalogue_embeddings()
+        key = (embeddings.data_ptr(), embeddings._version, self.config.distance, self._catalogue_cache_key)
+        if cache.get("index_key") != key:
+            cache["index"] = CategoryIndex(
+                embeddings, self.catalogue_categories, self.config.distance, num_categories=self.config.num_categories
+            )
+            cache["index_key"] = key
+        return cache["index"]
 
     # ----- completion ------------------------------------------------------------------------------------------
 
@@ -332,20 +347,6 @@ class UmBertPreTrainedModel(PreTrainedModel):
         finally:
             self.train(was_training)
 
-    def _prepared_category_keys(self) -> list[tuple[torch.Tensor, PreparedKeys]]:
-        """Per slot: catalogue rows and their prepared keys, recomputed only when the embeddings change."""
-        cache = self._catalogue()
-        embeddings = self.get_catalogue_embeddings()
-        key = (embeddings.data_ptr(), embeddings._version, self.config.distance, self._catalogue_cache_key)
-        if cache.get("prepared_key") != key:
-            with torch.no_grad():
-                cache["prepared"] = [
-                    (rows.to(embeddings.device), prepare_keys(embeddings[rows], self.config.distance))
-                    for rows in (self.catalogue_rows_of_category(name) for name in self.config.categories)
-                ]
-            cache["prepared_key"] = key
-        return cache["prepared"]
-
     def retrieve(
         self, predictions: torch.Tensor, categories: torch.Tensor, k: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -353,47 +354,42 @@ class UmBertPreTrainedModel(PreTrainedModel):
 
         Returns `(scores, rows)` of shape (batch, min(k, smallest category searched)); one batched search per slot.
         """
-        prepared = self._prepared_category_keys()
-        present = categories.unique().tolist()
-        k = min([k] + [prepared[index][0].numel() for index in present])
-        order = categories.argsort(stable=True)
-        counts = torch.bincount(categories, minlength=len(prepared)).tolist()
-        scores, rows = [], []
-        for index, queries in zip(range(len(prepared)), predictions[order].split(counts)):
-            if counts[index] == 0:
-                continue
-            candidate_rows, keys = prepared[index]
-            category_scores, positions = retrieve_top_k(queries, keys, k, self.config.distance)
-            scores.append(category_scores)
-            rows.append(candidate_rows[positions])
-        inverse = order.argsort()
-        return torch.cat(scores)[inverse], torch.cat(rows)[inverse]
+        return self.catalogue_index().top_k(predictions, categories, k)
 
     def _outfit_inputs(self, outfits: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Validate outfits and build (inputs_embeds, masked_positions); context values are item ids or embeddings."""
-        slots = self.config.categories
-        catalogue_embeddings = self.get_catalogue_embeddings()
-        inputs = catalogue_embeddings.new_zeros(len(outfits), len(slots), self.config.hidden_size)
+        """Validate outfits and build (inputs_embeds, masked_positions), one outfit at a time with `outfit_input`."""
+        inputs = self.get_catalogue_embeddings().new_zeros(
+            len(outfits), len(self.config.categories), self.config.hidden_size
+        )
         blanks = []
         for number, outfit in enumerate(outfits):
-            unknown = [slot for slot in outfit if slot not in slots]
-            if unknown:
-                raise ValueError(f"Outfit {number}: unknown slot {unknown[0]!r}; the model's slots are {slots}.")
-            missing = [slot for slot in slots if slot not in outfit]
-            if missing:
-                raise ValueError(f"Outfit {number}: slot {missing[0]!r} is missing; give an item id or None.")
-            blank_slots = [slot for slot in slots if outfit[slot] is None]
-            if len(blank_slots) != 1:
-                raise ValueError(
-                    f"Outfit {number}: exactly one slot must be None (the blank), got {len(blank_slots)}: {blank_slots}."
-                )
-            blanks.append(slots.index(blank_slots[0]))
-            for position, slot in enumerate(slots):
-                value = outfit[slot]
-                if value is None:
-                    continue
-                inputs[number, position] = self._context_embedding(value, slot, number)
+            inputs[number], blank = self.outfit_input(outfit, number)
+            blanks.append(blank)
         return inputs, torch.tensor(blanks, dtype=torch.long, device=inputs.device)
+
+    def outfit_input(self, outfit: Mapping[str, Any], number: int = 0) -> tuple[torch.Tensor, int]:
+        """(slots, hidden) context embeddings of one outfit (zeros at the blank) and the blank's slot index.
+
+        The one validation behind `complete` and the `outfit-completion` pipeline: `ValueError` naming outfit `number`
+        for an unknown or missing slot, not exactly one blank, or a bad context value (see `_context_embedding`).
+        """
+        slots = self.config.categories
+        unknown = [slot for slot in outfit if slot not in slots]
+        if unknown:
+            raise ValueError(f"Outfit {number}: unknown slot {unknown[0]!r}; the model's slots are {slots}.")
+        missing = [slot for slot in slots if slot not in outfit]
+        if missing:
+            raise ValueError(f"Outfit {number}: slot {missing[0]!r} is missing; give an item id or None.")
+        blank_slots = [slot for slot in slots if outfit[slot] is None]
+        if len(blank_slots) != 1:
+            raise ValueError(
+                f"Outfit {number}: exactly one slot must be None (the blank), got {len(blank_slots)}: {blank_slots}."
+            )
+        inputs = self.get_catalogue_embeddings().new_zeros(len(slots), self.config.hidden_size)
+        for position, slot in enumerate(slots):
+            if outfit[slot] is not None:
+                inputs[position] = self._context_embedding(outfit[slot], slot, number)
+        return inputs, slots.index(blank_slots[0])
 
     def _context_embedding(self, value: Any, slot: str, number: int) -> torch.Tensor:
         """Embedding of one context item: a catalogue item id, an embedding tensor, or an image (PIL image or path).
@@ -455,13 +451,16 @@ class UmBertPreTrainedModel(PreTrainedModel):
             )
         return embeddings
 
-    def set_image_encoder_source(self, name_or_path: str | os.PathLike | None) -> None:
+    def set_image_encoder_source(self, name_or_path: str | os.PathLike | None, trust_remote_code: bool = False) -> None:
         """Where the image encoder lives until `save_image_encoder` saves it with the model (not saved in the config).
 
         A new model records `config.image_encoder = "image_encoder"`, the sub-folder of the model's own folder; until
         it is saved there, photos are embedded with the encoder found here (e.g. the folder it was trained in).
+        `trust_remote_code` lets an encoder that ships its own modeling code load (e.g. Marqo/marqo-fashionSigLIP);
+        it is never read from the config, which may come from anyone's Hub repo.
         """
         self._image_encoder_source = None if name_or_path is None else os.fspath(name_or_path)
+        self._image_encoder_trust_remote_code = trust_remote_code
 
     def _image_encoder_location(self) -> tuple[str, str | None]:
         """`(folder or Hub id, sub-folder or None)` of the recorded image encoder; `ValueError` when it is missing.
@@ -503,14 +502,15 @@ class UmBertPreTrainedModel(PreTrainedModel):
         return encoder, None
 
     def load_image_encoder(self):
-        """The image encoder that embedded the catalogue (a `FashionResNetModel` or `SsimAutoEncoderModel`).
+        """The image encoder that embedded the catalogue: a `FashionResNetModel`, `SsimAutoEncoderModel`, or any
+        `transformers` image model with its processor (a `TransformersImageEncoder`, e.g. CLIP's image tower).
 
         Resolved by `_image_encoder_location`. Raises `ValueError` with one line when it cannot be loaded (no
         encoder recorded, the model folder moved without its `image_encoder/` sub-folder, an unreachable Hub id).
         """
         location, subfolder = self._image_encoder_location()
+        trust_remote_code = getattr(self, "_image_encoder_trust_remote_code", False)
         try:
-            from transformers import AutoModel
             from transformers.utils import cached_file
 
             from umbert_hf.data.image_processing import load_image_encoder
@@ -519,17 +519,19 @@ class UmBertPreTrainedModel(PreTrainedModel):
         where = f"the {subfolder}/ sub-folder of {location}" if subfolder else location
         try:
             if subfolder is None:
-                image_model = load_image_encoder(location)
+                image_model = load_image_encoder(location, trust_remote_code=trust_remote_code)
             else:
-                # `load_image_encoder` reads the config at the top of the repo; AutoModel knows both encoders. The
-                # config is fetched first: without it, AutoModel's error would not say that the sub-folder is missing.
+                # The config is fetched first: without it, the loader's error would not say that the sub-folder is
+                # missing.
                 revision = getattr(self.config, "_commit_hash", None)
                 if cached_file(location, "config.json", subfolder=subfolder, revision=revision) is None:
                     raise OSError(
                         f"{location} has no {subfolder}/config.json (push the model folder with its {subfolder}/ "
                         "sub-folder), so give item ids instead."
                     )
-                image_model = AutoModel.from_pretrained(location, subfolder=subfolder, revision=revision)
+                image_model = load_image_encoder(
+                    location, subfolder=subfolder, revision=revision, trust_remote_code=trust_remote_code
+                )
         except (OSError, ValueError) as error:
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise ValueError(f"Cannot load this model's image encoder from {where}: {reason}") from None
@@ -567,6 +569,17 @@ class UmBertPreTrainedModel(PreTrainedModel):
             raise ValueError(
                 "This model's item embeddings were projected (PCA) after extraction, so photos cannot be embedded "
                 "the same way; give item ids instead."
+            )
+        if metadata.get("parts") == ["text"]:
+            encoder = metadata.get("text_encoder")
+            if metadata.get("text_pooling") == "get_text_features":  # an image–text model: its image tower fits
+                remedy = f"recompute the embeddings with `compute_embeddings.py --image_encoder {encoder}` (its image "
+                remedy += "tower)"
+            else:
+                remedy = "recompute the embeddings with an image encoder (`compute_embeddings.py --image_encoder`)"
+            raise ValueError(
+                f"This model's catalogue was embedded from item titles by the text encoder {encoder!r} only, so a "
+                f"photo cannot be embedded the same way: give item ids, or {remedy} and train on those."
             )
         if metadata.get("parts", ["image"]) != ["image"]:
             raise ValueError(
@@ -689,7 +702,6 @@ class UmBertModel(UmBertPreTrainedModel):
         inputs_embeds: torch.Tensor,
         masked_positions: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
     ) -> UmBertOutput:
         r"""
         inputs_embeds (`torch.FloatTensor` of shape `(batch_size, num_slots, hidden_size)`):
@@ -751,7 +763,6 @@ class WumBertModel(UmBertPreTrainedModel):
         masked_positions: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        **kwargs,
     ) -> UmBertOutput:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch_size, num_slots)`):

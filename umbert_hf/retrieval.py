@@ -1,4 +1,8 @@
-"""Exact batched top-k retrieval by matrix products: the one retrieval routine of the package."""
+"""How an item is scored, once: distances, exact batched top-k search and the per-category index every caller asks.
+
+The model's `complete`, its contrastive loss, the evaluation metrics and augmentation all score items here, so they
+agree on the distance, on ties (identical embeddings always tie and never favour the right item) and on NaN.
+"""
 
 from dataclasses import dataclass
 
@@ -9,9 +13,14 @@ DISTANCES = ("euclidean", "cosine")
 DEFAULT_MAX_BLOCK_ELEMENTS = 1 << 24
 
 
-def _check_inputs(queries: torch.Tensor, keys: torch.Tensor, k: int, distance: str) -> None:
+def check_distance(distance: str) -> None:
+    """`ValueError` naming `distance` unless it is one of `DISTANCES`."""
     if distance not in DISTANCES:
         raise ValueError(f"Unknown distance {distance!r}; expected one of {DISTANCES}.")
+
+
+def _check_inputs(queries: torch.Tensor, keys: torch.Tensor, k: int, distance: str) -> None:
+    check_distance(distance)
     if queries.dim() != 2 or keys.dim() != 2:
         raise ValueError(
             f"`queries` and `keys` must be 2-D, got shapes {tuple(queries.shape)} and {tuple(keys.shape)}."
@@ -24,6 +33,38 @@ def _check_inputs(queries: torch.Tensor, keys: torch.Tensor, k: int, distance: s
         raise ValueError(f"`k` must be at least 1, got {k}.")
 
 
+# ----- scores ---------------------------------------------------------------------------------------------------
+
+
+def paired_scores(queries: torch.Tensor, keys: torch.Tensor, distance: str = "euclidean") -> torch.Tensor:
+    """Higher-is-better score of each query with its own key(s), broadcasting over leading dimensions.
+
+    `queries` (..., dim) against `keys` (..., dim): minus the Euclidean distance, or the cosine similarity. Used for
+    multiple-choice candidates and compatibility scores, so they agree with the rankings of `top_k`.
+    """
+    check_distance(distance)
+    if distance == "cosine":
+        return torch.nn.functional.cosine_similarity(queries, keys, dim=-1)
+    return -(queries - keys).norm(dim=-1)
+
+
+def pairwise_scores(
+    queries: torch.Tensor, keys: torch.Tensor, distance: str = "euclidean", squared: bool = False
+) -> torch.Tensor:
+    """(queries, keys) higher-is-better scores of every pair, by one matrix product (differentiable).
+
+    The cosine similarity, or minus the Euclidean distance (minus its square with `squared`, as the contrastive loss
+    uses). The all-pairs form of `paired_scores`: it needs no (queries, keys, dim) difference tensor.
+    """
+    check_distance(distance)
+    if distance == "cosine":
+        return torch.nn.functional.normalize(queries, dim=-1) @ torch.nn.functional.normalize(keys, dim=-1).T
+    squared_distances = (
+        queries.pow(2).sum(dim=-1, keepdim=True) - 2 * queries @ keys.T + keys.pow(2).sum(dim=-1)
+    )  # (queries, keys)
+    return -squared_distances if squared else -squared_distances.clamp_min(0).sqrt()
+
+
 def _ranking_scores(queries: torch.Tensor, keys: torch.Tensor, key_bias: torch.Tensor | None) -> torch.Tensor:
     """Scores that rank keys like the distance does: q.k for cosine, 2 q.k - |k|^2 for Euclidean.
 
@@ -32,6 +73,48 @@ def _ranking_scores(queries: torch.Tensor, keys: torch.Tensor, key_bias: torch.T
     if key_bias is None:
         return queries @ keys.T
     return torch.addmm(key_bias, queries, keys.T, alpha=2.0)  # (queries, keys)
+
+
+def candidate_credit(
+    scores: torch.Tensor, right: torch.Tensor, same_as_right: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Expected multiple-choice accuracy under random tie-breaking: 1 / (number of tied best) when the right
+    candidate is among the best, else 0.
+
+    Args:
+        scores: (questions, candidates) higher-is-better scores.
+        right: (questions,) index of the right candidate.
+        same_as_right: optional (questions, candidates) mask of candidates identical to the right one (same
+            embedding), which tie with it whatever the arithmetic. A NaN score of the right candidate earns 0.
+    """
+    right_scores = scores.gather(1, right[:, None])  # (questions, 1)
+    tied = scores == right_scores
+    better = scores > right_scores
+    if same_as_right is not None:
+        tied = tied | same_as_right
+        better = better & ~same_as_right
+    credit = (~better.any(dim=1)).double() / tied.sum(dim=1).clamp_min(1).double()
+    return torch.where(right_scores.squeeze(1).isnan(), 0.0, credit)
+
+
+# ----- exact search -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedKeys:
+    """Keys ready for repeated searches: unit-normalised for cosine, with -|k|^2 precomputed for Euclidean."""
+
+    keys: torch.Tensor
+    key_bias: torch.Tensor | None
+    distance: str
+
+
+def prepare_keys(keys: torch.Tensor, distance: str = "euclidean") -> PreparedKeys:
+    """Precompute what every search over `keys` needs, so a catalogue searched many times pays for it once."""
+    check_distance(distance)
+    if distance == "cosine":
+        return PreparedKeys(torch.nn.functional.normalize(keys, dim=1), None, distance)
+    return PreparedKeys(keys, -keys.pow(2).sum(dim=1), distance)
 
 
 def _merge_top_k(
@@ -46,24 +129,6 @@ def _merge_top_k(
     merged_indices = torch.cat([best_indices, block_indices], dim=1)
     top_scores, order = merged_scores.topk(min(k, merged_scores.shape[1]), dim=1)
     return top_scores, merged_indices.gather(1, order)
-
-
-@dataclass
-class PreparedKeys:
-    """Keys ready for repeated searches: unit-normalised for cosine, with -|k|^2 precomputed for Euclidean."""
-
-    keys: torch.Tensor
-    key_bias: torch.Tensor | None
-    distance: str
-
-
-def prepare_keys(keys: torch.Tensor, distance: str = "euclidean") -> PreparedKeys:
-    """Precompute what every search over `keys` needs, so a catalogue searched many times pays for it once."""
-    if distance not in DISTANCES:
-        raise ValueError(f"Unknown distance {distance!r}; expected one of {DISTANCES}.")
-    if distance == "cosine":
-        return PreparedKeys(torch.nn.functional.normalize(keys, dim=1), None, distance)
-    return PreparedKeys(keys, -keys.pow(2).sum(dim=1), distance)
 
 
 def top_k(
@@ -119,29 +184,27 @@ def top_k(
     return scores, indices
 
 
-def pairwise_scores(queries: torch.Tensor, keys: torch.Tensor, distance: str = "euclidean") -> torch.Tensor:
-    """Higher-is-better scores of every (query, key) pair: minus the Euclidean distance, or cosine similarity."""
-    _check_inputs(queries, keys, 1, distance)
-    if distance == "cosine":
-        return torch.nn.functional.normalize(queries, dim=-1) @ torch.nn.functional.normalize(keys, dim=-1).T
-    return -torch.cdist(queries, keys)
+# ----- honest ranks -------------------------------------------------------------------------------------------------
 
 
-def paired_scores(queries: torch.Tensor, keys: torch.Tensor, distance: str = "euclidean") -> torch.Tensor:
-    """Higher-is-better score of each query with its own key(s), broadcasting over leading dimensions.
+@dataclass
+class DistinctKeys:
+    """Keys deduplicated for honest tie ranks: the distinct keys (prepared), each key's group, each group's size."""
 
-    `queries` (..., dim) against `keys` (..., dim): minus the Euclidean distance, or the cosine similarity. Used for
-    multiple-choice candidates and compatibility scores, so they agree with the rankings of `top_k`.
-    """
-    if distance not in DISTANCES:
-        raise ValueError(f"Unknown distance {distance!r}; expected one of {DISTANCES}.")
-    if distance == "cosine":
-        return torch.nn.functional.cosine_similarity(queries, keys, dim=-1)
-    return -(queries - keys).norm(dim=-1)
+    prepared: PreparedKeys
+    key_group: torch.Tensor  # (num_keys,) index of each key's distinct key
+    group_sizes: torch.Tensor  # (num_distinct,) number of keys equal to each distinct key
+
+
+def prepare_distinct_keys(keys: torch.Tensor, distance: str = "euclidean") -> DistinctKeys:
+    """Deduplicate `keys` once for `rank_of_targets`: exact copies then tie, and each block scores distinct keys only."""
+    check_distance(distance)
+    unique_keys, key_group, group_sizes = torch.unique(keys, dim=0, return_inverse=True, return_counts=True)
+    return DistinctKeys(prepare_keys(unique_keys, distance), key_group, group_sizes)
 
 
 def rank_of_targets(
-    queries: torch.Tensor, keys: torch.Tensor, targets: torch.Tensor, distance: str = "euclidean"
+    queries: torch.Tensor, keys: torch.Tensor | DistinctKeys, targets: torch.Tensor, distance: str = "euclidean"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Where `keys[targets[i]]` ranks among all keys for query i, honestly when keys tie.
 
@@ -150,18 +213,24 @@ def rank_of_targets(
     the target's rank is uniform in `[ranks, ranks + ties]`; `metrics.hit_rate_metrics` takes the expectation, so
     duplicates never favour the right item. A NaN prediction ranks the target last (`ranks` = number of keys).
 
-    Keys are deduplicated first (one matrix product per block of distinct keys), which also makes exact copies tie.
+    `keys` may be `prepare_distinct_keys(keys, distance)`, to deduplicate a catalogue ranked many times only once.
     """
-    _check_inputs(queries, keys, 1, distance)
-    queries = queries.to(keys.dtype)
-    num_keys = keys.shape[0]
-    unique_keys, key_group, group_sizes = torch.unique(keys, dim=0, return_inverse=True, return_counts=True)
-    prepared = prepare_keys(unique_keys, distance)
+    if isinstance(keys, DistinctKeys):
+        distinct = keys
+        if distinct.prepared.distance != distance:
+            raise ValueError(f"Keys were prepared for {distinct.prepared.distance!r}, not {distance!r}.")
+        _check_inputs(queries, distinct.prepared.keys, 1, distance)
+    else:
+        _check_inputs(queries, keys, 1, distance)
+        distinct = prepare_distinct_keys(keys, distance)
+    prepared = distinct.prepared
+    queries = queries.to(prepared.keys.dtype)
+    num_keys = distinct.key_group.shape[0]
     if distance == "cosine":
         queries = torch.nn.functional.normalize(queries, dim=1)
-    target_groups = key_group[targets]
-    weights = group_sizes.to(queries.dtype)
-    query_block = max(1, DEFAULT_MAX_BLOCK_ELEMENTS // unique_keys.shape[0])
+    target_groups = distinct.key_group[targets]
+    weights = distinct.group_sizes.to(queries.dtype)
+    query_block = max(1, DEFAULT_MAX_BLOCK_ELEMENTS // prepared.keys.shape[0])
     ranks, ties = [], []
     for start in range(0, queries.shape[0], query_block):
         scores = _ranking_scores(queries[start : start + query_block], prepared.keys, prepared.key_bias)
@@ -172,39 +241,170 @@ def rank_of_targets(
         ranks.append(torch.where(lost, num_keys, better + 1))
         ties.append(torch.where(lost, 0, tied))
     if not ranks:
-        empty = torch.zeros(0, dtype=torch.long, device=keys.device)
+        empty = torch.zeros(0, dtype=torch.long, device=prepared.keys.device)
         return empty, empty
     return torch.cat(ranks), torch.cat(ties)
 
 
-def candidate_credit(
-    scores: torch.Tensor, right: torch.Tensor, same_as_right: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Expected multiple-choice accuracy under random tie-breaking: 1 / (number of tied best) when the right
-    candidate is among the best, else 0.
+# ----- the per-category index -------------------------------------------------------------------------------------
+
+
+class CategoryIndex:
+    """Exact search of a catalogue restricted to each query's category, by one distance chosen at construction.
+
+    Holds, per category, its catalogue rows and, prepared on first use and then reused, its search keys and its
+    deduplicated keys (for honest tie ranks). The model's `retrieve`, `OutfitEvaluator` and augmentation all search
+    through one of these, so there is one answer to "which items of this category are nearest, and how near?".
 
     Args:
-        scores: (questions, candidates) higher-is-better scores.
-        right: (questions,) index of the right candidate.
-        same_as_right: optional (questions, candidates) mask of candidates identical to the right one (same
-            embedding), which tie with it whatever the arithmetic. A NaN score of the right candidate earns 0.
+        embeddings: (num_items, dim) catalogue embeddings; searched without gradients.
+        categories: (num_items,) category index of each item.
+        distance: `"euclidean"` or `"cosine"`.
+        num_categories: number of categories (default: the largest index + 1); a category may have no items, it
+            then cannot be searched.
     """
-    right_scores = scores.gather(1, right[:, None])  # (questions, 1)
-    tied = scores == right_scores
-    better = scores > right_scores
-    if same_as_right is not None:
-        tied = tied | same_as_right
-        better = better & ~same_as_right
-    credit = (~better.any(dim=1)).double() / tied.sum(dim=1).clamp_min(1).double()
-    return torch.where(right_scores.squeeze(1).isnan(), 0.0, credit)
+
+    def __init__(
+        self,
+        embeddings: torch.Tensor,
+        categories: torch.Tensor,
+        distance: str = "euclidean",
+        num_categories: int | None = None,
+    ):
+        check_distance(distance)
+        if embeddings.dim() != 2 or categories.shape != (embeddings.shape[0],):
+            raise ValueError(
+                f"`embeddings` must be (num_items, dim) and `categories` (num_items,), got shapes "
+                f"{tuple(embeddings.shape)} and {tuple(categories.shape)}."
+            )
+        self.embeddings = embeddings.detach()
+        self.categories = categories.to(embeddings.device)
+        self.distance = distance
+        low, high = (int(self.categories.min()), int(self.categories.max())) if self.categories.numel() else (0, -1)
+        num_categories = high + 1 if num_categories is None else num_categories
+        if low < 0 or high >= num_categories:
+            raise ValueError(f"Item categories must lie in [0, {num_categories}), got {low if low < 0 else high}.")
+        self.rows = [torch.nonzero(self.categories == category).squeeze(1) for category in range(num_categories)]
+        self.sizes = torch.tensor([rows.numel() for rows in self.rows], device=embeddings.device)  # (categories,)
+        # Position of every row among the rows of its category: its index in that category's keys.
+        self.positions = torch.empty_like(self.categories)
+        for rows in self.rows:
+            self.positions[rows] = torch.arange(rows.numel(), device=rows.device)
+        self._keys: list[PreparedKeys | None] = [None] * num_categories
+        self._distinct_keys: list[DistinctKeys | None] = [None] * num_categories
+
+    @property
+    def num_categories(self) -> int:
+        return len(self.rows)
+
+    def keys(self, category: int) -> PreparedKeys:
+        """The prepared search keys of one category (computed once)."""
+        if self._keys[category] is None:
+            self._keys[category] = prepare_keys(self.embeddings[self.rows[category]], self.distance)
+        return self._keys[category]
+
+    def distinct_keys(self, category: int) -> DistinctKeys:
+        """The deduplicated keys of one category for `rank` (computed once: `torch.unique` is not cheap)."""
+        if self._distinct_keys[category] is None:
+            self._distinct_keys[category] = prepare_distinct_keys(self.embeddings[self.rows[category]], self.distance)
+        return self._distinct_keys[category]
+
+    def score(self, queries: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Higher-is-better score of each query with the catalogue item(s) at `rows` (see `paired_scores`).
+
+        `queries` (..., dim) and `rows` (...) broadcast: e.g. (questions, 1, dim) against (questions, candidates).
+        """
+        return paired_scores(queries, self.embeddings[rows], self.distance)
+
+    def _group_by_category(self, queries: torch.Tensor, categories: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        """A stable order that groups the queries by category, and the number of queries of each category."""
+        if categories.shape != (queries.shape[0],):
+            raise ValueError(
+                f"`categories` must be (num_queries={queries.shape[0]},), got shape {tuple(categories.shape)}."
+            )
+        if categories.numel() and int(categories.min()) < 0:
+            raise ValueError(f"Categories must lie in [0, {self.num_categories}), got {int(categories.min())}.")
+        counts = torch.bincount(categories, minlength=self.num_categories).tolist()
+        if len(counts) > self.num_categories:
+            raise ValueError(f"Categories must lie in [0, {self.num_categories}), got {len(counts) - 1}.")
+        empty = [category for category, count in enumerate(counts) if count and self.rows[category].numel() == 0]
+        if empty:
+            raise ValueError(f"Category {empty[0]} has no items: there is nothing to retrieve from.")
+        return categories.argsort(stable=True), counts
+
+    def top_k(
+        self,
+        queries: torch.Tensor,
+        categories: torch.Tensor,
+        k: int,
+        max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k catalogue rows of each query among the items of its category, best first; one search per category.
+
+        Args:
+            queries: (num_queries, dim).
+            categories: (num_queries,) category index of each query.
+            k: number of neighbours; clipped to the smallest category searched, so the result is rectangular.
+
+        Returns:
+            `(scores, rows)`, both (num_queries, k): scores as `top_k` gives them, and catalogue rows.
+        """
+        if k < 1:
+            raise ValueError(f"`k` must be at least 1, got {k}.")
+        order, counts = self._group_by_category(queries, categories)
+        k = min([k] + [self.rows[category].numel() for category, count in enumerate(counts) if count])
+        scores, rows = [], []
+        for category, category_queries in enumerate(queries[order].split(counts)):
+            if counts[category] == 0:
+                continue
+            category_scores, positions = top_k(
+                category_queries, self.keys(category), k, self.distance, max_block_elements
+            )
+            scores.append(category_scores)
+            rows.append(self.rows[category][positions])
+        if not scores:
+            return queries.new_zeros(0, k), torch.zeros(0, k, dtype=torch.long, device=queries.device)
+        inverse = order.argsort()
+        return torch.cat(scores)[inverse], torch.cat(rows)[inverse]
+
+    def rank(
+        self, queries: torch.Tensor, categories: torch.Tensor, target_rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(ranks, ties)` of each target catalogue row among the items of its query's category (see
+        `rank_of_targets`: ties and NaN never favour the target). One search per category."""
+        order, counts = self._group_by_category(queries, categories)
+        if target_rows.shape != categories.shape:
+            raise ValueError(
+                f"`target_rows` must have shape {tuple(categories.shape)}, got {tuple(target_rows.shape)}."
+            )
+        if bool((self.categories[target_rows] != categories).any()):
+            raise ValueError("Each target row must be an item of its query's category.")
+        ranks, ties = [], []
+        grouped = zip(queries[order].split(counts), target_rows[order].split(counts))
+        for category, (category_queries, category_targets) in enumerate(grouped):
+            if counts[category] == 0:
+                continue
+            category_ranks, category_ties = rank_of_targets(
+                category_queries, self.distinct_keys(category), self.positions[category_targets], self.distance
+            )
+            ranks.append(category_ranks)
+            ties.append(category_ties)
+        if not ranks:
+            return torch.empty_like(target_rows), torch.empty_like(target_rows)
+        inverse = order.argsort()
+        return torch.cat(ranks)[inverse], torch.cat(ties)[inverse]
 
 
 __all__ = [
     "DISTANCES",
+    "CategoryIndex",
+    "DistinctKeys",
     "PreparedKeys",
     "candidate_credit",
+    "check_distance",
     "paired_scores",
     "pairwise_scores",
+    "prepare_distinct_keys",
     "prepare_keys",
     "rank_of_targets",
     "top_k",

@@ -488,7 +488,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 120
 
     # ----------------------------------------------------------------------------------------------- plumbing
-    def log_message(self, format, *args):  # noqa: A002 - silence stderr logging
+    def log_message(self, format, *args):
         pass
 
     def do_GET(self):

@@ -1,4 +1,5 @@
-"""The `umbert-hf` command: complete outfits, synthesise, convert (MANGO) and build datasets, augment, run the demo."""
+"""The `umbert-hf` command: complete outfits, synthesise, convert (MANGO) and build datasets, augment, run the demo
+and the web app."""
 
 import argparse
 import os
@@ -14,6 +15,8 @@ EXAMPLES = """examples:
       --render completion.png --dataset dataset
   umbert-hf augment --dataset dataset --embeddings embeddings.parquet --k 5 --output_dir dataset_augmented
   umbert-hf demo --output_dir demo_output
+  umbert-hf app --model demo_output/umbert --dataset demo_output/dataset --port 7860
+  umbert-hf app --model USER/umbert-polyvore --dataset USER/polyvore --write_space my_space
 """
 
 BLANK_MARKERS = ("?", "")
@@ -76,6 +79,8 @@ def run_complete(args: argparse.Namespace) -> int:
 
     outfit = parse_outfit(args.outfit)
     model = load_model(args.model, args.trust_remote_code)
+    if args.trust_remote_code:  # the image encoder may ship its own code too (e.g. Marqo/marqo-fashionSigLIP)
+        model.set_image_encoder_source(None, trust_remote_code=True)
     titles, images = catalogue_details(args.dataset)
     query: dict = {}
     for slot, value in outfit.items():
@@ -101,6 +106,39 @@ def run_complete(args: argparse.Namespace) -> int:
         row = CompletionRow(outfit=outfit, blank=blank, suggestions=[entry["item_id"] for entry in suggestions])
         path = render_completions([row], images, args.render, slots=model.config.categories)
         print(f"Wrote {path}")
+    return 0
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """Start the web app (`umbert_hf.apps.app`), or with --write_space write the files of a Hugging Face Space."""
+    import importlib.util
+
+    if args.write_space:
+        from .app import write_space
+
+        try:
+            written = write_space(args.write_space, args.model, args.dataset)
+        except (OSError, ValueError) as error:
+            raise CliError(f"--write_space {args.write_space!r}: {error}") from None
+        print(f"Wrote {', '.join(str(path) for path in written)}")
+        if os.path.exists(args.model) or (args.dataset and os.path.exists(args.dataset)):
+            print("Note: a Space loads Hub ids; push the local model/dataset and set UMBERT_MODEL/UMBERT_DATASET.")
+        return 0
+    if importlib.util.find_spec("gradio") is None:
+        raise CliError("the app needs Gradio: pip install 'umbert-hf[app]'.")
+    if args.top_k < 1 or not 0 < args.port < 65536:
+        raise CliError(f"--top_k must be at least 1 and --port in 1..65535, got {args.top_k} and {args.port}.")
+    from .app import build_app
+
+    model = load_model(args.model, args.trust_remote_code)
+    try:
+        demo = build_app(model, args.dataset, top_k=args.top_k)
+    except ValueError as error:
+        raise CliError(f"--dataset {args.dataset!r}: {str(error).splitlines()[0]}") from None
+    try:
+        demo.launch(server_name=args.host, server_port=args.port)
+    except OSError as error:  # the port is taken, or the host cannot be bound
+        raise CliError(f"--host {args.host} --port {args.port}: {str(error).splitlines()[0]}") from None
     return 0
 
 
@@ -147,7 +185,29 @@ def build_parser() -> argparse.ArgumentParser:
     complete.add_argument("--top_k", type=int, default=5)
     complete.add_argument("--render", type=str, default=None, help="Write a PNG of the outfit and the suggestions.")
     complete.add_argument("--dataset", type=str, default=None, help="Built dataset: titles and images of the items.")
-    complete.add_argument("--trust_remote_code", action="store_true", help="Load a model with the code in its repo.")
+    complete.add_argument(
+        "--trust_remote_code",
+        action="store_true",
+        help="Load a model (and its image encoder) with the code in its repo.",
+    )
+    app = commands.add_parser(
+        "app",
+        help="start the outfit completion web app (Gradio), or write it as a Hugging Face Space",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    app.add_argument("--model", required=True, help="Saved umBERT/WumBERT folder or Hub repo id.")
+    app.add_argument("--dataset", default=None, help="Built dataset: titles, images and the random test outfits.")
+    app.add_argument("--port", type=int, default=7860, help="Port to serve on (default 7860).")
+    app.add_argument("--host", default="127.0.0.1", help="Address to serve on (0.0.0.0: every interface).")
+    app.add_argument("--top_k", type=int, default=5, help="Suggestions shown at first (the page has a slider).")
+    app.add_argument(
+        "--write_space",
+        metavar="DIR",
+        default=None,
+        help="Write app.py, requirements.txt and README.md of a Hugging Face Space to DIR instead of serving.",
+    )
+    app.add_argument("--trust_remote_code", action="store_true", help="Load a model with the code in its repo.")
     for name, help_text in (
         ("synthesize", "write a synthetic raw folder in the Polyvore Outfits format"),
         ("build", "build the outfits dataset (parquet + card) from a raw Polyvore Outfits folder"),
@@ -178,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return run_complete(args)
+        return run_app(args) if args.command == "app" else run_complete(args)
     except CliError as error:
         print(f"umbert-hf {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -6,22 +6,28 @@ Steps (each writes one folder under --output_dir and is skipped when its output 
 raw/ (synthetic raw Polyvore folder) -> dataset/ (parquet + card) -> image_encoder/ (ResNet-18 or SSIM autoencoder)
 -> embeddings.parquet -> umbert_pretrained/ -> umbert/ (fine-tuned, with card) -> eval/ (metrics and baselines)
 -> outfit_completion.png and the metrics beside their chance levels.
+
+Every step runs in this process through the package functions behind `umbert-hf` and `training_scripts/` (so an
+installed package is all the demo needs), on the CPU as `accelerate launch --cpu --num_processes 1` would run them.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = REPO_ROOT / "training_scripts"
 REPORTED_METRICS = ("fitb_accuracy", "hit_rate@1", "hit_rate@10", "hit_rate@50", "mrr", "compatibility_auc")
+# What `accelerate launch --cpu --num_processes 1` sets for a script (a single process needs no more), and what the
+# steps need of the tokenizers: one process on the CPU, the same numbers on every machine.
+STEP_ENVIRONMENT = {"ACCELERATE_USE_CPU": "true", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,8 +59,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@contextlib.contextmanager
+def step_environment() -> Iterator[None]:
+    """`STEP_ENVIRONMENT` set while the steps run, restored afterwards."""
+    saved = {name: os.environ.get(name) for name in STEP_ENVIRONMENT}
+    os.environ.update(STEP_ENVIRONMENT)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 class Pipeline:
-    """Runs the steps as the user would (`accelerate launch` of the training scripts), skipping finished ones."""
+    """Runs the steps in order, skipping those whose output exists (unless --force), and times them."""
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -62,27 +83,121 @@ class Pipeline:
         self.out.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
 
-    def step(self, name: str, output: Path, command: list[str]) -> None:
+    def step(self, name: str, output: Path, run: Callable[[], int], arguments: list[str]) -> None:
+        """`run()` returns the step's exit status, as its command would; any other than 0 ends the demo."""
         if output.exists() and not self.args.force:
             print(f"[demo] {name}: reusing {output.relative_to(self.out)}", flush=True)
             return
         if output.exists():
             shutil.rmtree(output) if output.is_dir() else output.unlink()
-        print(f"\n[demo] {name}: {' '.join(command[-12:])}", flush=True)
+        print(f"\n[demo] {name}: {' '.join(arguments[-12:])}", flush=True)
         start = time.perf_counter()
-        environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        result = subprocess.run(command, env=environment, cwd=REPO_ROOT)
-        if result.returncode != 0:
-            raise SystemExit(f"[demo] step {name!r} failed (exit code {result.returncode}).")
+        status = run()
+        if status != 0:
+            raise SystemExit(f"[demo] step {name!r} failed (exit code {status}).")
         self.timings[name] = time.perf_counter() - start
 
-    def python(self, *arguments: str) -> list[str]:
-        return [sys.executable, *arguments]
 
-    def launch(self, script: str, *arguments: str) -> list[str]:
-        launcher = ["-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1"]
-        launcher += ["--mixed_precision", "no", "--dynamo_backend", "no", "--cpu"]
-        return self.python(*launcher, str(SCRIPTS / script), *arguments)
+def as_script(function: Callable[[], object]) -> Callable[[], int]:
+    """Run a package function as a training script runs it: a user error prints one `error: ...` line, status 2."""
+    from ..training.loop import run_script
+
+    return lambda: run_script(lambda argv: function())
+
+
+def parse_flags(argv: list[str], *add_flags: Callable[[argparse.ArgumentParser], object]) -> argparse.Namespace:
+    """`argv` parsed with the flags (and defaults) that the package's `add_*_args` functions give a training script."""
+    parser = argparse.ArgumentParser()
+    for add in add_flags:
+        add(parser)
+    return parser.parse_args(argv)
+
+
+def train_image_encoder(argv: list[str]) -> dict:
+    """What `training_scripts/train_image_encoder.py ARGV` does."""
+    from ..training.image import IMAGE_ENCODER_DEFAULTS, add_image_encoder_args
+    from ..training.image import train_image_encoder as train
+    from ..training.loop import add_training_args
+
+    return train(
+        parse_flags(argv, add_image_encoder_args, lambda parser: add_training_args(parser, **IMAGE_ENCODER_DEFAULTS))
+    )
+
+
+def train_umbert(argv: list[str], objective: str) -> dict:
+    """What `training_scripts/pretrain.py ARGV` ("reconstruction") or `finetune.py ARGV` ("fill_in_the_blank") does."""
+    from ..training.loop import add_training_args
+    from ..training.outfit import (
+        FINETUNE_DEFAULTS,
+        PRETRAIN_DEFAULTS,
+        add_data_args,
+        add_model_args,
+        train_outfit_model,
+    )
+
+    pretraining = objective == "reconstruction"
+    flags = [] if pretraining else [lambda parser: parser.add_argument("--model_name_or_path", default=None)]
+    flags += [
+        lambda parser: add_data_args(parser, embeddings_required=pretraining),
+        add_model_args,
+        lambda parser: add_training_args(parser, **(PRETRAIN_DEFAULTS if pretraining else FINETUNE_DEFAULTS)),
+    ]
+    return train_outfit_model(parse_flags(argv, *flags), objective=objective)
+
+
+def compute_embeddings(
+    dataset: Path, image_encoder: Path, text_encoder: str | None, output: Path, output_dim: int, seed: int
+) -> dict:
+    """What `training_scripts/compute_embeddings.py` does with these flags (and `--output_dim output_dim` when there is a
+    text encoder)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from ..data.extraction import compute_catalogue_embeddings
+    from ..data.projection import project_table
+
+    accelerator = Accelerator(mixed_precision="no")
+    set_seed(seed)
+    table, report = compute_catalogue_embeddings(
+        dataset, image_encoder=image_encoder, text_encoder=text_encoder, accelerator=accelerator
+    )
+    if text_encoder:
+        table = project_table(table, output_dim)
+    table.save(output)
+    report.update(output=str(output), embedding_dim=table.embedding_dim)
+    print(json.dumps(report, indent=2))
+    return report
+
+
+def evaluate(
+    dataset: Path,
+    output_file: Path,
+    seed: int,
+    model: Path | None = None,
+    baseline: str | None = None,
+    embeddings: Path | None = None,
+) -> dict:
+    """What `training_scripts/evaluate.py` does on the test split: of a saved `model`, or of a `baseline` that ranks
+    the `embeddings` by the distance new models use."""
+    from ..training.outfit import MODEL_DEFAULTS, run_evaluation
+    from ..utils.files import write_json
+
+    args = argparse.Namespace(
+        model_name_or_path=str(model) if model else None,
+        baseline=baseline,
+        dataset=str(dataset),
+        embeddings=str(embeddings) if embeddings else None,
+        split="test",
+        distance=MODEL_DEFAULTS["distance"],
+        per_device_eval_batch_size=256,
+        mixed_precision="no",
+        seed=seed,
+        trust_remote_code=False,
+    )
+    metrics = run_evaluation(args)
+    write_json(output_file, metrics)
+    print(json.dumps(metrics, sort_keys=True))
+    return metrics
 
 
 def encoder_arguments(args: argparse.Namespace) -> list[str]:
@@ -108,6 +223,8 @@ def find_text_encoder(choice: str) -> str | None:
 
 
 def run_pipeline(args: argparse.Namespace) -> dict:
+    from dataset_builder.cli import main as dataset_builder
+
     pipeline = Pipeline(args)
     out, seed = pipeline.out, str(args.seed)
     raw, dataset, encoder = out / "raw", out / "dataset", out / "image_encoder"
@@ -117,95 +234,59 @@ def run_pipeline(args: argparse.Namespace) -> dict:
         out / "umbert",
         out / "eval",
     )
-    synthesize = ["-m", "dataset_builder", "synthesize", "--output_dir", str(raw), "--seed", seed]
+    synthesize = ["synthesize", "--output_dir", str(raw), "--seed", seed]
     synthesize += ["--num_items", str(args.num_items), "--num_outfits", str(args.num_outfits)]
     synthesize += ["--image_size", str(args.image_size)]
-    pipeline.step("synthesize raw Polyvore folder", raw, pipeline.python(*synthesize))
-    build = ["-m", "dataset_builder", "build", "--raw_dir", str(raw), "--output_dir", str(dataset), "--seed", seed]
-    pipeline.step("build dataset", dataset, pipeline.python(*build))
-    pipeline.step(
-        "train image encoder",
-        encoder,
-        pipeline.launch(
-            "train_image_encoder.py", "--dataset", str(dataset), "--output_dir", str(encoder), *encoder_arguments(args)
-        ),
-    )
-    embedding_arguments = ["--dataset", str(dataset), "--image_encoder", str(encoder), "--output", str(embeddings)]
+    pipeline.step("synthesize raw Polyvore folder", raw, partial(dataset_builder, synthesize), synthesize)
+    build = ["build", "--raw_dir", str(raw), "--output_dir", str(dataset), "--seed", seed]
+    pipeline.step("build dataset", dataset, partial(dataset_builder, build), build)
+    encoder_argv = ["--dataset", str(dataset), "--output_dir", str(encoder), *encoder_arguments(args)]
+    pipeline.step("train image encoder", encoder, as_script(partial(train_image_encoder, encoder_argv)), encoder_argv)
     text_encoder = find_text_encoder(args.text_encoder)
+    embedding_arguments = ["--dataset", str(dataset), "--image_encoder", str(encoder), "--output", str(embeddings)]
     if text_encoder:
         # Titles name colour, pattern and formality; with the image part, projected back to a small umBERT size.
         embedding_arguments += ["--text_encoder", text_encoder, "--output_dim", str(args.embedding_dim)]
     pipeline.step(
-        "compute embeddings", embeddings, pipeline.launch("compute_embeddings.py", *embedding_arguments, "--seed", seed)
+        "compute embeddings",
+        embeddings,
+        as_script(
+            partial(compute_embeddings, dataset, encoder, text_encoder, embeddings, args.embedding_dim, args.seed)
+        ),
+        [*embedding_arguments, "--seed", seed],
     )
     model_arguments = ["--num_hidden_layers", str(args.num_hidden_layers), "--num_attention_heads", "8", "--seed", seed]
+    pretrain = ["--dataset", str(dataset), "--embeddings", str(embeddings), "--output_dir", str(pretrained)]
+    pretrain += ["--num_train_epochs", str(args.pretrain_epochs), *model_arguments]
     pipeline.step(
-        "pre-train umBERT",
-        pretrained,
-        pipeline.launch(
-            "pretrain.py",
-            "--dataset",
-            str(dataset),
-            "--embeddings",
-            str(embeddings),
-            "--output_dir",
-            str(pretrained),
-            "--num_train_epochs",
-            str(args.pretrain_epochs),
-            *model_arguments,
-        ),
+        "pre-train umBERT", pretrained, as_script(partial(train_umbert, pretrain, "reconstruction")), pretrain
     )
+    finetune = ["--model_name_or_path", str(pretrained), "--dataset", str(dataset), "--output_dir", str(model_dir)]
+    finetune += ["--num_train_epochs", str(args.finetune_epochs), "--seed", seed]
     pipeline.step(
         "fine-tune umBERT (fill in the blank)",
         model_dir,
-        pipeline.launch(
-            "finetune.py",
-            "--model_name_or_path",
-            str(pretrained),
-            "--dataset",
-            str(dataset),
-            "--output_dir",
-            str(model_dir),
-            "--num_train_epochs",
-            str(args.finetune_epochs),
-            "--seed",
-            seed,
-        ),
+        as_script(partial(train_umbert, finetune, "fill_in_the_blank")),
+        finetune,
     )
     eval_dir.mkdir(exist_ok=True)
+    scores = eval_dir / "umbert_test.json"
+    evaluate_model = ["--model_name_or_path", str(model_dir), "--dataset", str(dataset), "--output_file", str(scores)]
     pipeline.step(
         "evaluate umBERT",
-        eval_dir / "umbert_test.json",
-        pipeline.python(
-            str(SCRIPTS / "evaluate.py"),
-            "--model_name_or_path",
-            str(model_dir),
-            "--dataset",
-            str(dataset),
-            "--output_file",
-            str(eval_dir / "umbert_test.json"),
-            "--seed",
-            seed,
-        ),
+        scores,
+        as_script(partial(evaluate, dataset, scores, args.seed, model=model_dir)),
+        evaluate_model,
     )
     for baseline in ("random", "context_mean"):
-        target = eval_dir / f"{baseline}_test.json"
+        scores = eval_dir / f"{baseline}_test.json"
+        evaluate_baseline = ["--baseline", baseline, "--dataset", str(dataset), "--embeddings", str(embeddings)]
+        evaluate_baseline += ["--output_file", str(scores)]
         pipeline.step(
             f"evaluate the {baseline} baseline",
-            target,
-            pipeline.python(
-                str(SCRIPTS / "evaluate.py"),
-                "--baseline",
-                baseline,
-                "--dataset",
-                str(dataset),
-                "--embeddings",
-                str(embeddings),
-                "--output_file",
-                str(target),
-                "--seed",
-                seed,
-            ),
+            scores,
+            as_script(partial(evaluate, dataset, scores, args.seed, baseline=baseline, embeddings=embeddings)),
+            evaluate_baseline,
         )
     results = {
         name: json.loads((eval_dir / f"{name}_test.json").read_text()) for name in ("umbert", "random", "context_mean")
@@ -267,10 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if os.environ.get("FORCE") == "1":
         args.force = True
-    if not SCRIPTS.is_dir():
-        raise SystemExit(f"The demo runs the training scripts of a source checkout; {SCRIPTS} is missing.")
     start = time.perf_counter()
-    run_pipeline(args)
+    with step_environment():
+        run_pipeline(args)
     print(f"[demo] done in {time.perf_counter() - start:.0f}s")
     return 0
 

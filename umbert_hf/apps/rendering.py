@@ -7,6 +7,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from ..utils.files import atomic_path
+
 TILE_SIZE = 96
 LABEL_HEIGHT = 18
 GAP = 12  # between the outfit and its suggestions
@@ -73,12 +75,9 @@ def render_completions(
             draw.text(
                 (left + 2, top + tile + 2), f"#{rank + 1}", fill=HIT_COLOUR if item_id == row.answer else (0, 0, 0)
             )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    canvas.save(temporary, format="PNG")
-    os.replace(temporary, path)
-    return path
+    with atomic_path(path) as temporary:
+        canvas.save(temporary, format="PNG")
+    return Path(path)
 
 
 __all__ = ["CompletionRow", "layout", "render_completions"]

@@ -27,7 +27,8 @@ import torch
 from huggingface_hub import DatasetCard
 from transformers.utils import logging
 
-from ..retrieval import top_k
+from ..retrieval import DISTANCES, CategoryIndex
+from ..utils.files import atomic_path
 from .embeddings import EmbeddingsTable, read_embeddings_table
 
 logger = logging.get_logger(__name__)
@@ -75,25 +76,28 @@ def nearest_same_category(
 ) -> dict[str, list[str]]:
     """The `k` nearest items of the same category for each query item, nearest first, the item itself excluded.
 
+    Searched with `retrieval.CategoryIndex`, the per-category search of the model and the metrics.
+
     Args:
         pool: candidate item ids (default: every item of `category` in the table); only those of `category` count.
     """
-    category_rows = table.category_rows().get(category)
-    if category_rows is None:
+    if category not in set(table.categories):
         raise ValueError(f"No item of category {category!r} in the embeddings table.")
-    if pool is not None:
-        pool_rows = set(table.rows(list(pool)).tolist())
-        category_rows = torch.tensor([row for row in category_rows.tolist() if row in pool_rows], dtype=torch.long)
-    if len(category_rows) == 0 or not query_items:
+    # Candidates in table order, so ties break as they always did.
+    candidate_rows = torch.arange(len(table)) if pool is None else table.rows(list(pool)).unique()
+    names = sorted(set(table.categories))
+    name_index = {name: index for index, name in enumerate(names)}
+    candidate_categories = torch.tensor([name_index[table.categories[row]] for row in candidate_rows.tolist()])
+    wanted = name_index[category]
+    if not query_items or not bool((candidate_categories == wanted).any()):
         return {item_id: [] for item_id in query_items}
-    query_rows = table.rows(list(query_items))
+    index = CategoryIndex(table.embeddings[candidate_rows], candidate_categories, distance, num_categories=len(names))
+    queries = table.embeddings[table.rows(list(query_items))]
     # One extra neighbour, because a query usually finds itself first (ties may put it later; it is dropped anyway).
-    _, indices = top_k(table.embeddings[query_rows], table.embeddings[category_rows], k + 1, distance=distance)
-    candidate_ids = [table.item_ids[row] for row in category_rows.tolist()]
+    _, found = index.top_k(queries, torch.full((len(query_items),), wanted), k + 1)
     neighbours = {}
-    for item_id, row_indices in zip(query_items, indices.tolist()):
-        found = [candidate_ids[index] for index in row_indices if candidate_ids[index] != item_id]
-        neighbours[item_id] = found[:k]
+    for item_id, table_rows in zip(query_items, candidate_rows[found].tolist()):
+        neighbours[item_id] = [table.item_ids[row] for row in table_rows if table.item_ids[row] != item_id][:k]
     return neighbours
 
 
@@ -204,14 +208,8 @@ def _link_or_copy(source: str, destination: str) -> None:
 
 def _write_atomically(path: str, write) -> None:
     """`write(temporary_path)`, then rename over `path` (a hard-linked original is replaced, never modified)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with atomic_path(path) as temporary:
+        write(str(temporary))
 
 
 def _card_section(summary: AugmentationSummary) -> str:
@@ -300,31 +298,15 @@ def write_augmented_dataset(
     if not os.path.isfile(readme):
         raise FileNotFoundError(f"{dataset_dir} has no README.md with the dataset configs; is it a built dataset?")
     output_dir = check_output_dir(output_dir, dataset_dir, embeddings, overwrite=overwrite)
-    parent, name = os.path.split(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    building = os.path.join(parent, f".{name}.tmp-{os.getpid()}")
-    previous = os.path.join(parent, f".{name}.old-{os.getpid()}")
-    try:
-        shutil.rmtree(building, ignore_errors=True)
+    with atomic_path(output_dir, folder=True) as building:
         shutil.copytree(
             dataset_dir,
             building,
             copy_function=_link_or_copy,
             ignore=shutil.ignore_patterns(CONFIG_NAME, ".cache", MARKER_FILE),
+            dirs_exist_ok=True,
         )
-        _write_contents(building, augmented, summary)
-        if os.path.exists(output_dir):  # an empty folder, or an earlier augment output (checked above)
-            os.rename(output_dir, previous)
-            try:
-                os.rename(building, output_dir)
-            except OSError:
-                os.rename(previous, output_dir)
-                raise
-            shutil.rmtree(previous)
-        else:
-            os.rename(building, output_dir)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
+        _write_contents(str(building), augmented, summary)
     return output_dir
 
 
@@ -393,7 +375,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "folder or one above it.",
     )
     parser.add_argument("--k", type=int, default=5, help="Nearest neighbours per item (default 5).")
-    parser.add_argument("--distance", choices=("euclidean", "cosine"), default="euclidean")
+    parser.add_argument("--distance", choices=DISTANCES, default="euclidean")
     parser.add_argument(
         "--neighbours",
         choices=NEIGHBOUR_POOLS,

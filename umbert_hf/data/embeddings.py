@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 import torch
 from transformers.utils import logging
 
+from ..utils.files import atomic_path
+
 logger = logging.get_logger(__name__)
 
 METADATA_KEY = b"umbert_hf"
@@ -118,15 +120,8 @@ def write_embeddings_table(
         }
     ).replace_schema_metadata(schema_metadata)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as temporary:
         pq.write_table(arrow_table, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return path
 
 

@@ -3,8 +3,14 @@
 Images are decoded and resized in DataLoader workers (to `uint8`), normalised on the model's device, and embedded
 in batches. Under `accelerate launch` each process embeds a contiguous share of the catalogue and the shares are
 gathered, so every process ends with the complete table in catalogue order (the script writes it once).
+
+Image encoders are ours (`fashion-resnet`, `ssim-autoencoder`) or any `transformers` image or image–text model (see
+`image_processing.TransformersImageEncoder`); text encoders are any `transformers` text model (mean-pooled token
+states) or the text tower of an image–text model such as CLIP or SigLIP (`TextEncoder`). One CLIP can embed both the
+photo and the title of every item.
 """
 
+import inspect
 import math
 import os
 import time
@@ -18,7 +24,18 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from .embeddings import EmbeddingsTable
-from .image_processing import ImageDecodeError, ImagePreprocessing, load_image_encoder, read_image
+from .image_processing import (
+    ImageDecodeError,
+    ImagePreprocessing,
+    ProcessorPreprocessing,
+    TransformersImageEncoder,
+    image_embedding_dim,
+    image_pooling,
+    image_preprocessing_for,
+    load_image_encoder,
+    pooled_features,
+    read_image,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -44,7 +61,9 @@ class ExtractionStats:
         return self.num_items / self.seconds if self.seconds > 0 else float("nan")
 
 
-def load_catalogue(dataset: str | os.PathLike | datasets.Dataset, cache_dir: str | None = None) -> datasets.Dataset:
+def load_catalogue_dataset(
+    dataset: str | os.PathLike | datasets.Dataset, cache_dir: str | None = None
+) -> datasets.Dataset:
     """The `catalogue` config's `train` split of a built dataset folder or Hub id (or a `Dataset` as is)."""
     if isinstance(dataset, datasets.Dataset):
         return dataset
@@ -80,7 +99,8 @@ class CatalogueImages(torch.utils.data.Dataset):
     """Decoded, resized `uint8` images of some catalogue rows, for DataLoader workers.
 
     Items are dicts `{"pixels": uint8 (3, size, size), "readable": bool}` (plus `"labels"` when `labels` is given);
-    a missing or corrupt image gives zeros and `readable=False` instead of failing the run.
+    a missing or corrupt image gives `blank` (default zeros) and `readable=False` instead of failing the run. A
+    `transformers` processor's transform gives float pixels: its `blank` must then be float too.
     """
 
     def __init__(
@@ -90,13 +110,14 @@ class CatalogueImages(torch.utils.data.Dataset):
         transform: Callable,
         image_size: int,
         labels: Sequence[int] | None = None,
+        blank: torch.Tensor | None = None,
     ):
         # Undecoded column: workers decode the bytes themselves so a corrupt image is counted, not fatal.
         self.images = catalogue.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))
         self.rows = list(rows)
         self.transform = transform
         self.labels = labels
-        self.blank = torch.zeros(3, image_size, image_size, dtype=torch.uint8)
+        self.blank = torch.zeros(3, image_size, image_size, dtype=torch.uint8) if blank is None else blank
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -140,7 +161,7 @@ def extract_image_embeddings(
     model,
     catalogue: datasets.Dataset,
     *,
-    preprocessing: ImagePreprocessing | None = None,
+    preprocessing: ImagePreprocessing | ProcessorPreprocessing | None = None,
     batch_size: int = 64,
     num_workers: int | None = None,
     accelerator=None,
@@ -149,9 +170,10 @@ def extract_image_embeddings(
     """Image embeddings of every catalogue row (in order), on every process.
 
     Args:
-        model: a `FashionResNetModel` or `SsimAutoEncoderModel` (anything with `get_image_embeddings`).
+        model: a `FashionResNetModel`, `SsimAutoEncoderModel` or `TransformersImageEncoder` (anything with
+            `get_image_embeddings`).
         catalogue: the catalogue split, with an `image` column.
-        preprocessing: defaults to the model config's.
+        preprocessing: defaults to the model's (`image_preprocessing_for`).
         batch_size: images per forward pass (per process).
         num_workers: DataLoader workers per process; default `default_num_workers`.
         accelerator: an `accelerate.Accelerator` to share the work between processes; `None` for one process.
@@ -163,7 +185,7 @@ def extract_image_embeddings(
     """
     if "image" not in catalogue.column_names:
         raise ValueError("The catalogue has no `image` column (was the dataset built without images?).")
-    preprocessing = preprocessing or ImagePreprocessing.from_config(model.config)
+    preprocessing = image_preprocessing_for(model, preprocessing)
     num_processes = accelerator.num_processes if accelerator is not None else 1
     process_index = accelerator.process_index if accelerator is not None else 0
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
@@ -171,9 +193,10 @@ def extract_image_embeddings(
     num_items = len(catalogue)
     start, end = shard_bounds(num_items, num_processes, process_index)
 
-    images = CatalogueImages(
-        catalogue, range(start, end), preprocessing.load_transform(train=False), preprocessing.image_size
-    )
+    transform = preprocessing.load_transform(train=False)
+    size = preprocessing.image_size
+    blank = transform(torch.zeros(3, size, size, dtype=torch.uint8))  # the shape and dtype of a readable item
+    images = CatalogueImages(catalogue, range(start, end), transform, size, blank=blank)
     loader = DataLoader(
         images,
         batch_size=batch_size,
@@ -194,8 +217,7 @@ def extract_image_embeddings(
             embeddings.append(model.get_image_embeddings(pixel_values).float().cpu())
             readable.append(batch["readable"])
             bar.update(len(batch["readable"]))
-    dim = model.config.embedding_dim
-    local_embeddings = torch.cat(embeddings) if embeddings else torch.zeros(0, dim)
+    local_embeddings = torch.cat(embeddings) if embeddings else torch.zeros(0, image_embedding_dim(model))
     local_readable = torch.cat(readable) if readable else torch.zeros(0, dtype=torch.bool)
 
     all_embeddings = _gather_shards(accelerator, local_embeddings, num_items)
@@ -218,50 +240,129 @@ def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> 
     return (last_hidden_state * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
 
 
+class TextEncoder:
+    r"""
+    A `transformers` model embedding item titles, with its own tokenizer.
+
+    `pooling` is `"get_text_features"` for the text tower of an image–text model (CLIP, SigLIP: the projected text
+    features, in the space of their image features), else `"mean"`: the mean of the token states over the real tokens
+    (e.g. sentence-transformers/all-MiniLM-L6-v2).
+
+    Args:
+        model: the `transformers` model (e.g. from `AutoModel.from_pretrained`).
+        tokenizer: its tokenizer, or a processor whose `text=` call gives `input_ids` (`AutoProcessor`).
+        max_length: token limit per text; a text tower's own position limit caps it (CLIP 77, SigLIP 64).
+        trust_remote_code: the model runs code from its repository (recorded with the embeddings).
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, max_length: int = 128, trust_remote_code: bool = False):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.trust_remote_code = trust_remote_code
+        self.pooling = "get_text_features" if hasattr(model, "get_text_features") else "mean"
+        limit = None
+        if self.pooling == "get_text_features":
+            text_config = getattr(model.config, "text_config", None) or model.config
+            limit = getattr(text_config, "max_position_embeddings", None)
+        self.max_length = min(max_length, limit) if limit else max_length
+        # SigLIP's text tower reads its last position and was trained on texts padded to the full length.
+        self.padding = "max_length" if "siglip" in str(model.config.model_type) else "longest"
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | os.PathLike, max_length: int = 128, trust_remote_code: bool = False
+    ) -> "TextEncoder":
+        """`AutoModel` and `AutoTokenizer` (else `AutoProcessor`) of a folder or Hub id."""
+        from transformers import AutoModel, AutoProcessor, AutoTokenizer
+
+        name_or_path = os.fspath(name_or_path)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as error:
+            try:
+                tokenizer = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+            except (OSError, ValueError):
+                raise error from None
+        model = AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        return cls(model.eval(), tokenizer, max_length, trust_remote_code)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def tokenize(self, texts: list[str]) -> dict:
+        return self.tokenizer(
+            text=texts, padding=self.padding, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+
+    def embed(self, batch: dict) -> torch.Tensor:
+        """Tokenised texts (on the model's device) -> `(batch, embedding_dim)`."""
+        if self.pooling == "mean":
+            hidden = self.model(**batch).last_hidden_state  # (batch, tokens, hidden)
+            return mean_pool(hidden, batch["attention_mask"])
+        accepted = inspect.signature(self.model.get_text_features).parameters
+        inputs = {name: batch[name] for name in ("input_ids", "attention_mask") if name in batch and name in accepted}
+        return pooled_features(self.model.get_text_features(**inputs))
+
+    @property
+    def embedding_dim(self) -> int:
+        if self.pooling == "mean":
+            return self.model.config.hidden_size
+        with torch.no_grad():
+            batch = {name: value.to(self.device) for name, value in self.tokenize([""]).items()}
+            return int(self.embed(batch).shape[-1])
+
+    def metadata(self) -> dict:
+        """What the embeddings table records to embed new titles the same way (`text_` keys)."""
+        return {
+            "text_encoder_type": self.model.config.model_type,
+            "text_pooling": self.pooling,
+            "text_padding": self.padding,
+            "text_max_length": self.max_length,
+            "text_encoder_trust_remote_code": self.trust_remote_code,
+        }
+
+
 @torch.no_grad()
 def extract_text_embeddings(
-    text_encoder: str | os.PathLike,
+    text_encoder: "str | os.PathLike | TextEncoder",
     texts: Sequence[str | None],
     *,
     batch_size: int = 64,
     max_length: int = 128,
     accelerator=None,
     progress: bool = True,
+    trust_remote_code: bool = False,
 ) -> tuple[torch.Tensor, ExtractionStats]:
-    """Mean-pooled embeddings of `texts` (in order, on every process) from a local `transformers` text encoder.
+    """Embeddings of `texts` (in order, on every process) from a `transformers` text encoder (see `TextEncoder`).
 
     Args:
-        text_encoder: folder (or Hub id, when online) of a model loadable by `AutoModel` and `AutoTokenizer`, e.g.
-            sentence-transformers/all-MiniLM-L6-v2.
+        text_encoder: a `TextEncoder`, or the folder (or Hub id, when online) of a model loadable by `AutoModel` and
+            `AutoTokenizer`, e.g. sentence-transformers/all-MiniLM-L6-v2 (mean-pooled) or
+            patrickjohncyh/fashion-clip (its text tower).
         texts: one text per item; `None` counts as empty.
-        max_length: token limit per text.
+        max_length: token limit per text (for a folder or Hub id; a `TextEncoder` has its own).
+        trust_remote_code: for a folder or Hub id whose model ships its own code.
     """
-    from transformers import AutoModel, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(os.fspath(text_encoder))
-    model = AutoModel.from_pretrained(os.fspath(text_encoder))
+    encoder = text_encoder
+    if not isinstance(encoder, TextEncoder):
+        encoder = TextEncoder.from_pretrained(text_encoder, max_length, trust_remote_code)
     num_processes = accelerator.num_processes if accelerator is not None else 1
     process_index = accelerator.process_index if accelerator is not None else 0
     device = accelerator.device if accelerator is not None else torch.device("cpu")
     start, end = shard_bounds(len(texts), num_processes, process_index)
     shard = ["" if text is None else str(text) for text in texts[start:end]]
-
-    def tokenize(batch: list[str]) -> dict:
-        return tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=tokenize)
-    model = model.to(device).eval()
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=encoder.tokenize)
+    encoder.model.to(device).eval()
     show = progress and (accelerator is None or accelerator.is_local_main_process)
     began = time.perf_counter()
     embeddings = []
     with tqdm(total=len(shard), desc="Embedding titles", unit="text", disable=not show) as bar:
         for batch in loader:
             batch = {name: value.to(device) for name, value in batch.items()}
-            hidden = model(**batch).last_hidden_state  # (batch, tokens, hidden)
-            embeddings.append(mean_pool(hidden, batch["attention_mask"]).float().cpu())
-            bar.update(hidden.shape[0])
-    dim = model.config.hidden_size
-    local = torch.cat(embeddings) if embeddings else torch.zeros(0, dim)
+            embeddings.append(encoder.embed(batch).float().cpu())
+            bar.update(embeddings[-1].shape[0])
+    local = torch.cat(embeddings) if embeddings else torch.zeros(0, encoder.embedding_dim)
     stats = ExtractionStats(num_items=len(texts), seconds=time.perf_counter() - began)
     return _gather_shards(accelerator, local, len(texts)), stats
 
@@ -341,18 +442,23 @@ def compute_catalogue_embeddings(
     accelerator=None,
     progress: bool = True,
     cache_dir: str | None = None,
+    trust_remote_code: bool = False,
 ) -> tuple[EmbeddingsTable, dict]:
     """The embeddings table of every catalogue item, with metadata recording how it was made.
 
     Args:
         dataset: a built dataset folder / Hub id, or the catalogue `Dataset` itself.
-        image_encoder: folder or Hub id of a trained `fashion-resnet` / `ssim-autoencoder`.
-        text_encoder: folder or Hub id of a `transformers` text encoder, mean-pooled over each item's `title`.
+        image_encoder: folder or Hub id of a trained `fashion-resnet` / `ssim-autoencoder`, or of any `transformers`
+            image or image–text model saved with its image processor (CLIP and SigLIP through their image tower, ViT
+            and DINOv2 through their pooled output).
+        text_encoder: folder or Hub id of a `transformers` text encoder over each item's `title`: mean-pooled, or the
+            text tower of an image–text model (it may be the same model as `image_encoder`).
         normalize: L2-normalise each part; default: only when both encoders are given (the parts are then
             concatenated, image first).
         missing_images: what to do with items whose image is missing or corrupt: `"impute"` (the mean image
             embedding of their category), `"drop"` (leave them out of the table) or `"error"`.
         accelerator: share the work between `accelerate` processes; every process gets the complete table.
+        trust_remote_code: load encoders that ship their own modeling code (e.g. Marqo/marqo-fashionSigLIP).
 
     Returns:
         `(table, report)`: the table (catalogue order) and a dict of counts and speeds.
@@ -364,7 +470,7 @@ def compute_catalogue_embeddings(
         raise ValueError("Give an image encoder, a text encoder, or both.")
     if missing_images not in MISSING_IMAGE_POLICIES:
         raise ValueError(f"`missing_images` must be one of {MISSING_IMAGE_POLICIES}, got {missing_images!r}.")
-    catalogue = load_catalogue(dataset, cache_dir=cache_dir)
+    catalogue = load_catalogue_dataset(dataset, cache_dir=cache_dir)
     if len(catalogue) == 0:
         raise ValueError(f"{dataset}: the catalogue is empty.")
     item_ids = [str(item_id) for item_id in catalogue["item_id"]]
@@ -380,8 +486,8 @@ def compute_catalogue_embeddings(
     }
 
     if image_encoder is not None:
-        model = load_image_encoder(os.fspath(image_encoder))
-        preprocessing = ImagePreprocessing.from_config(model.config)
+        model = load_image_encoder(os.fspath(image_encoder), trust_remote_code=trust_remote_code)
+        preprocessing = image_preprocessing_for(model)
         embeddings, readable, stats = extract_image_embeddings(
             model,
             catalogue,
@@ -420,21 +526,20 @@ def compute_catalogue_embeddings(
         metadata.update(
             image_encoder=_name_or_path(image_encoder),
             image_encoder_type=model.config.model_type,
+            image_pooling=image_pooling(model),
             image_embedding_dim=embeddings.shape[1],
             image_preprocessing=preprocessing.to_dict(),
             missing_images=stats.num_missing,
             missing_image_policy=missing_images,
         )
+        if isinstance(model, TransformersImageEncoder):
+            metadata["image_encoder_trust_remote_code"] = trust_remote_code
 
     if text_encoder is not None:
         titles = catalogue["title"] if "title" in catalogue.column_names else [None] * len(item_ids)
+        encoder = TextEncoder.from_pretrained(text_encoder, text_max_length, trust_remote_code)
         embeddings, stats = extract_text_embeddings(
-            text_encoder,
-            titles,
-            batch_size=batch_size,
-            max_length=text_max_length,
-            accelerator=accelerator,
-            progress=progress,
+            encoder, titles, batch_size=batch_size, accelerator=accelerator, progress=progress
         )
         report.update(texts_per_second=stats.items_per_second, text_seconds=stats.seconds)
         parts.append(embeddings)
@@ -442,9 +547,8 @@ def compute_catalogue_embeddings(
         metadata.update(
             text_encoder=_name_or_path(text_encoder),
             text_embedding_dim=embeddings.shape[1],
-            text_pooling="mean",
             text_field="title",
-            text_max_length=text_max_length,
+            **encoder.metadata(),
         )
 
     if normalize:
@@ -466,6 +570,7 @@ def embed_new_items(
     titles: Sequence[str | None] | None = None,
     batch_size: int = 64,
     image_encoder=None,
+    trust_remote_code: bool = False,
 ) -> torch.Tensor:
     """Embed items that are not in the catalogue (e.g. a user's photo) the way a table was made.
 
@@ -477,6 +582,8 @@ def embed_new_items(
             keeps only the base name of a local encoder: give `model.load_image_encoder()` then.
         titles: one title per item for a text part. Without titles, the text part is zeros: with normalised parts
             that leaves Euclidean and cosine rankings to the image part alone.
+        trust_remote_code: load recorded encoders that ship their own code (never read from the metadata, which may
+            come from a downloaded model's config).
 
     Returns:
         `(num_items, embedding_dim)` float32, comparable with the table's rows.
@@ -493,6 +600,8 @@ def embed_new_items(
             encoder = image_encoder if image_encoder is not None else metadata.get("image_encoder")
             if images is None or encoder is None or (isinstance(encoder, str) and not encoder):
                 raise ValueError("The table has an image part: give `images` (and metadata with `image_encoder`).")
+            if isinstance(encoder, (str, os.PathLike)):
+                encoder = load_image_encoder(encoder, trust_remote_code=trust_remote_code)
             embeddings.append(
                 encode_images(
                     encoder,
@@ -512,6 +621,7 @@ def embed_new_items(
                     batch_size=batch_size,
                     max_length=int(metadata.get("text_max_length", 128)),
                     progress=False,
+                    trust_remote_code=trust_remote_code,
                 )
                 embeddings.append(text_embeddings)
         else:
@@ -526,13 +636,14 @@ __all__ = [
     "ExtractionStats",
     "MISSING_IMAGE_POLICIES",
     "NoReadableImagesError",
+    "TextEncoder",
     "compute_catalogue_embeddings",
     "default_num_workers",
     "embed_new_items",
     "extract_image_embeddings",
     "extract_text_embeddings",
     "is_local_path",
-    "load_catalogue",
+    "load_catalogue_dataset",
     "mean_pool",
     "shard_bounds",
     "shareable_metadata",

@@ -9,15 +9,22 @@ Preprocessing is split in two so that loading never bottlenecks the model:
 
 `build_image_transforms` composes both for single images, and `encode_images` embeds a user's photos with an
 encoder loaded from its folder or Hub id.
+
+Any other `transformers` image or image–text model (CLIP, SigLIP, ViT, DINOv2, ...) is an encoder too, through
+`TransformersImageEncoder`: its own image processor (`ProcessorPreprocessing`, the saved preprocessor config) replaces
+`ImagePreprocessing`, behind the same two-step interface.
 """
 
+import inspect
 import io
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 from PIL import Image, UnidentifiedImageError
+from torch import nn
 from torchvision.io import ImageReadMode, read_file
 from torchvision.io import decode_image as decode_image_tensor
 from torchvision.transforms import v2
@@ -230,8 +237,201 @@ def read_image(image: ImageInput | None) -> torch.Tensor:
     return v2.functional.pil_to_tensor(decode_image(image))
 
 
-def load_image_encoder(name_or_path: str, **kwargs):
-    """Load a `fashion-resnet` or `ssim-autoencoder` model from a folder or Hub id, whatever `AutoModel` knows."""
+class _ProcessorTransform:
+    """One image (`uint8` tensor `(3, H, W)` or PIL) -> float `pixel_values` `(3, h, w)` by a `transformers` processor.
+
+    A class rather than a closure so that DataLoader workers can pickle it.
+    """
+
+    def __init__(self, image_processor):
+        self.image_processor = image_processor
+
+    def __call__(self, image: torch.Tensor | Image.Image) -> torch.Tensor:
+        return self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+
+class ProcessorPreprocessing:
+    """The preprocessing of a `transformers` image model: its own image processor, with `ImagePreprocessing`'s interface.
+
+    The processor does everything (resize, crop, rescale, normalise) in `load_transform`, in DataLoader workers, since
+    its steps cannot be split generically; `normalize` then only casts to float on the device.
+    """
+
+    def __init__(self, image_processor):
+        self.image_processor = image_processor
+        self._image_size: int | None = None
+
+    @property
+    def image_size(self) -> int:
+        """Side of the processor's output, measured once on a blank image."""
+        if self._image_size is None:
+            self._image_size = int(self.load_transform()(torch.zeros(3, 32, 32, dtype=torch.uint8)).shape[-1])
+        return self._image_size
+
+    def load_transform(self, train: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The processor on one image; there is no training augmentation (these encoders are not trained here)."""
+        return _ProcessorTransform(self.image_processor)
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels.float()
+
+    def __call__(self, images: Sequence[ImageInput] | ImageInput, train: bool = False) -> torch.Tensor:
+        """Images (PIL, bytes, paths or `datasets` image dicts) -> `pixel_values` `(batch, 3, h, w)`."""
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        pixel_values = self.image_processor(images=[read_image(image) for image in images], return_tensors="pt")
+        return pixel_values["pixel_values"]
+
+    def to_dict(self) -> dict:
+        """The processor's saved config (what the embeddings table records), JSON-safe."""
+        return json.loads(self.image_processor.to_json_string())
+
+
+def pooled_features(output) -> torch.Tensor:
+    """The embedding in a `get_*_features` output: a tensor (older and remote-code models) or `pooler_output`."""
+    if isinstance(output, torch.Tensor):
+        return output
+    return output.pooler_output if hasattr(output, "pooler_output") else output[1]
+
+
+def _hub_options(subfolder: str | None, revision: str | None, trust_remote_code: bool) -> dict:
+    options = {"trust_remote_code": trust_remote_code}
+    if subfolder:
+        options["subfolder"] = subfolder
+    if revision:
+        options["revision"] = revision
+    return options
+
+
+class TransformersImageEncoder(nn.Module):
+    r"""
+    Any `transformers` image or image–text model as an item image encoder, with its own image processor.
+
+    The embedding (`pooling`) is the image tower's `get_image_features` when the model has one (CLIP, SigLIP: the
+    projected image features, in the space of their text features), else `pooler_output` (ViT, DINOv2), else the CLS
+    state of `last_hidden_state`. `save_pretrained` writes the model and its processor, so the folder reloads as is.
+
+    Args:
+        model: the `transformers` model (e.g. from `AutoModel.from_pretrained`).
+        image_processor: its image processor (`AutoImageProcessor`), or a processor whose `images=` call gives
+            `pixel_values` (`AutoProcessor`).
+        trust_remote_code: the model runs code from its repository (recorded with the embeddings).
+    """
+
+    def __init__(self, model: nn.Module, image_processor, trust_remote_code: bool = False):
+        super().__init__()
+        self.model = model
+        self.preprocessing = ProcessorPreprocessing(image_processor)
+        self.trust_remote_code = trust_remote_code
+        # A backbone's pooling is known after its first forward (a model may return no `pooler_output`).
+        self.pooling = "get_image_features" if hasattr(model, "get_image_features") else "pooler_output"
+        self._embedding_dim: int | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        subfolder: str | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> "TransformersImageEncoder":
+        """`AutoModel` and the saved image processor (`AutoImageProcessor`, else `AutoProcessor`) of a folder or Hub id.
+
+        Raises:
+            ValueError: the model takes no images (a text model), or no image processor is saved with it.
+        """
+        from transformers import AutoImageProcessor, AutoModel, AutoProcessor
+
+        name_or_path = os.fspath(name_or_path)
+        where = f"{name_or_path} ({subfolder}/)" if subfolder else name_or_path
+        options = _hub_options(subfolder, revision, trust_remote_code)
+        model = AutoModel.from_pretrained(name_or_path, **options)
+        takes_images = "pixel_values" in inspect.signature(model.forward).parameters
+        if not hasattr(model, "get_image_features") and not takes_images:
+            raise ValueError(
+                f"{where} holds a {model.config.model_type!r} model, which takes no images: give an image or "
+                "image–text model as the image encoder (a text model goes to --text_encoder)."
+            )
+        try:
+            image_processor = AutoImageProcessor.from_pretrained(name_or_path, **options)
+        except (OSError, ValueError):
+            try:
+                image_processor = AutoProcessor.from_pretrained(name_or_path, **options)
+            except (OSError, ValueError):
+                raise ValueError(
+                    f"{where} has no image processor (preprocessor_config.json): save the model's processor with it "
+                    "(`processor.save_pretrained(folder)`)."
+                ) from None
+        return cls(model.eval(), image_processor, trust_remote_code=trust_remote_code)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the embeddings, measured once on a blank image."""
+        if self._embedding_dim is None:
+            blank = Image.new("RGB", (32, 32))
+            with torch.inference_mode():
+                pixel_values = self.preprocessing([blank]).to(next(self.parameters()).device)
+                self._embedding_dim = int(self.get_image_embeddings(pixel_values).shape[-1])
+        return self._embedding_dim
+
+    def get_image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """`(batch, 3, h, w)` processor outputs -> `(batch, embedding_dim)`."""
+        pixel_values = pixel_values.to(self.model.dtype)
+        if self.pooling == "get_image_features":
+            return pooled_features(self.model.get_image_features(pixel_values=pixel_values))
+        outputs = self.model(pixel_values=pixel_values)
+        pooled = getattr(outputs, "pooler_output", None)
+        self.pooling = "pooler_output" if pooled is not None else "cls"
+        return pooled if pooled is not None else outputs.last_hidden_state[:, 0]  # (batch, hidden)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """The model and its processor in one folder, loadable by `load_image_encoder` (and `AutoModel`)."""
+        self.model.save_pretrained(save_directory, **kwargs)
+        self.preprocessing.image_processor.save_pretrained(save_directory)
+
+
+def image_preprocessing_for(
+    model, override: "ImagePreprocessing | ProcessorPreprocessing | dict | None" = None
+) -> "ImagePreprocessing | ProcessorPreprocessing":
+    """The preprocessing of an image encoder: a `transformers` model's own processor, or our encoders' config's.
+
+    `override` (e.g. the description recorded in an embeddings table) replaces our encoders' default; for a
+    `transformers` model a recorded description is only a record: its processor, saved with it, is used.
+    """
+    if isinstance(model, TransformersImageEncoder):
+        return override if isinstance(override, ProcessorPreprocessing) else model.preprocessing
+    if isinstance(override, dict):
+        override = ImagePreprocessing.from_dict(override)
+    return override or ImagePreprocessing.from_config(model.config)
+
+
+def image_embedding_dim(model) -> int:
+    """Embedding size of an image encoder (ours record it in their config)."""
+    return model.embedding_dim if isinstance(model, TransformersImageEncoder) else model.config.embedding_dim
+
+
+def image_pooling(model) -> str:
+    """How an image encoder reads its embedding (recorded with the embeddings)."""
+    return model.pooling if isinstance(model, TransformersImageEncoder) else "get_image_embeddings"
+
+
+def load_image_encoder(
+    name_or_path: str | os.PathLike,
+    subfolder: str | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    **kwargs,
+):
+    """Load an image encoder from a folder or Hub id (optionally a sub-folder of it).
+
+    A `fashion-resnet` or `ssim-autoencoder` model loads as itself; any other `transformers` model (CLIP, SigLIP,
+    ViT, DINOv2, ...) as a `TransformersImageEncoder` with its saved image processor. `trust_remote_code` is only
+    for models that ship their own modeling code (e.g. Marqo/marqo-fashionSigLIP).
+    """
     from transformers import PreTrainedConfig
 
     from ..configuration_fashion_resnet import FashionResNetConfig
@@ -243,11 +443,14 @@ def load_image_encoder(name_or_path: str, **kwargs):
         "fashion-resnet": (FashionResNetConfig, FashionResNetModel),
         "ssim-autoencoder": (SsimAutoEncoderConfig, SsimAutoEncoderModel),
     }
-    config_dict, _ = PreTrainedConfig.get_config_dict(name_or_path)
+    name_or_path = os.fspath(name_or_path)
+    location = _hub_options(subfolder, revision, trust_remote_code)
+    location.pop("trust_remote_code")
+    config_dict, _ = PreTrainedConfig.get_config_dict(name_or_path, **location)
     model_type = config_dict.get("model_type")
-    if model_type not in classes:
-        raise ValueError(f"{name_or_path} holds a {model_type!r} model, not an image encoder ({', '.join(classes)}).")
-    return classes[model_type][1].from_pretrained(name_or_path, **kwargs)
+    if model_type in classes:
+        return classes[model_type][1].from_pretrained(name_or_path, **location, **kwargs)
+    return TransformersImageEncoder.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, **location)
 
 
 @torch.inference_mode()
@@ -260,21 +463,19 @@ def encode_images(
     """Embed images with an image encoder.
 
     Args:
-        model: a `FashionResNetModel` / `SsimAutoEncoderModel`, or its folder / Hub id (e.g. the `image_encoder`
-            recorded in an umBERT config).
+        model: a `FashionResNetModel` / `SsimAutoEncoderModel` / `TransformersImageEncoder`, or its folder / Hub id
+            (e.g. the `image_encoder` recorded in an umBERT config).
         images: PIL images, encoded bytes, paths or `datasets` image dicts.
         batch_size: images per forward pass.
         preprocessing: override of the preprocessing (e.g. the description recorded in an embeddings table);
-            defaults to the one of the model's config.
+            defaults to the one of the model's config (see `image_preprocessing_for`).
 
     Returns:
         `(num_images, embedding_dim)` float32 embeddings on the CPU.
     """
     if isinstance(model, (str, os.PathLike)):
         model = load_image_encoder(os.fspath(model))
-    if isinstance(preprocessing, dict):
-        preprocessing = ImagePreprocessing.from_dict(preprocessing)
-    preprocessing = preprocessing or ImagePreprocessing.from_config(model.config)
+    preprocessing = image_preprocessing_for(model, preprocessing)
     if not isinstance(images, (list, tuple)):
         images = [images]
     was_training = model.training
@@ -286,7 +487,7 @@ def encode_images(
         outputs.append(model.get_image_embeddings(pixel_values).float().cpu())
     model.train(was_training)
     if not outputs:
-        return torch.zeros(0, model.config.embedding_dim)
+        return torch.zeros(0, image_embedding_dim(model))
     return torch.cat(outputs)
 
 
@@ -295,10 +496,16 @@ __all__ = [
     "IMAGENET_STD",
     "ImageDecodeError",
     "ImagePreprocessing",
+    "ProcessorPreprocessing",
+    "TransformersImageEncoder",
     "build_image_transforms",
     "decode_image",
     "encode_images",
+    "image_embedding_dim",
+    "image_pooling",
+    "image_preprocessing_for",
     "load_image_encoder",
     "normalize_encoder_type",
+    "pooled_features",
     "read_image",
 ]

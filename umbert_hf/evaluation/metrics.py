@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..masking import expand_fill_in_the_blank
-from ..retrieval import candidate_credit, paired_scores, rank_of_targets
+from ..retrieval import CategoryIndex, candidate_credit
 
 HIT_RATE_KS = (1, 10, 50)
 EULER_GAMMA = 0.5772156649015329
@@ -93,58 +93,41 @@ def compatibility_metrics(
 class OutfitEvaluator:
     """Per-example evaluation quantities against one catalogue (embeddings and slot index of every item).
 
-    The catalogue embeddings serve both to look up context items (by row) and as retrieval keys, restricted to the
-    blank's category, ranked by `distance`. Ties between items (e.g. identical title embeddings) and NaN predictions
-    never favour the right item: see `retrieval.rank_of_targets` and `retrieval.candidate_credit`.
+    The catalogue embeddings serve both to look up context items (by row) and as retrieval keys: every score and rank
+    comes from one `retrieval.CategoryIndex` (items of the blank's category, ranked by `distance`), so ties between
+    items (e.g. identical title embeddings) and NaN predictions never favour the right item, here as everywhere.
     """
 
     def __init__(self, catalogue_embeddings: torch.Tensor, catalogue_categories: torch.Tensor, distance: str):
         self.embeddings = catalogue_embeddings
-        self.categories = catalogue_categories
         self.distance = distance
-        self.num_slots = int(catalogue_categories.max().item()) + 1
-        self.rows_by_category = [
-            torch.nonzero(catalogue_categories == slot).squeeze(1) for slot in range(self.num_slots)
-        ]
-        # Position of every catalogue row inside its category's key matrix.
-        self.position_in_category = torch.empty_like(catalogue_categories)
-        for rows in self.rows_by_category:
-            self.position_in_category[rows] = torch.arange(rows.numel(), device=rows.device)
-        self.category_sizes = torch.tensor(
-            [rows.numel() for rows in self.rows_by_category], device=self.embeddings.device
-        )
+        self.index = CategoryIndex(catalogue_embeddings, catalogue_categories, distance)
+        self.category_sizes = self.index.sizes  # (slots,)
 
-    def _ranks(
-        self, predictions: torch.Tensor, target_rows: torch.Tensor, slots: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(ranks, ties)` of each target among its category's items (one batched search per category)."""
-        ranks, ties = torch.empty_like(target_rows), torch.empty_like(target_rows)
-        for slot in slots.unique().tolist():
-            selected = slots == slot
-            keys = self.embeddings[self.rows_by_category[slot]]
-            ranks[selected], ties[selected] = rank_of_targets(
-                predictions[selected], keys, self.position_in_category[target_rows[selected]], self.distance
-            )
-        return ranks, ties
+    def _masked_predictions(
+        self, predict: Predictor, rows: torch.Tensor, masked_positions: torch.Tensor
+    ) -> torch.Tensor:
+        """(outfits, hidden) prediction of each outfit's masked slot."""
+        reconstructions = predict(self.embeddings[rows], masked_positions)
+        return reconstructions[torch.arange(rows.shape[0], device=rows.device), masked_positions]
 
-    def fill_in_the_blank(self, predict: Predictor, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    def retrieval_ranks(self, predict: Predictor, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Mask every slot of every outfit in turn; ranks of the true item (for hit rate@k and MRR)."""
         expanded, masked_positions = expand_fill_in_the_blank(rows)  # (outfits * slots, slots)
-        reconstructions = predict(self.embeddings[expanded], masked_positions)
-        predictions = reconstructions[torch.arange(expanded.shape[0], device=expanded.device), masked_positions]
+        predictions = self._masked_predictions(predict, expanded, masked_positions)
         targets = expanded.gather(1, masked_positions[:, None]).squeeze(1)
-        ranks, ties = self._ranks(predictions, targets, masked_positions)
+        ranks, ties = self.index.rank(predictions, masked_positions, targets)
         return {"ranks": ranks, "ties": ties, "category_sizes": self.category_sizes[masked_positions]}
 
     def reconstruction(self, predict: Predictor, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Unmasked input: is each slot's nearest catalogue item of its category the input item (ties shared)?"""
         reconstructions = predict(self.embeddings[rows], None)  # (outfits, slots, hidden)
         slots = torch.arange(rows.shape[1], device=rows.device).repeat(rows.shape[0])
-        ranks, ties = self._ranks(reconstructions.reshape(-1, reconstructions.shape[-1]), rows.reshape(-1), slots)
+        ranks, ties = self.index.rank(reconstructions.reshape(-1, reconstructions.shape[-1]), slots, rows.reshape(-1))
         correct = (ranks == 1).double() / (ties + 1).double()
         return {"correct": correct, "chance": 1.0 / self.category_sizes[slots].double()}
 
-    def fitb(
+    def multiple_choice(
         self,
         predict: Predictor,
         outfit_rows: torch.Tensor,
@@ -153,10 +136,9 @@ class OutfitEvaluator:
         labels: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """Pick the candidate nearest to the prediction for the blank; credit 1 / (tied best) when it is the right one."""
-        reconstructions = predict(self.embeddings[outfit_rows], blanks)
-        predictions = reconstructions[torch.arange(outfit_rows.shape[0], device=outfit_rows.device), blanks]
+        predictions = self._masked_predictions(predict, outfit_rows, blanks)
+        scores = self.index.score(predictions[:, None], candidates)  # (questions, candidates)
         candidate_embeddings = self.embeddings[candidates]  # (questions, candidates, hidden)
-        scores = paired_scores(predictions[:, None], candidate_embeddings, self.distance)
         right_embeddings = candidate_embeddings.gather(
             1, labels[:, None, None].expand(-1, 1, candidate_embeddings.shape[-1])
         )
@@ -173,12 +155,10 @@ class OutfitEvaluator:
         candidates for one prediction is), while the item's rank among its category is.
         """
         expanded, masked_positions = expand_fill_in_the_blank(rows)
-        reconstructions = predict(self.embeddings[expanded], masked_positions)
-        index = torch.arange(expanded.shape[0], device=expanded.device)
-        predictions = reconstructions[index, masked_positions]
-        target_rows = expanded[index, masked_positions]
-        similarity = paired_scores(predictions, self.embeddings[target_rows], self.distance)
-        ranks, ties = self._ranks(predictions, target_rows, masked_positions)
+        predictions = self._masked_predictions(predict, expanded, masked_positions)
+        target_rows = expanded.gather(1, masked_positions[:, None]).squeeze(1)
+        similarity = self.index.score(predictions, target_rows)
+        ranks, ties = self.index.rank(predictions, masked_positions, target_rows)
         expected_rank = ranks.double() + ties.double() / 2
         surprise = torch.log(expected_rank / self.category_sizes[masked_positions].double())
         return {
@@ -225,15 +205,66 @@ def random_predictor(catalogue_embeddings: torch.Tensor, seed: int = 0) -> Predi
     return predict
 
 
+# Metric names. A key of a metrics file reads `[<split prefix>]<metric>[_chance[_<baseline>]]`: `val_mrr`,
+# `test_hit_rate@10`, `fitb_accuracy_chance`, `val_accuracy_chance_uniform`. Every reader of such names parses them
+# with the functions below.
+CHANCE_SUFFIX = "_chance"
+VALIDATION_PREFIX = "val_"
+SPLIT_PREFIXES = {VALIDATION_PREFIX: "validation", "validation_": "validation", "eval_": "validation", "test_": "test"}
+
+
+def greater_is_better(metric_name: str) -> bool:
+    """Whether a larger value of a metric is better: true of every metric but a loss (a name containing `loss`)."""
+    return "loss" not in metric_name
+
+
+def is_chance_level(metric_name: str) -> bool:
+    """Whether a name is a chance level (`<metric>_chance` or `<metric>_chance_<baseline>`) rather than a result."""
+    return metric_name.endswith(CHANCE_SUFFIX) or f"{CHANCE_SUFFIX}_" in metric_name
+
+
+def without_chance_levels(metrics: dict[str, float]) -> dict[str, float]:
+    """The results among `metrics`: every entry but the chance levels."""
+    return {name: value for name, value in metrics.items() if not is_chance_level(name)}
+
+
+def chance_levels_by_metric(metrics: dict[str, float]) -> dict[str, float]:
+    """`{metric: chance}` from the `<metric>_chance` entries of `metrics` (baseline-named ones are left out)."""
+    return {name.removesuffix(CHANCE_SUFFIX): value for name, value in metrics.items() if name.endswith(CHANCE_SUFFIX)}
+
+
+def add_prefix(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    """Every name with `prefix` in front, e.g. a split prefix (`"val_"`, `"test_"`)."""
+    return {f"{prefix}{name}": value for name, value in metrics.items()}
+
+
+def split_and_metric(metric_name: str, default_split: str) -> tuple[str, str]:
+    """`(split, metric)` of a name: `("validation", "mrr")` for `val_mrr` (or `validation_mrr`, `eval_mrr`),
+    `("test", "mrr")` for `test_mrr`, and `(default_split, name)` for a name without a split prefix."""
+    for prefix, split in SPLIT_PREFIXES.items():
+        if metric_name.startswith(prefix):
+            return split, metric_name[len(prefix) :]
+    return default_split, metric_name
+
+
 __all__ = [
+    "CHANCE_SUFFIX",
     "HIT_RATE_KS",
     "OutfitEvaluator",
     "Predictor",
+    "SPLIT_PREFIXES",
+    "VALIDATION_PREFIX",
     "accuracy_metrics",
+    "add_prefix",
+    "chance_levels_by_metric",
     "compatibility_metrics",
     "context_mean_predictor",
+    "greater_is_better",
     "hit_rate_metrics",
+    "is_chance_level",
     "model_predictor",
     "random_predictor",
     "roc_auc",
+    "split_and_metric",
+    "without_chance_levels",
 ]

@@ -10,12 +10,10 @@ import argparse
 import csv
 import io
 import json
-import logging
 import math
 import os
 import random
 import shutil
-import tempfile
 import time
 import traceback
 from collections.abc import Sequence
@@ -25,10 +23,12 @@ from typing import Any, Protocol
 
 from ..configuration_umbert import DISTANCES, LOSS_TYPES
 from ..data.embeddings import read_embeddings_table
-from .loop import add_training_args, check_output_dir, write_json
-from .outfit import add_data_args, add_model_args, dataset_slots, metric_direction, train_outfit_model
+from ..evaluation.metrics import VALIDATION_PREFIX, greater_is_better, is_chance_level
+from ..utils.files import atomic_write, write_json
+from .loop import add_training_args, check_output_dir, get_logger
+from .outfit import add_data_args, add_model_args, dataset_slots, train_outfit_model
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 RESULTS_CSV = "hparam_results.csv"
 RESULTS_JSON = "hparam_results.json"
@@ -149,14 +149,6 @@ def constrain_space(space: Sequence[Hyperparameter], hidden_size: int) -> tuple[
     return tuple(new_space)
 
 
-def invalid_reason(params: dict[str, Any], hidden_size: int) -> str | None:
-    """Why a combination cannot be built (None when it can)."""
-    heads = params.get("num_attention_heads")
-    if heads is not None and hidden_size % int(heads) != 0:
-        return f"hidden size {hidden_size} is not divisible by num_attention_heads {heads}"
-    return None
-
-
 def sample_params(space: Sequence[Hyperparameter], trial: Suggester) -> dict[str, Any]:
     return {parameter.name: parameter.suggest(trial) for parameter in space}
 
@@ -226,7 +218,7 @@ def check_search_args(args: argparse.Namespace) -> None:
             f"--num_train_epochs_pretrain must be 0 (no pre-training) or more, got {args.num_train_epochs_pretrain}."
         )
     check_output_dir(args.output_dir, {"dataset": args.dataset, "embeddings": args.embeddings})
-    if not args.metric.startswith("val_"):
+    if not args.metric.startswith(VALIDATION_PREFIX):
         logger.warning(f"--metric {args.metric!r} is not a validation metric: selecting on it overfits that split.")
     if not args.resume and Path(args.output_dir, RESULTS_JSON).exists():
         raise ValueError(
@@ -272,9 +264,9 @@ def phase_argv(
         if not new_model:
             argv += ["--model_name_or_path", str(trial_dir / "pretrain")]
         argv += ["--num_train_epochs", str(args.num_train_epochs_finetune)]
-        if args.metric.startswith("val_") and "loss" not in args.metric:
+        if args.metric.startswith(VALIDATION_PREFIX) and greater_is_better(args.metric):
             # Keep the epoch that is best for the searched metric.
-            argv += ["--metric_for_best_model", args.metric[len("val_") :]]
+            argv += ["--metric_for_best_model", args.metric.removeprefix(VALIDATION_PREFIX)]
     argv += ["--patience", str(args.patience), "--mixed_precision", args.mixed_precision]
     argv += ["--per_device_train_batch_size", str(args.per_device_train_batch_size)]
     argv += ["--per_device_eval_batch_size", str(args.per_device_eval_batch_size)]
@@ -340,11 +332,10 @@ class _OptunaStudy:
         return trial, sample_params(self.space, trial)
 
     def tell(self, trial: Any, value: float | None, status: str) -> None:
-        states = self.optuna.trial.TrialState
         if status == "complete":
             self.study.tell(trial, value)
         else:
-            self.study.tell(trial, state=states.PRUNED if status == "pruned" else states.FAIL)
+            self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
 
 
 class _RandomStudy:
@@ -370,13 +361,6 @@ def best_row(rows: list[dict[str, Any]], greater_is_better: bool) -> dict[str, A
     return max(completed, key=lambda row: (sign * row["objective"], -row["trial"]))
 
 
-def _write_text_atomically(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(text)
-        temporary = handle.name
-    os.replace(temporary, path)
-
-
 def write_results(
     output_dir: str | os.PathLike,
     rows: list[dict[str, Any]],
@@ -392,7 +376,7 @@ def write_results(
     writer.writeheader()
     for row in rows:
         writer.writerow({key: "" if row.get(key) is None else row.get(key) for key in columns})
-    _write_text_atomically(output_dir / RESULTS_CSV, buffer.getvalue())
+    atomic_write(output_dir / RESULTS_CSV, buffer.getvalue())
     write_json(output_dir / RESULTS_JSON, rows)
     best = best_row(rows, greater_is_better)
     if best is not None:
@@ -448,13 +432,11 @@ def _drop_weights(trial_dir: Path) -> None:
                 entry.unlink()
 
 
-def _load_previous_rows(output_dir: Path, resume: bool) -> list[dict[str, Any]]:
+def _load_previous_rows(output_dir: Path) -> list[dict[str, Any]]:
+    """The trials recorded in `output_dir` (none for a new search; `check_search_args` refuses an existing one
+    without --resume)."""
     path = output_dir / RESULTS_JSON
-    if not path.exists():
-        return []
-    if not resume:
-        raise FileExistsError(f"{path} exists: pass --resume to continue that search, or choose another --output_dir.")
-    return json.loads(path.read_text())
+    return json.loads(path.read_text()) if path.exists() else []
 
 
 class _UnknownMetricError(ValueError):
@@ -462,19 +444,16 @@ class _UnknownMetricError(ValueError):
 
 
 def _score_trial(
-    args: argparse.Namespace, space: Sequence[Hyperparameter], params: dict[str, Any], number: int, hidden_size: int
+    args: argparse.Namespace, space: Sequence[Hyperparameter], params: dict[str, Any], number: int
 ) -> dict[str, Any]:
     """`status`, `objective`, `pretrain_val_loss` and `error` of one trial; a failing trial does not end the search."""
-    reason = invalid_reason(params, hidden_size)
-    if reason is not None:
-        return {"status": "pruned", "error": reason}
     try:
         metrics = run_trial(args, space, params, number)
     except Exception as error:  # e.g. out of memory for a large combination
         logger.error(f"Trial {number} failed:\n{traceback.format_exc()}")
         return {"status": "failed", "error": f"{type(error).__name__}: {error}"}
     if args.metric not in metrics:
-        known = sorted(key for key in metrics if key.startswith("val_") and not key.endswith("_chance"))
+        known = sorted(key for key in metrics if key.startswith(VALIDATION_PREFIX) and not is_chance_level(key))
         raise _UnknownMetricError(f"--metric {args.metric!r} is not in the fine-tuning metrics; choose one of {known}.")
     outcome = {"pretrain_val_loss": metrics.get("pretrain_val_loss")}
     value = float(metrics[args.metric])
@@ -484,8 +463,12 @@ def _score_trial(
 
 
 def run_search(args: argparse.Namespace, space: Sequence[Hyperparameter] | None = None) -> dict[str, Any]:
-    """Run the search described by `args` (see `add_search_args`) over `space` (default `SEARCH_SPACE`, with the
-    `--space` overrides); returns `{"rows": [...], "best": row or None}`."""
+    """Run the search described by `args` (see `add_search_args`; checked by `check_search_args`) over `space`
+    (default `SEARCH_SPACE`, with the `--space` overrides); returns `{"rows": [...], "best": row or None}`.
+
+    Head counts that do not divide the embedding size are left out of the space (`constrain_space`), so every
+    sampled combination can be built.
+    """
     space = SEARCH_SPACE if space is None else tuple(space)
     if getattr(args, "space", None):
         space = override_space(space, json.loads(args.space))
@@ -493,13 +476,13 @@ def run_search(args: argparse.Namespace, space: Sequence[Hyperparameter] | None 
     hidden_size = read_embeddings_table(args.embeddings).embedding_dim
     space = constrain_space(space, hidden_size)
     param_names = [parameter.name for parameter in space]
-    greater_is_better = metric_direction(args.metric)
+    maximize = greater_is_better(args.metric)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    rows = _load_previous_rows(output_dir, getattr(args, "resume", False))
+    rows = _load_previous_rows(output_dir)
 
     if args.sampler == "tpe":
-        study = _OptunaStudy(space, args.seed, "maximize" if greater_is_better else "minimize", len(rows))
+        study = _OptunaStudy(space, args.seed, "maximize" if maximize else "minimize", len(rows))
     elif args.sampler == "random":
         study = _RandomStudy(space, args.seed)
     else:
@@ -510,24 +493,24 @@ def run_search(args: argparse.Namespace, space: Sequence[Hyperparameter] | None 
     if rows:
         logger.info(f"Resuming after {len(rows)} recorded trial(s).")
 
-    best = best_row(rows, greater_is_better)
+    best = best_row(rows, maximize)
     for number in range(len(rows), args.n_trials):
         trial, params = study.ask(number)
         trial_dir = output_dir / f"trial_{number}"
         row: dict[str, Any] = {"trial": number, **params, "output_dir": str(trial_dir), "objective": None}
         start = time.perf_counter()
         try:
-            row.update(_score_trial(args, space, params, number, hidden_size))
+            row.update(_score_trial(args, space, params, number))
         except _UnknownMetricError as error:
             # A wrong --metric would fail every trial: record this one and stop.
             row.update(status="failed", error=str(error), duration_s=round(time.perf_counter() - start, 3))
-            write_results(output_dir, [*rows, row], param_names, args.metric, greater_is_better)
+            write_results(output_dir, [*rows, row], param_names, args.metric, maximize)
             raise
         row["duration_s"] = round(time.perf_counter() - start, 3)
         study.tell(trial, row["objective"], row["status"])
         rows.append(row)
         previous_best = best
-        best = write_results(output_dir, rows, param_names, args.metric, greater_is_better)
+        best = write_results(output_dir, rows, param_names, args.metric, maximize)
         if getattr(args, "keep_models", "all") == "best":
             if best is not None and previous_best is not None and best["trial"] != previous_best["trial"]:
                 _drop_weights(output_dir / f"trial_{previous_best['trial']}")
@@ -539,7 +522,7 @@ def run_search(args: argparse.Namespace, space: Sequence[Hyperparameter] | None 
             + f" ({row['duration_s']:.0f} s)"
         )
 
-    print(f"\nHyperparameter search ({args.sampler}, {args.metric}, {'max' if greater_is_better else 'min'}imised):")
+    print(f"\nHyperparameter search ({args.sampler}, {args.metric}, {'max' if maximize else 'min'}imised):")
     print(format_results_table(rows, param_names, best["trial"] if best else None))
     if best is None:
         first_error = next((row.get("error") for row in rows if row.get("error")), None)
@@ -566,7 +549,6 @@ __all__ = [
     "check_search_args",
     "constrain_space",
     "format_results_table",
-    "invalid_reason",
     "override_space",
     "phase_argv",
     "run_search",

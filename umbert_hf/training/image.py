@@ -5,29 +5,36 @@
 
 import argparse
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import datasets
 import numpy as np
 import torch
-from transformers.utils import logging
 
 from ..configuration_fashion_resnet import FashionResNetConfig
 from ..configuration_ssim_autoencoder import SsimAutoEncoderConfig
 from ..data.extraction import CatalogueImages
 from ..data.image_processing import ImagePreprocessing, normalize_encoder_type
+from ..evaluation.metrics import greater_is_better
 from ..modeling_fashion_resnet import FashionResNetModel
 from ..modeling_ssim_autoencoder import SsimAutoEncoderModel
+from .loop import get_logger
 
-logger = logging.get_logger(__name__)
+logger = get_logger(__name__)
 
-# What each encoder's validation is judged on (the early-stopping metric) and in which direction.
-MONITORED_METRIC = {"fashion-resnet": ("val_accuracy", True), "ssim-autoencoder": ("val_ssim", True)}
+# What each encoder's validation is judged on (the early-stopping metric; larger is better for both).
+MONITORED_METRIC = {"fashion-resnet": "val_accuracy", "ssim-autoencoder": "val_ssim"}
 # Default learning rates (Adam/AdamW). The autoencoder's inverse GDN layers grow quadratically, and at 1e-3 a single
 # step can push the sigmoid into saturation, where every gradient is zero (the original trained at 1e-4).
 DEFAULT_LR = {"fashion-resnet": 1e-3, "ssim-autoencoder": 3e-4}
+# Defaults of `train_image_encoder.py`'s training flags; a learning rate of None takes the encoder's `DEFAULT_LR`.
+IMAGE_ENCODER_DEFAULTS = {
+    "num_train_epochs": 10,
+    "per_device_train_batch_size": 64,
+    "learning_rate": None,
+    "patience": 3,
+}
 
 
 @dataclass
@@ -50,11 +57,10 @@ def split_catalogue(
     """Hold out `validation_fraction` of every category (at least one item of each category with two or more).
 
     Args:
+        validation_fraction: in (0, 1) (`train_image_encoder.py` checks its flag).
         categories: label order; defaults to the catalogue's categories in order of first appearance.
         max_items: keep a stratified random subset of this many items first (quick runs).
     """
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"`validation_fraction` must be in (0, 1), got {validation_fraction}.")
     item_categories = list(catalogue["category"])
     categories = list(dict.fromkeys(item_categories)) if categories is None else list(categories)
     unknown = sorted(set(item_categories) - set(categories))
@@ -76,14 +82,25 @@ def split_catalogue(
     return CatalogueSplit(sorted(train_rows), sorted(validation_rows), labels, categories)
 
 
+def image_encoder_config(
+    encoder_type: str, categories: Sequence[str] | None = None, **config_kwargs
+) -> FashionResNetConfig | SsimAutoEncoderConfig:
+    """The config of a `FashionResNetModel` (with `categories`) or `SsimAutoEncoderModel` from keyword arguments.
+
+    The config's validation is the one check of these values (e.g. `image_size`): it raises `ValueError` naming the
+    bad one.
+    """
+    if normalize_encoder_type(encoder_type) == "fashion-resnet":
+        return FashionResNetConfig(categories=list(categories) if categories else None, **config_kwargs)
+    return SsimAutoEncoderConfig(**config_kwargs)
+
+
 def build_image_encoder(encoder_type: str, categories: Sequence[str] | None = None, **config_kwargs):
     """A fresh `FashionResNetModel` (with `categories`) or `SsimAutoEncoderModel` from config keyword arguments."""
-    encoder_type = normalize_encoder_type(encoder_type)
-    if encoder_type == "fashion-resnet":
-        return FashionResNetModel(
-            FashionResNetConfig(categories=list(categories) if categories else None, **config_kwargs)
-        )
-    return SsimAutoEncoderModel(SsimAutoEncoderConfig(**config_kwargs))
+    config = image_encoder_config(encoder_type, categories, **config_kwargs)
+    if isinstance(config, FashionResNetConfig):
+        return FashionResNetModel(config)
+    return SsimAutoEncoderModel(config)
 
 
 def image_datasets(
@@ -98,9 +115,11 @@ def image_datasets(
     return train, validation
 
 
-def _readable_pixels(batch: dict, preprocessing: ImagePreprocessing) -> tuple[torch.Tensor, torch.Tensor]:
-    readable = batch["readable"].bool()
-    return preprocessing.normalize(batch["pixels"]), readable
+def _normalized_pixels_and_readable(
+    batch: dict, preprocessing: ImagePreprocessing
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's `uint8` pixels normalised for the model, and the mask of images that could be read."""
+    return preprocessing.normalize(batch["pixels"]), batch["readable"].bool()
 
 
 def make_training_step(encoder_type: str, preprocessing: ImagePreprocessing) -> Callable:
@@ -108,7 +127,7 @@ def make_training_step(encoder_type: str, preprocessing: ImagePreprocessing) -> 
     encoder_type = normalize_encoder_type(encoder_type)
 
     def training_step(model, batch: dict) -> torch.Tensor:
-        pixel_values, readable = _readable_pixels(batch, preprocessing)
+        pixel_values, readable = _normalized_pixels_and_readable(batch, preprocessing)
         if not readable.any():
             # Keep every process doing the same collective work: a zero loss that still touches the graph.
             outputs = model(pixel_values[:2], **({"labels": batch["labels"][:2]} if "labels" in batch else {}))
@@ -137,7 +156,7 @@ def make_evaluate(
         model.eval()
         totals = torch.zeros(3, dtype=torch.float64)  # loss sum, score sum, count
         for batch in dataloader:
-            pixel_values, readable = _readable_pixels(batch, preprocessing)
+            pixel_values, readable = _normalized_pixels_and_readable(batch, preprocessing)
             if encoder_type == "fashion-resnet":
                 logits = model(pixel_values).logits
                 losses = torch.nn.functional.cross_entropy(logits.float(), batch["labels"], reduction="none")
@@ -253,21 +272,22 @@ def _config_kwargs(args: argparse.Namespace, encoder_type: str) -> dict:
 
 def train_image_encoder(args: argparse.Namespace) -> dict:
     """Train, evaluate against chance, save (model, card, metrics, curves) and push; returns `metrics.json`."""
-    from ..apps.modelcard import make_model_card
-    from ..data.extraction import default_num_workers, load_catalogue
+    from ..data.extraction import default_num_workers, load_catalogue_dataset
     from .loop import check_training_args, finish_run, fit, make_accelerator, make_dataloader, prepare_for_training
 
     encoder_type = normalize_encoder_type(args.encoder)
     if args.learning_rate is None:
         args.learning_rate = DEFAULT_LR[encoder_type]
     check_training_args(args)
+    config_kwargs = _config_kwargs(args, encoder_type)
+    image_encoder_config(encoder_type, **config_kwargs)  # the model flags (e.g. --image_size), before any data is read
     accelerator = make_accelerator(args)
     with accelerator.main_process_first():
-        catalogue = load_catalogue(args.dataset)
+        catalogue = load_catalogue_dataset(args.dataset)
     if "image" not in catalogue.column_names:
         raise ValueError(f"{args.dataset}: the catalogue has no `image` column (built without images?).")
     split = split_catalogue(catalogue, args.validation_fraction, args.seed, max_items=args.max_items)
-    model = build_image_encoder(encoder_type, split.categories, **_config_kwargs(args, encoder_type))
+    model = build_image_encoder(encoder_type, split.categories, **config_kwargs)
     preprocessing = ImagePreprocessing.from_config(model.config)
     train_set, validation_set = image_datasets(catalogue, split, preprocessing)
     if args.num_workers is None:
@@ -288,7 +308,7 @@ def train_image_encoder(args: argparse.Namespace) -> dict:
     model, optimizer, train_dataloader, lr_scheduler, validation_dataloader = prepare_for_training(
         accelerator, model, train_dataloader, args, validation_dataloader
     )
-    metric_name, greater_is_better = MONITORED_METRIC[encoder_type]
+    metric_name = MONITORED_METRIC[encoder_type]
     logger.info(
         f"Training {encoder_type} on {len(split.train_rows)} images, validating on {len(split.validation_rows)}."
     )
@@ -301,7 +321,7 @@ def train_image_encoder(args: argparse.Namespace) -> dict:
         training_step=make_training_step(encoder_type, preprocessing),
         evaluate=make_evaluate(encoder_type, accelerator, validation_dataloader, preprocessing),
         metric_name=metric_name,
-        greater_is_better=greater_is_better,
+        greater_is_better=greater_is_better(metric_name),
         args=args,
     )
 
@@ -317,27 +337,21 @@ def train_image_encoder(args: argparse.Namespace) -> dict:
         "num_train_images": len(split.train_rows),
         "num_validation_images": len(split.validation_rows),
     }
-    hyperparameters = {
-        key: value
-        for key, value in vars(args).items()
-        if key not in {"output_dir", "hub_token", "push_to_hub", "resume_from_checkpoint"}
-    }
-    hyperparameters["preprocessing"] = preprocessing.to_dict()
-    card = make_model_card(
-        encoder_type,
-        model_name=args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir)),
-        dataset_name=str(args.dataset),
-        metrics={key: value for key, value in result.best_metrics.items() if key != "epoch"},
-        hyperparameters=hyperparameters,
+    finish_run(
+        accelerator,
+        model,
+        args,
+        metrics=metrics,
+        card_metrics={key: value for key, value in result.best_metrics.items() if key != "epoch"},
         chance_levels=chance,
-        extra={
+        card_extra={
             "repo_id": args.hub_model_id or args.output_dir,
             "image_size": unwrapped.config.image_size,
             "embedding_dim": unwrapped.config.embedding_dim,
             "categories": split.categories,
         },
+        hyperparameters={"preprocessing": preprocessing.to_dict()},
     )
-    finish_run(accelerator, model, args, metrics=metrics, card=card)
     if accelerator.is_main_process:
         score = metrics[metric_name]
         baselines = ", ".join(f"{name} {value:.4f}" for name, value in chance.items())
@@ -348,11 +362,13 @@ def train_image_encoder(args: argparse.Namespace) -> dict:
 __all__ = [
     "CatalogueSplit",
     "DEFAULT_LR",
+    "IMAGE_ENCODER_DEFAULTS",
     "MONITORED_METRIC",
     "add_image_encoder_args",
     "build_image_encoder",
     "chance_levels",
     "image_datasets",
+    "image_encoder_config",
     "make_evaluate",
     "make_training_step",
     "split_catalogue",

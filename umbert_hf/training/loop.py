@@ -6,12 +6,12 @@ a `training_step` and an `evaluate` function to `fit`; `finish_run` saves, write
 
 import argparse
 import json
+import logging
 import math
 import os
 import pickle
 import shutil
 import sys
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -20,8 +20,11 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.logging import get_logger
-from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
+from accelerate.logging import MultiProcessAdapter
+from accelerate.logging import get_logger as accelerate_get_logger
+from accelerate.state import is_initialized
+from accelerate.tracking import get_available_trackers
+from accelerate.utils import DistributedDataParallelKwargs, DistributedType, LoggerType, ProjectConfiguration, set_seed
 from accelerate.utils import load as accelerate_load
 from accelerate.utils.constants import (
     MODEL_NAME,
@@ -36,6 +39,31 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from ..evaluation.metrics import VALIDATION_PREFIX
+from ..utils.files import atomic_path, install_folder, write_json
+from ..utils.hub import push_folder_to_hub
+
+
+class _MultiProcessLogger(MultiProcessAdapter):
+    """accelerate's logger, also usable before the `Accelerator` exists (a flag check, a search before its first
+    trial): until then nothing tells the main process, so it logs on every process instead of raising."""
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if is_initialized():
+            super().log(level, msg, *args, **kwargs)
+        elif self.isEnabledFor(level):
+            kwargs.pop("main_process_only", None)
+            kwargs.pop("in_order", None)
+            kwargs.setdefault("stacklevel", 2)
+            self.logger.log(level, msg, *args, **kwargs)
+
+
+def get_logger(name: str) -> MultiProcessAdapter:
+    """The logger of the modules that run under Accelerate (`umbert_hf.training`), as `accelerate.logging.get_logger`:
+    messages go out on the main process only, unless logged with `main_process_only=False`."""
+    return _MultiProcessLogger(accelerate_get_logger(name).logger, {})
+
+
 logger = get_logger(__name__)
 
 TRAINER_STATE_NAME = "trainer_state.json"
@@ -44,6 +72,9 @@ HISTORY_NAME = "history.json"
 CURVES_NAME = "training_curves.png"
 METRICS_NAME = "metrics.json"
 CHECKPOINT_FILES_NAME = "checkpoint_files.json"
+# Where --report_to trackers that write files (TensorBoard, Aim) log, as the Trainer's `runs/`: pushed with the model,
+# so the Hub shows the TensorBoard curves under "Training metrics" (an Aim repository is not pushed).
+TRACKER_LOGS_NAME = "runs"
 # Flags of the scripts naming local inputs that --output_dir must not overwrite (see `check_output_dir`).
 INPUT_FLAGS = ("dataset", "embeddings", "model_name_or_path")
 
@@ -114,7 +145,12 @@ def add_training_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
     group.add_argument("--hub_model_id", type=str, default=None, help="Repository id for --push_to_hub.")
     group.add_argument("--hub_token", type=str, default=None, help="Token for --push_to_hub (default: HF_TOKEN).")
     group.add_argument(
-        "--report_to", type=str, default=values["report_to"], help="Tracker for accelerate: none, tensorboard, ..."
+        "--report_to",
+        type=str,
+        default=values["report_to"],
+        help=f"Trackers that log the training loss, learning rate and validation metrics: none, all, or a comma-separated "
+        f"list ({', '.join(name for name in LoggerType.list() if name != 'all')}). File-based ones (tensorboard) write "
+        f"into <output_dir>/{TRACKER_LOGS_NAME}/, which --push_to_hub uploads.",
     )
 
 
@@ -151,13 +187,14 @@ def check_training_args(args: argparse.Namespace) -> None:
         )
     if args.patience < 0:
         raise ValueError(f"--patience must be 0 or more, got {args.patience}.")
+    report_to_trackers(args.report_to)
     _check_output_dir_can_be_a_folder(args.output_dir)
     check_output_dir(args.output_dir, {name: getattr(args, name, None) for name in INPUT_FLAGS})
     _check_output_dir_is_ours(args.output_dir)
 
 
 # What a training run writes into its --output_dir; a non-empty folder holding none of them belongs to the user.
-RUN_FILES = ("history.json", METRICS_NAME, "config.json", CURVES_NAME, TRAINER_STATE_NAME)
+RUN_FILES = ("history.json", METRICS_NAME, "config.json", CURVES_NAME, TRAINER_STATE_NAME, TRACKER_LOGS_NAME)
 
 
 def _check_output_dir_is_ours(output_dir: str | os.PathLike) -> None:
@@ -234,16 +271,59 @@ def check_output_path(output: str | os.PathLike, inputs: dict[str, str | os.Path
             )
 
 
+def report_to_trackers(report_to: str | None) -> list[str] | None:
+    """The trackers of `--report_to` for `Accelerator(log_with=...)`: None for `none`, else a list of names.
+
+    Takes `none`, `all` (every tracker installed) or a comma-separated list; raises `ValueError` for an unknown
+    tracker or one whose package is missing, which `Accelerator` would silently skip.
+    """
+    names = [name.strip() for name in (report_to or "none").split(",") if name.strip()]
+    if names in ([], ["none"]):
+        return None
+    known = LoggerType.list()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"--report_to {report_to!r}: unknown tracker {unknown[0]!r}; choose none or from {known}.")
+    installed = [tracker.value for tracker in get_available_trackers()]
+    missing = [name for name in names if name != "all" and name not in installed]
+    if missing:
+        hint = " (pip install 'umbert-hf[tensorboard]')" if missing[0] == "tensorboard" else ""
+        raise ValueError(f"--report_to {report_to!r}: the {missing[0]} package is not installed{hint}.")
+    if "all" in names and not installed:
+        logger.warning("--report_to all: no tracker is installed, nothing will be logged.")
+    return names
+
+
+def tracker_config(args: argparse.Namespace) -> dict[str, bool | int | float | str]:
+    """The run's flags for `init_trackers`, as the card shows them: no token or output folder, local paths by their
+    base name (the logs are pushed with the model), and every value a scalar or a string (TensorBoard's hparams)."""
+    from ..data.extraction import shareable_name
+
+    config = {}
+    for key, value in vars(args).items():
+        if key in _FLAGS_NOT_IN_CARD:
+            continue
+        if isinstance(value, str) and "/" in value:
+            value = shareable_name(value)
+        config[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return config
+
+
 def make_accelerator(args: argparse.Namespace) -> Accelerator:
-    """An `Accelerator` configured from the shared flags, with the seed set on every process."""
+    """An `Accelerator` configured from the shared flags, with the seed set on every process.
+
+    `--report_to` trackers are started by `fit`; file-based ones log into `<output_dir>/runs/`.
+    """
     # Catalogue buffers are constant (no broadcast needed); MASK tokens sit unused in reconstruction pre-training.
     ddp_kwargs = DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)
     accelerator = Accelerator(
         kwargs_handlers=[ddp_kwargs],
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
-        log_with=None if args.report_to == "none" else args.report_to,
-        project_dir=args.output_dir,
+        log_with=report_to_trackers(args.report_to),
+        project_config=ProjectConfiguration(
+            project_dir=args.output_dir, logging_dir=os.path.join(args.output_dir, TRACKER_LOGS_NAME)
+        ),
     )
     set_seed(args.seed)
     if accelerator.is_main_process:
@@ -388,20 +468,6 @@ def _is_better(value: float, best: float | None, greater_is_better: bool) -> boo
     return value > best if greater_is_better else value < best
 
 
-def write_json(path: str | os.PathLike, payload: Any) -> None:
-    """Write JSON atomically (temp file + rename): a crash never leaves a truncated file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True)
-        temporary = handle.name
-    try:
-        os.replace(temporary, path)
-    except OSError:  # e.g. `path` is a folder: leave nothing behind
-        os.remove(temporary)
-        raise
-
-
 def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> None:
     """Loss and metric curves per epoch, one panel per quantity, as a PNG (written atomically)."""
     import matplotlib
@@ -424,11 +490,11 @@ def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> Non
     for axis in list(axes.flat)[len(keys) :]:
         axis.axis("off")
     figure.tight_layout()
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-    os.replace(temporary, path)
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=100, format="png")  # the temporary name has no `.png` suffix
+    finally:
+        plt.close(figure)
 
 
 def _state_dict_on_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -455,9 +521,7 @@ def _save_checkpoint(
             save_file(best_weights, str(temporary / BEST_WEIGHTS_NAME))
         sizes = {path.name: path.stat().st_size for path in sorted(temporary.iterdir()) if path.is_file()}
         write_json(temporary / CHECKPOINT_FILES_NAME, sizes)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temporary, final)
+        install_folder(temporary, final)  # an older checkpoint of that name is removed only once this one is in place
     accelerator.wait_for_everyone()
 
 
@@ -612,10 +676,16 @@ def fit(
     an incomplete or foreign one, see `check_checkpoint`); writes `history.json` and `training_curves.png` into
     `args.output_dir` after every epoch.
 
+    Starts the `--report_to` trackers (project: the output folder's name; config: `tracker_config`) and logs
+    `train/loss` and `train/learning_rate` at every optimizer step, `train/epoch`, `train/epoch_loss` and `val/<metric>`
+    after every epoch (without a `val_` prefix of its own), all at the optimizer step (a resumed run continues the
+    steps); `finish_run` ends them.
+
     Raises `TrainingDivergedError` at the first NaN or infinite training loss, and at the end when the monitored
     metric was NaN or infinite in every epoch (such an epoch is never the best): a diverged model is never kept.
     """
     state, best_weights = TrainerState(), None
+    accelerator.init_trackers(Path(os.path.abspath(args.output_dir)).name, config=tracker_config(args))
     if args.resume_from_checkpoint:
         state, best_weights = _load_checkpoint(accelerator, model, args.resume_from_checkpoint)
     step_interval = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
@@ -637,6 +707,7 @@ def fit(
             batches = train_dataloader
             if state.batches_done_in_epoch:
                 batches = accelerator.skip_first_batches(train_dataloader, state.batches_done_in_epoch)
+            step_loss_sum, step_batches = 0.0, 0  # the micro-batches of one optimizer step
             for batch in batches:
                 with accelerator.accumulate(model):
                     loss = training_step(model, batch)
@@ -656,8 +727,13 @@ def fit(
                 state.batches_done_in_epoch += 1
                 state.epoch_loss_sum += loss_value
                 state.epoch_loss_count += 1
+                step_loss_sum, step_batches = step_loss_sum + loss_value, step_batches + 1
                 if accelerator.sync_gradients:
                     state.global_step += 1
+                    # The main process's loss (a reduce at every step would synchronise the processes for a plot).
+                    step_logs = {"train/loss": step_loss_sum / step_batches, "train/learning_rate": _lr(optimizer)}
+                    accelerator.log(step_logs, step=state.global_step)
+                    step_loss_sum, step_batches = 0.0, 0
                     progress.update(1)
                     progress.set_postfix(loss=f"{loss_value:.4f}", epoch=epoch + 1)
                     if step_interval and state.global_step % step_interval == 0:
@@ -678,7 +754,9 @@ def fit(
             else:
                 state.epochs_without_improvement += 1
             logger.info(json.dumps(entry), main_process_only=True)
-            accelerator.log(entry, step=epoch + 1)
+            validation_logs = {f"val/{key.removeprefix(VALIDATION_PREFIX)}": value for key, value in metrics.items()}
+            epoch_logs = {"train/epoch": epoch + 1, "train/epoch_loss": train_loss, **validation_logs}
+            accelerator.log(epoch_logs, step=state.global_step)
             state.epoch, state.batches_done_in_epoch = epoch + 1, 0
             state.epoch_loss_sum, state.epoch_loss_count = 0.0, 0
             state.stopped_early = 0 < args.patience <= state.epochs_without_improvement
@@ -693,6 +771,11 @@ def fit(
     finally:
         progress.close()  # before an error is printed: a bar left open is redrawn after it
     return _finish_fit(accelerator, model, state, best_weights, metric_name, args)
+
+
+def _lr(optimizer: torch.optim.Optimizer) -> float:
+    """The learning rate of the first parameter group (WumBERT's item table may have its own)."""
+    return float(optimizer.param_groups[0]["lr"])
 
 
 def _set_epoch(dataloader: torch.utils.data.DataLoader, epoch: int) -> None:
@@ -733,19 +816,32 @@ def _finish_fit(
     )
 
 
+# Flags left out of a model card's hyperparameters: where the run wrote or resumed from, and the Hub token.
+_FLAGS_NOT_IN_CARD = {"output_dir", "hub_token", "push_to_hub", "resume_from_checkpoint"}
+
+
 def finish_run(
     accelerator: Accelerator,
     model: torch.nn.Module,
     args: argparse.Namespace,
     *,
     metrics: dict[str, Any],
-    card: Any | None = None,
+    card_metrics: dict[str, float],
+    chance_levels: dict[str, float],
+    card_extra: dict[str, Any] | None = None,
+    hyperparameters: dict[str, Any] | None = None,
     extra_files: dict[str, Any] | None = None,
 ) -> None:
-    """Save the final model (`save_pretrained`), its card and `metrics.json`, then push when `--push_to_hub`.
+    """The end of every training run: save the final model (`save_pretrained`), `metrics.json` and its model card
+    (`README.md`), push the folder when `--push_to_hub` (without checkpoints; with the TensorBoard logs of `runs/`,
+    as the Trainer does), and end the trackers `fit` started (`end_training`, once).
 
-    Runs `save_pretrained` on the main process only, after every process has finished.
+    The card (of the model's `model_type`) shows `card_metrics` beside their `chance_levels`, and as hyperparameters
+    the run's flags (without paths and tokens) plus `hyperparameters`; `card_extra` holds further template variables
+    (see `make_model_card`). Everything is written by the main process, after every process has finished.
     """
+    from ..apps.modelcard import make_model_card
+
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
@@ -753,37 +849,39 @@ def finish_run(
         write_json(Path(args.output_dir, METRICS_NAME), metrics)
         for name, payload in (extra_files or {}).items():
             write_json(Path(args.output_dir, name), payload)
-        if card is not None:
-            card.save(str(Path(args.output_dir, "README.md")))
+        flags = {key: value for key, value in vars(args).items() if key not in _FLAGS_NOT_IN_CARD}
+        card = make_model_card(
+            unwrapped.config.model_type,
+            model_name=args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir)),
+            dataset_name=str(args.dataset),
+            metrics=card_metrics,
+            hyperparameters={**flags, **(hyperparameters or {})},
+            base_model=getattr(args, "model_name_or_path", None),
+            chance_levels=chance_levels,
+            extra=card_extra,
+        )
+        card.save(str(Path(args.output_dir, "README.md")))
         if args.push_to_hub:
-            push_folder_to_hub(args.output_dir, args.hub_model_id or Path(args.output_dir).name, token=args.hub_token)
+            repo_id = args.hub_model_id or Path(args.output_dir).name
+            not_pushed = ["epoch_*", "step_*", f"{TRACKER_LOGS_NAME}/.aim/*"]  # checkpoints, an Aim repository
+            commit = push_folder_to_hub(args.output_dir, repo_id, token=args.hub_token, ignore_patterns=not_pushed)
+            logger.info(f"Pushed {args.output_dir} to {commit.repo_url.repo_id}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
-
-
-def push_folder_to_hub(
-    folder: str | os.PathLike, repo_id: str, token: str | None = None, repo_type: str = "model"
-) -> str:
-    """Create the repository if needed and upload the folder, without training checkpoints. Returns the commit URL."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    repo_url = api.create_repo(repo_id, repo_type=repo_type, exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=repo_url.repo_id,
-        repo_type=repo_type,
-        folder_path=str(folder),
-        ignore_patterns=["epoch_*", "step_*", ".tmp-*", "*.tmp.png"],
-        commit_message="Upload with umbert-hf",
-    )
-    logger.info(f"Pushed {folder} to {repo_url.repo_id}", main_process_only=True)
-    return commit.commit_url
 
 
 # What a script reports as one `error: ...` line: bad flags and data (`ValueError`, including
 # `TrainingDivergedError`), and missing or unreadable files, Hub ids that do not resolve, a full disk (`OSError`).
 # A corrupt or truncated safetensors file (a model the user named) is bad input too, not a bug.
 USER_ERRORS = (ValueError, OSError, SafetensorError)
+
+
+def _show_info_messages() -> None:
+    """Show the package's INFO messages (a line per epoch, early stopping, trials) on stderr, as the Hugging Face
+    example scripts do; other libraries stay at WARNING. A root handler set up before (by the caller, pytest) is kept.
+    """
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S")
+    logging.getLogger("umbert_hf").setLevel(logging.INFO)
 
 
 def run_script(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> int:
@@ -793,6 +891,7 @@ def run_script(main: Callable[[list[str] | None], Any], argv: list[str] | None =
     one `error: ...` line on stderr instead of a traceback; anything else is a bug and raises. Use it as
     `sys.exit(run_script(main))`.
     """
+    _show_info_messages()
     try:
         main(argv)
     except KeyError as error:
@@ -820,11 +919,12 @@ __all__ = [
     "create_optimizer_and_scheduler",
     "finish_run",
     "fit",
+    "get_logger",
     "make_accelerator",
     "make_dataloader",
     "plot_curves",
     "prepare_for_training",
-    "push_folder_to_hub",
+    "report_to_trackers",
     "run_script",
-    "write_json",
+    "tracker_config",
 ]

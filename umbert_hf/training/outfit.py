@@ -5,7 +5,6 @@ rows up in its fixed catalogue embeddings, WumBERT takes them as `input_ids` int
 """
 
 import argparse
-import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -24,19 +23,25 @@ from ..data.outfit_data import (
     read_catalogue,
 )
 from ..evaluation.metrics import (
+    VALIDATION_PREFIX,
     OutfitEvaluator,
     Predictor,
     accuracy_metrics,
+    add_prefix,
+    chance_levels_by_metric,
     compatibility_metrics,
     context_mean_predictor,
+    greater_is_better,
     hit_rate_metrics,
     model_predictor,
     random_predictor,
+    without_chance_levels,
 )
 from ..masking import expand_fill_in_the_blank
 from ..modeling_umbert import IMAGE_ENCODER_FOLDER, UmBertModel, UmBertPreTrainedModel, WumBertModel
+from .loop import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 OBJECTIVES = ("reconstruction", "fill_in_the_blank")
 # Defaults of the scripts, chosen on the MANGO validation split (see the README's "Results on real outfits").
@@ -160,7 +165,8 @@ def new_model(args: argparse.Namespace, catalogue: EmbeddingsTable, slots: list[
     else:
         model = UmBertModel(UmBertConfig(**config_kwargs))
         model.set_catalogue(catalogue.item_ids, catalogue.embeddings, catalogue.categories)
-    model.set_image_encoder_source(encoder_folder)
+    # The encoder folder is the one this machine's extraction ran (with its `--trust_remote_code`, if any).
+    model.set_image_encoder_source(encoder_folder, bool(metadata.get("image_encoder_trust_remote_code")))
     return model
 
 
@@ -247,7 +253,7 @@ def evaluate_split(
             num_slots = rows.shape[1]
 
             def outfit_quantities(indices: torch.Tensor) -> dict[str, torch.Tensor]:
-                fitb = evaluator.fill_in_the_blank(predict, rows[indices])
+                fitb = evaluator.retrieval_ranks(predict, rows[indices])
                 reconstruction = evaluator.reconstruction(predict, rows[indices])
                 quantities = {
                     "ranks": fitb["ranks"].view(-1, num_slots),
@@ -281,7 +287,7 @@ def evaluate_split(
                 accelerator,
                 len(questions.labels),
                 batch_size,
-                lambda indices: evaluator.fitb(predict, *(tensor[indices] for tensor in tensors)),
+                lambda indices: evaluator.multiple_choice(predict, *(tensor[indices] for tensor in tensors)),
             )
             metrics.update(accuracy_metrics(out["correct"], out["chance"], "fitb_accuracy"))
         if split in data.compatibility and len(data.compatibility[split].labels):
@@ -342,23 +348,10 @@ def evaluate_baseline(
     return evaluate_split(accelerator, predict, data, split, embeddings, distance, batch_size)
 
 
-def prefixed(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
-    return {f"{prefix}{name}": value for name, value in metrics.items()}
-
-
-def metric_direction(metric_name: str) -> bool:
-    """Whether a larger value is better for a metric name (loss: smaller)."""
-    return "loss" not in metric_name
-
-
-def _chance_levels(metrics: dict[str, float]) -> dict[str, float]:
-    return {name[: -len("_chance")]: value for name, value in metrics.items() if name.endswith("_chance")}
-
-
 def format_comparison(columns: dict[str, dict[str, float]]) -> str:
     """A text table: one row per metric, one column per model or baseline, plus chance."""
-    names = [name for name in next(iter(columns.values())) if not name.endswith("_chance")]
-    chance = _chance_levels(next(iter(columns.values())))
+    first = next(iter(columns.values()))
+    names, chance = list(without_chance_levels(first)), chance_levels_by_metric(first)
     header = f"{'metric':26s}" + "".join(f"{label:>16s}" for label in columns) + f"{'chance':>12s}"
     lines = [header, "-" * len(header)]
     for name in names:
@@ -375,7 +368,6 @@ def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, An
     """
     from transformers import AutoConfig, AutoModel
 
-    from ..apps.modelcard import make_model_card
     from ..data.outfit_data import RowsDataset
     from .loop import check_training_args, finish_run, fit, make_accelerator, make_dataloader, prepare_for_training
 
@@ -428,7 +420,7 @@ def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, An
         training_step=training_step_for(objective, unwrapped),
         evaluate=lambda wrapped: evaluate_model(accelerator, wrapped, data, "validation", eval_batch, objective),
         metric_name=metric_name,
-        greater_is_better=metric_direction(metric_name),
+        greater_is_better=greater_is_better(metric_name),
         args=args,
     )
 
@@ -442,13 +434,12 @@ def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, An
         print(f"\n{unwrapped.config.model_type} ({objective}) on {final_split}:")
         print(format_comparison({unwrapped.config.model_type: final, **baselines}))
     metrics: dict[str, Any] = {
-        **prefixed({k: v for k, v in result.best_metrics.items() if k != "epoch"}, "val_"),
-        **prefixed(final, f"{final_split}_"),
+        **add_prefix({k: v for k, v in result.best_metrics.items() if k != "epoch"}, VALIDATION_PREFIX),
+        **add_prefix(final, f"{final_split}_"),
         **{
             f"{final_split}_{name}_{key}": value
             for name, values in baselines.items()
-            for key, value in values.items()
-            if not key.endswith("_chance")
+            for key, value in without_chance_levels(values).items()
         },
         "best_epoch": result.best_epoch,
         "epochs_trained": len(result.history),
@@ -458,24 +449,17 @@ def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, An
         "train_config": train_config,
         **data.skipped_counts(),
     }
-    hyperparameters = {
-        key: value
-        for key, value in vars(args).items()
-        if key not in {"output_dir", "hub_token", "push_to_hub", "resume_from_checkpoint"}
-    }
-    card = make_model_card(
-        unwrapped.config.model_type,
-        model_name=args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir)),
-        dataset_name=str(args.dataset),
-        metrics={k: v for k, v in final.items() if not k.endswith("_chance")},
-        hyperparameters=hyperparameters,
-        base_model=getattr(args, "model_name_or_path", None),
-        chance_levels=_chance_levels(final),
-        extra={"split": final_split, "baselines": baselines, "objective": objective},
-    )
     if accelerator.is_main_process:
         save_image_encoder_with_model(unwrapped, args.output_dir)
-    finish_run(accelerator, model, args, metrics=metrics, card=card)
+    finish_run(
+        accelerator,
+        model,
+        args,
+        metrics=metrics,
+        card_metrics=without_chance_levels(final),
+        chance_levels=chance_levels_by_metric(final),
+        card_extra={"split": final_split, "baselines": baselines, "objective": objective},
+    )
     return metrics
 
 
@@ -542,9 +526,7 @@ __all__ = [
     "evaluate_baseline",
     "evaluate_model",
     "evaluate_split",
-    "metric_direction",
     "new_model",
-    "prefixed",
     "save_image_encoder_with_model",
     "training_step_for",
 ]

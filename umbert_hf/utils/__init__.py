@@ -1,0 +1,1 @@
+"""Shared utilities: atomic writes of files and folders, and the one Hub upload of a folder."""
