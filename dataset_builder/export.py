@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCardData
 from transformers.utils import logging
-from umbert_hf.utils.files import HOST_TAG, atomic_path, install_folder
 
+from umbert_hf.utils.files import HOST_TAG, atomic_path, install_folder
 from umbert_hf.utils.hub import push_folder_to_hub
 
 from .polyvore_outfits import _CITATION, _HOMEPAGE, DEFAULT_CATEGORIES, PolyvoreOutfits

@@ -4,8 +4,8 @@ import json
 import os
 
 import pytest
-from umbert_hf.utils.files import HOST_TAG, atomic_path, atomic_write, install_folder, write_json
 
+from umbert_hf.utils.files import HOST_TAG, atomic_path, atomic_write, install_folder, write_json
 from umbert_hf.utils.hub import push_folder_to_hub
 
 

@@ -13,11 +13,10 @@ import json
 import os
 import sys
 
-from umbert_hf.utils.files import write_json
-
 from umbert_hf.configuration_umbert import DISTANCES
 from umbert_hf.training.loop import check_output_path, run_script
 from umbert_hf.training.outfit import run_evaluation
+from umbert_hf.utils.files import write_json
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

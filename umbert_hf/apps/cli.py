@@ -45,8 +45,6 @@ def load_model(name_or_path: str, trust_remote_code: bool = False):
     from safetensors import SafetensorError
     from transformers import AutoModel
 
-    import umbert_hf  # noqa: F401 - registers the Auto classes
-
     try:
         model = AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, SafetensorError) as error:  # SafetensorError: a truncated model.safetensors

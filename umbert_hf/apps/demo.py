@@ -22,7 +22,30 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
+import datasets
 import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import AutoModel
+
+from dataset_builder.cli import main as dataset_builder
+
+from ..data.extraction import compute_catalogue_embeddings
+from ..data.projection import project_table
+from ..training.image import IMAGE_ENCODER_DEFAULTS, add_image_encoder_args
+from ..training.image import train_image_encoder as train
+from ..training.loop import add_training_args, run_script
+from ..training.outfit import (
+    FINETUNE_DEFAULTS,
+    MODEL_DEFAULTS,
+    PRETRAIN_DEFAULTS,
+    add_data_args,
+    add_model_args,
+    run_evaluation,
+    train_outfit_model,
+)
+from ..utils.files import write_json
+from .rendering import CompletionRow, render_completions
 
 REPORTED_METRICS = ("fitb_accuracy", "hit_rate@1", "hit_rate@10", "hit_rate@50", "mrr", "compatibility_auc")
 # What `accelerate launch --cpu --num_processes 1` sets for a script (a single process needs no more), and what the
@@ -100,8 +123,6 @@ class Pipeline:
 
 def as_script(function: Callable[[], object]) -> Callable[[], int]:
     """Run a package function as a training script runs it: a user error prints one `error: ...` line, status 2."""
-    from ..training.loop import run_script
-
     return lambda: run_script(lambda argv: function())
 
 
@@ -115,10 +136,6 @@ def parse_flags(argv: list[str], *add_flags: Callable[[argparse.ArgumentParser],
 
 def train_image_encoder(argv: list[str]) -> dict:
     """What `training_scripts/train_image_encoder.py ARGV` does."""
-    from ..training.image import IMAGE_ENCODER_DEFAULTS, add_image_encoder_args
-    from ..training.image import train_image_encoder as train
-    from ..training.loop import add_training_args
-
     return train(
         parse_flags(argv, add_image_encoder_args, lambda parser: add_training_args(parser, **IMAGE_ENCODER_DEFAULTS))
     )
@@ -126,15 +143,6 @@ def train_image_encoder(argv: list[str]) -> dict:
 
 def train_umbert(argv: list[str], objective: str) -> dict:
     """What `training_scripts/pretrain.py ARGV` ("reconstruction") or `finetune.py ARGV` ("fill_in_the_blank") does."""
-    from ..training.loop import add_training_args
-    from ..training.outfit import (
-        FINETUNE_DEFAULTS,
-        PRETRAIN_DEFAULTS,
-        add_data_args,
-        add_model_args,
-        train_outfit_model,
-    )
-
     pretraining = objective == "reconstruction"
     flags = [] if pretraining else [lambda parser: parser.add_argument("--model_name_or_path", default=None)]
     flags += [
@@ -150,12 +158,6 @@ def compute_embeddings(
 ) -> dict:
     """What `training_scripts/compute_embeddings.py` does with these flags (and `--output_dim output_dim` when there is a
     text encoder)."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    from ..data.extraction import compute_catalogue_embeddings
-    from ..data.projection import project_table
-
     accelerator = Accelerator(mixed_precision="no")
     set_seed(seed)
     table, report = compute_catalogue_embeddings(
@@ -179,9 +181,6 @@ def evaluate(
 ) -> dict:
     """What `training_scripts/evaluate.py` does on the test split: of a saved `model`, or of a `baseline` that ranks
     the `embeddings` by the distance new models use."""
-    from ..training.outfit import MODEL_DEFAULTS, run_evaluation
-    from ..utils.files import write_json
-
     args = argparse.Namespace(
         model_name_or_path=str(model) if model else None,
         baseline=baseline,
@@ -223,7 +222,6 @@ def find_text_encoder(choice: str) -> str | None:
 
 
 def run_pipeline(args: argparse.Namespace) -> dict:
-    from dataset_builder.cli import main as dataset_builder
 
     pipeline = Pipeline(args)
     out, seed = pipeline.out, str(args.seed)
@@ -298,13 +296,6 @@ def run_pipeline(args: argparse.Namespace) -> dict:
 
 def complete_examples(model_dir: Path, dataset: Path, picture: Path, count: int, seed: int) -> Path:
     """Reload the saved model with `AutoModel.from_pretrained`, complete test outfits and draw them."""
-    import datasets
-    from transformers import AutoModel
-
-    import umbert_hf  # noqa: F401 - registers the Auto classes
-
-    from .rendering import CompletionRow, render_completions
-
     model = AutoModel.from_pretrained(model_dir).eval()
     slots = model.config.categories
     test = datasets.load_dataset(str(dataset), "outfits")["test"]

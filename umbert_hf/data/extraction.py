@@ -29,6 +29,7 @@ from .image_processing import (
     ImagePreprocessing,
     ProcessorPreprocessing,
     TransformersImageEncoder,
+    encode_images,
     image_embedding_dim,
     image_pooling,
     image_preprocessing_for,
@@ -588,8 +589,6 @@ def embed_new_items(
     Returns:
         `(num_items, embedding_dim)` float32, comparable with the table's rows.
     """
-    from .image_processing import encode_images
-
     parts = metadata.get("parts") or []
     if not parts:
         raise ValueError("The embeddings metadata does not say how the embeddings were made (no `parts`).")

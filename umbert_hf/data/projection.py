@@ -6,6 +6,8 @@ catalogue is projected onto its top principal components once, deterministically
 
 import torch
 
+from .embeddings import EmbeddingsTable
+
 
 def pca_projection(embeddings: torch.Tensor, output_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and (dim, output_dim) principal directions of `embeddings`, signs fixed so the result is reproducible."""
@@ -32,8 +34,6 @@ def project(embeddings: torch.Tensor, mean: torch.Tensor, components: torch.Tens
 
 def project_table(table, output_dim: int):
     """A copy of an `EmbeddingsTable` projected on its top `output_dim` principal components (recorded in metadata)."""
-    from .embeddings import EmbeddingsTable
-
     mean, components = pca_projection(table.embeddings, output_dim)
     metadata = {
         **table.metadata,

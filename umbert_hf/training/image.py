@@ -14,12 +14,20 @@ import torch
 
 from ..configuration_fashion_resnet import FashionResNetConfig
 from ..configuration_ssim_autoencoder import SsimAutoEncoderConfig
-from ..data.extraction import CatalogueImages
+from ..data.extraction import CatalogueImages, default_num_workers, load_catalogue_dataset
 from ..data.image_processing import ImagePreprocessing, normalize_encoder_type
 from ..evaluation.metrics import greater_is_better
 from ..modeling_fashion_resnet import FashionResNetModel
 from ..modeling_ssim_autoencoder import SsimAutoEncoderModel
-from .loop import get_logger
+from .loop import (
+    check_training_args,
+    finish_run,
+    fit,
+    get_logger,
+    make_accelerator,
+    make_dataloader,
+    prepare_for_training,
+)
 
 logger = get_logger(__name__)
 
@@ -272,9 +280,6 @@ def _config_kwargs(args: argparse.Namespace, encoder_type: str) -> dict:
 
 def train_image_encoder(args: argparse.Namespace) -> dict:
     """Train, evaluate against chance, save (model, card, metrics, curves) and push; returns `metrics.json`."""
-    from ..data.extraction import default_num_workers, load_catalogue_dataset
-    from .loop import check_training_args, finish_run, fit, make_accelerator, make_dataloader, prepare_for_training
-
     encoder_type = normalize_encoder_type(args.encoder)
     if args.learning_rate is None:
         args.learning_rate = DEFAULT_LR[encoder_type]

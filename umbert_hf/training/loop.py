@@ -39,6 +39,8 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from ..apps.modelcard import make_model_card
+from ..data.extraction import shareable_name
 from ..evaluation.metrics import VALIDATION_PREFIX
 from ..utils.files import atomic_path, install_folder, write_json
 from ..utils.hub import push_folder_to_hub
@@ -297,8 +299,6 @@ def report_to_trackers(report_to: str | None) -> list[str] | None:
 def tracker_config(args: argparse.Namespace) -> dict[str, bool | int | float | str]:
     """The run's flags for `init_trackers`, as the card shows them: no token or output folder, local paths by their
     base name (the logs are pushed with the model), and every value a scalar or a string (TensorBoard's hparams)."""
-    from ..data.extraction import shareable_name
-
     config = {}
     for key, value in vars(args).items():
         if key in _FLAGS_NOT_IN_CARD:
@@ -840,8 +840,6 @@ def finish_run(
     the run's flags (without paths and tokens) plus `hyperparameters`; `card_extra` holds further template variables
     (see `make_model_card`). Everything is written by the main process, after every process has finished.
     """
-    from ..apps.modelcard import make_model_card
-
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)

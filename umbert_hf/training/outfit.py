@@ -11,11 +11,15 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import AutoConfig, AutoModel
 
 from ..configuration_umbert import DISTANCES, LOSS_TYPES, UmBertConfig, WumBertConfig
 from ..data.embeddings import EmbeddingsTable
+from ..data.extraction import is_local_path, shareable_metadata, shareable_name
 from ..data.outfit_data import (
     OutfitData,
+    RowsDataset,
     dataset_has_config,
     dataset_slots,
     load_dataset_config,
@@ -39,7 +43,15 @@ from ..evaluation.metrics import (
 )
 from ..masking import expand_fill_in_the_blank
 from ..modeling_umbert import IMAGE_ENCODER_FOLDER, UmBertModel, UmBertPreTrainedModel, WumBertModel
-from .loop import get_logger
+from .loop import (
+    check_training_args,
+    finish_run,
+    fit,
+    get_logger,
+    make_accelerator,
+    make_dataloader,
+    prepare_for_training,
+)
 
 logger = get_logger(__name__)
 
@@ -128,8 +140,6 @@ def new_model(args: argparse.Namespace, catalogue: EmbeddingsTable, slots: list[
     `"image_encoder"`, the sub-folder that `save_image_encoder_with_model` fills when the model is saved (meanwhile
     photos are embedded from the encoder's folder), and a Hub encoder by its id.
     """
-    from ..data.extraction import is_local_path, shareable_metadata, shareable_name
-
     metadata = dict(catalogue.metadata)
     recorded = _encoder_name(metadata.get("image_encoder"))
     image_encoder, encoder_folder = recorded, None
@@ -176,8 +186,6 @@ def save_image_encoder_with_model(model: UmBertPreTrainedModel, output_dir: str 
     Run before `save_pretrained`. An encoder that cannot be loaded any more (a warning) is not recorded: the config
     would otherwise name a folder of this machine.
     """
-    from ..data.extraction import shareable_metadata, shareable_name
-
     try:
         model.save_image_encoder(output_dir)
     except ValueError as error:
@@ -366,11 +374,6 @@ def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, An
     `objective` is `"reconstruction"` (pre-training; a new model unless `args.model_name_or_path`) or
     `"fill_in_the_blank"` (fine-tuning). Returns the metrics written to `metrics.json`.
     """
-    from transformers import AutoConfig, AutoModel
-
-    from ..data.outfit_data import RowsDataset
-    from .loop import check_training_args, finish_run, fit, make_accelerator, make_dataloader, prepare_for_training
-
     check_training_args(args)
     accelerator = make_accelerator(args)
     with accelerator.main_process_first():
@@ -469,9 +472,6 @@ def run_evaluation(args: argparse.Namespace) -> dict[str, Any]:
     Raises `ValueError` when the dataset has no such split (listing its splits), before any model is loaded: a
     misspelt split would otherwise give an empty result that looks like a successful evaluation.
     """
-    from accelerate.utils import set_seed
-    from transformers import AutoModel
-
     splits = list(load_dataset_config(args.dataset, "outfits"))
     if args.split not in splits:
         raise ValueError(f"--split {args.split!r}: the dataset {str(args.dataset)!r} has the splits {splits}.")
