@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 
 import datasets
+from transformers.utils import logging
 
 from .prepare import CONFIG_NAMES, PreparedPolyvore, PreparedSplit, config_features, prepare_polyvore
 from .raw import PolyvoreFormatError, read_raw
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 DEFAULT_CATEGORIES = ("shoes", "tops", "accessories", "bottoms")
 RESERVED_COLUMNS = ("outfit_id", "label", "blank", "candidates", "item_id", "category")

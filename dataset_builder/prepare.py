@@ -3,7 +3,6 @@ per slot category), the catalogue, fill-in-the-blank questions and compatibility
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -12,13 +11,14 @@ from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
+from transformers.utils import logging
 
 from .raw import METADATA_FILE, FitbQuestion, PolyvoreFormatError, PolyvoreRaw, check_images
 
 if TYPE_CHECKING:
     from .polyvore_outfits import PolyvoreOutfitsConfig
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 CONFIG_NAMES = ("catalogue", "outfits", "fitb", "compatibility")
 SPLITS = ("train", "validation", "test")

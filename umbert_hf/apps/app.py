@@ -7,7 +7,6 @@ The model does the work (`model.complete` ranks, `model.embed_images` embeds pho
 shows the catalogue with the titles and images of a built dataset, and turns user errors into messages in the page.
 """
 
-import logging
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -17,10 +16,11 @@ from typing import Any
 
 import torch
 from PIL import Image, ImageDraw, ImageOps
+from transformers.utils import logging
 
 from ..data.outfit_data import load_dataset_config
 
-logger = logging.getLogger(__name__)
+logger = logging.get_logger(__name__)
 
 GALLERY_SIZE = 24  # tiles per slot gallery: the search box narrows the catalogue down to these
 THUMBNAIL_SIZE = 160

@@ -25,7 +25,8 @@ from ..configuration_umbert import DISTANCES, LOSS_TYPES
 from ..data.embeddings import read_embeddings_table
 from ..evaluation.metrics import VALIDATION_PREFIX, greater_is_better, is_chance_level
 from ..utils.files import atomic_write, write_json
-from .loop import add_training_args, check_output_dir, get_logger
+from ..utils.logging import get_logger
+from .loop import add_training_args, check_output_dir
 from .outfit import add_data_args, add_model_args, dataset_slots, train_outfit_model
 
 logger = get_logger(__name__)

@@ -19,11 +19,11 @@ from ..data.image_processing import ImagePreprocessing, normalize_encoder_type
 from ..evaluation.metrics import greater_is_better
 from ..modeling_fashion_resnet import FashionResNetModel
 from ..modeling_ssim_autoencoder import SsimAutoEncoderModel
+from ..utils.logging import get_logger
 from .loop import (
     check_training_args,
     finish_run,
     fit,
-    get_logger,
     make_accelerator,
     make_dataloader,
     prepare_for_training,

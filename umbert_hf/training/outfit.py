@@ -43,11 +43,11 @@ from ..evaluation.metrics import (
 )
 from ..masking import expand_fill_in_the_blank
 from ..modeling_umbert import IMAGE_ENCODER_FOLDER, UmBertModel, UmBertPreTrainedModel, WumBertModel
+from ..utils.logging import get_logger
 from .loop import (
     check_training_args,
     finish_run,
     fit,
-    get_logger,
     make_accelerator,
     make_dataloader,
     prepare_for_training,
