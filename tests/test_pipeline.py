@@ -121,6 +121,8 @@ def test_a_small_category_does_not_cut_the_answers_of_its_batch(tester):
     batched = pipe(outfits, top_k=5, batch_size=2)
     assert [len(result) for result in batched] == [5, 3]
     assert batched == [pipe(outfit, top_k=5) for outfit in outfits]
+    # `complete` on the same list: the same answers, not cut to the smallest category of the list.
+    assert model.complete(outfits, top_k=5) == batched
 
 
 # ----- errors -------------------------------------------------------------------------------------------------

@@ -177,3 +177,19 @@ def test_category_index_errors_name_the_problem():
         CategoryIndex(torch.randn(4, 2), torch.tensor([0, 0, 1, 1]), "l1")
     empty_scores, empty_rows = index.top_k(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), 2)
     assert empty_scores.shape == empty_rows.shape == (0, 2)
+
+
+def test_category_index_pads_per_category_instead_of_cutting_to_the_smallest():
+    embeddings = torch.tensor([[0.0], [1.0], [10.0], [11.0], [12.0], [13.0], [14.0]])
+    categories = torch.tensor([0, 0, 1, 1, 1, 1, 1])
+    index = CategoryIndex(embeddings, categories, "euclidean")
+    queries, query_categories = torch.tensor([[0.2], [12.2]]), torch.tensor([0, 1])
+
+    _, cut_rows = index.top_k(queries, query_categories, 4)
+    assert cut_rows.tolist() == [[0, 1], [4, 5]]  # without `pad`: as wide as the smallest category searched
+
+    scores, rows = index.top_k(queries, query_categories, 4, pad=True)
+    assert rows.tolist() == [[0, 1, -1, -1], [4, 5, 3, 6]]
+    assert scores[0, 2:].isnan().all() and not scores[1].isnan().any()
+    alone_scores, alone_rows = index.top_k(queries[1:], query_categories[1:], 4, pad=True)
+    assert torch.equal(alone_rows, rows[1:]) and torch.equal(alone_scores, scores[1:])

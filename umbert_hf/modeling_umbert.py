@@ -348,13 +348,15 @@ class UmBertPreTrainedModel(PreTrainedModel):
             self.train(was_training)
 
     def retrieve(
-        self, predictions: torch.Tensor, categories: torch.Tensor, k: int
+        self, predictions: torch.Tensor, categories: torch.Tensor, k: int, pad: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k catalogue rows of each prediction among items of its slot category (`categories` are slot indices).
 
         Returns `(scores, rows)` of shape (batch, min(k, smallest category searched)); one batched search per slot.
+        With `pad`, each prediction gets min(k, its category's size) rows, whatever the rest of the batch, padded
+        with row -1 and a NaN score (see `CategoryIndex.top_k`).
         """
-        return self.catalogue_index().top_k(predictions, categories, k)
+        return self.catalogue_index().top_k(predictions, categories, k, pad=pad)
 
     def _outfit_inputs(self, outfits: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Validate outfits and build (inputs_embeds, masked_positions), one outfit at a time with `outfit_input`."""
@@ -626,10 +628,10 @@ class UmBertPreTrainedModel(PreTrainedModel):
             return []
         inputs_embeds, blanks = self._outfit_inputs(outfits)
         predictions = self.predict_masked(inputs_embeds, blanks)
-        scores, rows = self.retrieve(predictions, blanks, top_k)
+        scores, rows = self.retrieve(predictions, blanks, top_k, pad=True)
         item_ids = self.catalogue_item_id_list
         return [
-            [{"item_id": item_ids[row], "score": score} for row, score in zip(row_list, score_list)]
+            [{"item_id": item_ids[row], "score": score} for row, score in zip(row_list, score_list) if row >= 0]
             for row_list, score_list in zip(rows.tolist(), scores.tolist())
         ]
 

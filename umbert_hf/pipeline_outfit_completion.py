@@ -110,16 +110,8 @@ class OutfitCompletionPipeline(Pipeline):
     def _forward(self, model_inputs: dict[str, torch.Tensor], top_k: int = DEFAULT_TOP_K) -> dict[str, torch.Tensor]:
         blanks = model_inputs["masked_positions"]
         predictions = self.model.predict_masked(model_inputs["inputs_embeds"], blanks)  # (batch, hidden)
-        # One search per blank category: `retrieve` cuts every row of a search to its smallest category, and an
-        # outfit's answer must not depend on the other outfits of its batch. Rows of -1 pad shorter answers.
-        scores = predictions.new_full((len(blanks), top_k), float("nan"))
-        rows = torch.full((len(blanks), top_k), -1, dtype=torch.long, device=blanks.device)
-        for category in blanks.unique():
-            chosen = blanks == category
-            category_scores, category_rows = self.model.retrieve(predictions[chosen], blanks[chosen], top_k)
-            found = category_rows.shape[1]
-            scores[chosen, :found] = category_scores.to(scores.dtype)
-            rows[chosen, :found] = category_rows.to(rows.device)
+        # `pad`: an outfit's answer does not depend on the other outfits of its batch; rows of -1 pad shorter answers.
+        scores, rows = self.model.retrieve(predictions, blanks, top_k, pad=True)
         return {"scores": scores, "rows": rows}  # (batch, top_k) each
 
     def postprocess(self, model_outputs: dict[str, torch.Tensor], titles: Mapping[str, str] | None = None) -> list:

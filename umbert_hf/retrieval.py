@@ -338,13 +338,16 @@ class CategoryIndex:
         categories: torch.Tensor,
         k: int,
         max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS,
+        pad: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k catalogue rows of each query among the items of its category, best first; one search per category.
 
         Args:
             queries: (num_queries, dim).
             categories: (num_queries,) category index of each query.
-            k: number of neighbours; clipped to the smallest category searched, so the result is rectangular.
+            k: number of neighbours. Without `pad`, clipped to the smallest category searched, so the result is
+                rectangular; with `pad`, clipped per category to its size, so a query's answer never depends on the
+                other queries of the batch, and shorter answers are padded with row -1 and a NaN score.
 
         Returns:
             `(scores, rows)`, both (num_queries, k): scores as `top_k` gives them, and catalogue rows.
@@ -352,7 +355,8 @@ class CategoryIndex:
         if k < 1:
             raise ValueError(f"`k` must be at least 1, got {k}.")
         order, counts = self._group_by_category(queries, categories)
-        k = min([k] + [self.rows[category].numel() for category, count in enumerate(counts) if count])
+        sizes = [self.rows[category].numel() for category, count in enumerate(counts) if count]
+        k = min([k] + (([max(sizes)] if sizes else []) if pad else sizes))
         scores, rows = [], []
         for category, category_queries in enumerate(queries[order].split(counts)):
             if counts[category] == 0:
@@ -360,8 +364,13 @@ class CategoryIndex:
             category_scores, positions = top_k(
                 category_queries, self.keys(category), k, self.distance, max_block_elements
             )
+            category_rows = self.rows[category][positions]
+            if category_rows.shape[1] < k:
+                missing = k - category_rows.shape[1]
+                category_scores = torch.nn.functional.pad(category_scores, (0, missing), value=float("nan"))
+                category_rows = torch.nn.functional.pad(category_rows, (0, missing), value=-1)
             scores.append(category_scores)
-            rows.append(self.rows[category][positions])
+            rows.append(category_rows)
         if not scores:
             return queries.new_zeros(0, k), torch.zeros(0, k, dtype=torch.long, device=queries.device)
         inverse = order.argsort()
