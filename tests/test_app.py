@@ -220,6 +220,16 @@ def test_write_space_gives_a_runnable_app(app_inputs, tmp_path, monkeypatch, cap
     assert blocks["random-outfit"].visible is True  # the dataset came from UMBERT_DATASET
 
 
+def test_write_space_never_overwrites_a_users_readme(tmp_path, capsys):
+    folder = tmp_path / "my_repo"
+    folder.mkdir()
+    (folder / "README.md").write_text("my own README")
+    assert main(["app", "--model", "USER/umbert", "--write_space", str(folder)]) == 2
+    assert "README.md exists already" in capsys.readouterr().err
+    assert (folder / "README.md").read_text() == "my own README"
+    assert sorted(path.name for path in folder.iterdir()) == ["README.md"]  # nothing half-written beside it
+
+
 @pytest.fixture(scope="module")
 def photo_model(tmp_path_factory):
     """(model folder, tester): a tiny umBERT whose config records a tiny SSIM autoencoder, so photos can be embedded."""

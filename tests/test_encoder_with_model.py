@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from support.umbert_testing import strings_in
 from transformers import AutoModel
 
 from umbert_hf.apps.cli import main as cli_main
@@ -52,16 +53,6 @@ def model_args(*extra: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_model_args(parser)
     return parser.parse_args(["--num_hidden_layers", "1", "--num_attention_heads", "2", *extra])
-
-
-def strings_in(value) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [text for item in value.values() for text in strings_in(item)]
-    if isinstance(value, list):
-        return [text for item in value for text in strings_in(item)]
-    return []
 
 
 def assert_no_local_path(config_file: Path, root: Path) -> None:

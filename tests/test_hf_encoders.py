@@ -27,6 +27,7 @@ from support.tiny_hf_models import (
     tiny_vit_config,
     tiny_vit_image_processor,
 )
+from support.umbert_testing import strings_in
 from transformers import AutoImageProcessor, AutoModel, AutoTokenizer, CLIPTextConfig, CLIPTextModel, ViTModel
 
 from umbert_hf.apps.cli import main as cli_main
@@ -84,16 +85,6 @@ def reference_text_features(folder: Path, titles: list[str], **tokenizer_options
 
 def normalized(embeddings: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(embeddings, dim=1)
-
-
-def strings_in(value) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [text for item in value.values() for text in strings_in(item)]
-    if isinstance(value, list):
-        return [text for item in value for text in strings_in(item)]
-    return []
 
 
 def ids(suggestions: list[dict]) -> list[str]:

@@ -60,3 +60,14 @@ class UmBertModelTester:
             category: (None if position == blank else self.item_ids[row])
             for position, (category, row) in enumerate(zip(self.categories, rows))
         }
+
+
+def strings_in(value) -> list[str]:
+    """Every string inside a JSON-like value (config, metadata): to check that no local path was saved."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in strings_in(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in strings_in(item)]
+    return []

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageOps
 from transformers.utils import logging
 
 from ..data.outfit_data import load_dataset_config
+from ..utils.files import atomic_write
 
 logger = logging.get_logger(__name__)
 
@@ -28,6 +29,7 @@ MAX_TOP_K = 20
 PLACEHOLDER_COLOUR = (236, 236, 236)
 NOTHING_CHOSEN = "*Nothing chosen yet: search and click a tile, or upload a photo.*"
 MODEL_VARIABLE, DATASET_VARIABLE = "UMBERT_MODEL", "UMBERT_DATASET"
+SPACE_FILES = ("app.py", "requirements.txt", "README.md")
 
 SPACE_APP_TEMPLATE = '''"""umBERT outfit completion, as a Hugging Face Space (written by `umbert-hf app --write_space`).
 
@@ -344,13 +346,15 @@ def write_space(directory: str | os.PathLike, model: str, dataset: str | None = 
     """Write `app.py`, `requirements.txt` and `README.md` of a Hugging Face Space that serves `build_app`.
 
     `model` and `dataset` become the Space's defaults (Hub ids; the Space variables UMBERT_MODEL and
-    UMBERT_DATASET override them). Refuses to overwrite an existing `app.py`.
+    UMBERT_DATASET override them). Refuses to overwrite any of the three files (e.g. a repository's own README.md);
+    each is written atomically.
     """
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ValueError("is a file, not a folder.")
-    if (directory / "app.py").exists():
-        raise ValueError(f"{directory / 'app.py'} exists already; remove it or choose another folder.")
+    existing = [name for name in SPACE_FILES if (directory / name).exists()]
+    if existing:
+        raise ValueError(f"{directory / existing[0]} exists already; remove it or choose another folder.")
     try:
         from importlib.metadata import version
 
@@ -368,8 +372,7 @@ def write_space(directory: str | os.PathLike, model: str, dataset: str | None = 
     }
     written = []
     for name, text in files.items():
-        (directory / name).write_text(text, encoding="utf-8")
-        written.append(directory / name)
+        written.append(atomic_write(directory / name, text))
     return written
 
 
