@@ -220,6 +220,22 @@ def test_write_space_gives_a_runnable_app(app_inputs, tmp_path, monkeypatch, cap
     assert blocks["random-outfit"].visible is True  # the dataset came from UMBERT_DATASET
 
 
+def test_catalogue_details_give_every_title_and_decode_images_on_lookup(app_inputs):
+    import datasets
+
+    from umbert_hf.data.outfit_data import load_catalogue_details
+
+    dataset, _ = app_inputs
+    catalogue = datasets.load_dataset(str(dataset), "catalogue")["train"]
+    titles, images = load_catalogue_details(dataset)
+    assert titles == dict(zip(catalogue["item_id"], catalogue["title"]))
+    assert len(images) == len(catalogue) and set(images) == set(catalogue["item_id"])
+    for row in (0, len(catalogue) - 1):
+        expected = catalogue[row]["image"]
+        assert images[catalogue[row]["item_id"]].tobytes() == expected.tobytes()
+    assert images.get("no-such-item") is None
+
+
 def test_write_space_never_overwrites_a_users_readme(tmp_path, capsys):
     folder = tmp_path / "my_repo"
     folder.mkdir()

@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageDraw, ImageOps
 from transformers.utils import logging
 
-from ..data.outfit_data import load_dataset_config
+from ..data.outfit_data import load_catalogue_details, load_dataset_config
 from ..utils.files import atomic_write
 
 logger = logging.get_logger(__name__)
@@ -82,8 +82,7 @@ class AppCatalogue:
         self.thumbnail_size = thumbnail_size
         self.titles: dict[str, str] = {}
         self.test_outfits = None
-        self._images = None
-        self._image_row_of: dict[str, int] = {}
+        self._images: Mapping = {}
         if dataset:
             self._read_dataset(os.fspath(dataset))
         # A real catalogue has tens of thousands of items: decode each image once, when it is first shown.
@@ -94,11 +93,7 @@ class AppCatalogue:
         }
 
     def _read_dataset(self, dataset: str) -> None:
-        catalogue = load_dataset_config(dataset, "catalogue")["train"]  # ValueError with the reason
-        self.titles = dict(zip(catalogue["item_id"], catalogue["title"]))
-        if "image" in catalogue.column_names:
-            self._images = catalogue.select_columns(["image"])
-            self._image_row_of = {item_id: row for row, item_id in enumerate(catalogue["item_id"])}
+        self.titles, self._images = load_catalogue_details(dataset)  # ValueError with the reason
         try:
             test = load_dataset_config(dataset, "outfits").get("test")
         except ValueError:
@@ -116,8 +111,7 @@ class AppCatalogue:
         return f"{title} ({item_id})" if title else item_id
 
     def _thumbnail(self, item_id: str) -> Image.Image:
-        row = self._image_row_of.get(item_id)
-        image = self._images[row]["image"] if row is not None else None
+        image = self._images.get(item_id)
         if image is None:
             return placeholder_tile(item_id, self.thumbnail_size)
         return thumbnail(image, self.thumbnail_size)

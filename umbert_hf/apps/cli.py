@@ -4,7 +4,8 @@ and the web app."""
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections import ChainMap
+from collections.abc import Mapping, Sequence
 
 EXAMPLES = """examples:
   umbert-hf synthesize --output_dir raw --num_items 2000 --num_outfits 3000
@@ -55,19 +56,16 @@ def load_model(name_or_path: str, trust_remote_code: bool = False):
     return model.eval()
 
 
-def catalogue_details(dataset: str | None) -> tuple[dict[str, str], dict]:
-    """Titles and images (item id -> PIL image) of a built dataset's catalogue; empty without a dataset."""
+def catalogue_details(dataset: str | None) -> tuple[dict[str, str], Mapping]:
+    """Titles and images (item id -> PIL image, decoded on lookup) of a built dataset's catalogue; empty without one."""
     if not dataset:
         return {}, {}
-    from ..data.outfit_data import load_dataset_config
+    from ..data.outfit_data import load_catalogue_details  # here: `umbert-hf --help` does not import torch
 
     try:
-        catalogue = load_dataset_config(dataset, "catalogue")["train"]
+        return load_catalogue_details(dataset)
     except ValueError as error:
         raise CliError(f"--dataset {dataset!r}: {error}") from None
-    titles = dict(zip(catalogue["item_id"], catalogue["title"]))
-    images = dict(zip(catalogue["item_id"], catalogue["image"])) if "image" in catalogue.column_names else {}
-    return titles, images
 
 
 def run_complete(args: argparse.Namespace) -> int:
@@ -79,7 +77,8 @@ def run_complete(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.trust_remote_code)
     if args.trust_remote_code:  # the image encoder may ship its own code too (e.g. Marqo/marqo-fashionSigLIP)
         model.set_image_encoder_source(None, trust_remote_code=True)
-    titles, images = catalogue_details(args.dataset)
+    titles, catalogue_images = catalogue_details(args.dataset)
+    images = ChainMap({}, catalogue_images)  # the user's photos go into the first map
     query: dict = {}
     for slot, value in outfit.items():
         query[slot] = value

@@ -7,7 +7,7 @@ the table are counted and reported, never silently dropped; beyond `MAX_UNUSABLE
 """
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -199,6 +199,33 @@ def check_usable(
     )
 
 
+class CatalogueItemImages(Mapping):
+    """Item id -> PIL image of a built dataset's catalogue, decoded only when looked up (a real catalogue has tens of
+    thousands of photos; a completion shows a handful)."""
+
+    def __init__(self, catalogue):
+        self._images = catalogue.select_columns(["image"])
+        self._row_of = {item_id: row for row, item_id in enumerate(catalogue["item_id"])}
+
+    def __getitem__(self, item_id: str):
+        return self._images[self._row_of[item_id]]["image"]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._row_of)
+
+    def __len__(self) -> int:
+        return len(self._row_of)
+
+
+def load_catalogue_details(dataset: str | os.PathLike) -> tuple[dict[str, str], Mapping]:
+    """`(titles, images)` of a built dataset's catalogue: item id -> title, and item id -> PIL image decoded on
+    lookup (empty when the dataset was built without images). `ValueError` naming the dataset when it cannot be read."""
+    catalogue = load_dataset_config(dataset, "catalogue")["train"]
+    titles = dict(zip(catalogue["item_id"], catalogue["title"]))
+    images = CatalogueItemImages(catalogue) if "image" in catalogue.column_names else {}
+    return titles, images
+
+
 class RowsDataset(torch.utils.data.Dataset):
     """A tensor of outfit rows as a map-style dataset (one (slots,) row per item); batches collate to (B, slots)."""
 
@@ -381,6 +408,7 @@ def dataset_slots(dataset: str | os.PathLike, default: list[str] | None = None) 
 
 
 __all__ = [
+    "CatalogueItemImages",
     "CompatibilityOutfits",
     "FitbQuestions",
     "MAX_UNUSABLE_SHARE",
@@ -394,6 +422,7 @@ __all__ = [
     "dataset_has_config",
     "dataset_slots",
     "fitb_questions",
+    "load_catalogue_details",
     "load_dataset_config",
     "load_outfit_data",
     "outfit_rows",
