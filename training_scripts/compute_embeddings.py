@@ -3,12 +3,19 @@ with train_image_encoder.py, or any `transformers` image model: CLIP/SigLIP imag
 over the item titles (mean pooling, or a CLIP/SigLIP text tower), or both (L2-normalised parts concatenated, image
 first). One CLIP can be both encoders.
 
+    python training_scripts/compute_embeddings.py --dataset DATA --output emb.parquet   # the default recipe
     python training_scripts/compute_embeddings.py --dataset DATA --image_encoder ENCODER --output emb.parquet
     python training_scripts/compute_embeddings.py --dataset DATA --text_encoder all-MiniLM-L6-v2/ --output emb.parquet
     python training_scripts/compute_embeddings.py --dataset DATA --image_encoder patrickjohncyh/fashion-clip \
         --text_encoder patrickjohncyh/fashion-clip --output emb.parquet
     accelerate launch --num_processes 2 training_scripts/compute_embeddings.py --dataset DATA \\
         --image_encoder ENCODER --text_encoder TEXT_ENCODER --output emb.parquet
+
+Without --image_encoder and --text_encoder, the default recipe (chosen on real outfits, see the README): the photos
+through the frozen ImageNet EfficientNet-Lite0 (`efficientnet_lite0`, 1,280 pooled features; needs
+`pip install 'umbert-hf[pretrained]'`) and the titles through all-MiniLM-L6-v2 (`pip install 'umbert-hf[text]'`),
+each L2-normalised, concatenated; either part is left out, with a note, when its data or its extra is missing.
+`--image_encoder efficientnet_lite1` / `efficientnet_lite2` name the larger wheel-shipped backbones.
 
 Each process embeds a contiguous share of the catalogue; the table is written once, complete and in catalogue order,
 with parquet metadata recording the encoders (path or Hub id) and the preprocessing. Missing or corrupt images are
@@ -23,7 +30,12 @@ import sys
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from umbert_hf.data.extraction import MISSING_IMAGE_POLICIES, compute_catalogue_embeddings, load_catalogue_dataset
+from umbert_hf.data.extraction import (
+    MISSING_IMAGE_POLICIES,
+    compute_catalogue_embeddings,
+    default_encoders,
+    load_catalogue_dataset,
+)
 from umbert_hf.data.projection import project_table
 from umbert_hf.training.loop import check_output_path, run_script
 
@@ -34,8 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--image_encoder",
         default=None,
-        help="Folder or Hub id of an image encoder: ours (train_image_encoder.py) or any `transformers` image model "
-        "saved with its processor (CLIP/SigLIP: image tower; ViT/DINOv2: pooled output).",
+        help="Folder or Hub id of an image encoder: ours (train_image_encoder.py), `efficientnet_lite0/1/2` (frozen "
+        "ImageNet features from the `pretrained` extra), or any `transformers` image model saved with its processor "
+        "(CLIP/SigLIP: image tower; ViT/DINOv2: pooled output). Default: see the recipe above.",
     )
     parser.add_argument(
         "--text_encoder",
@@ -80,8 +93,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Load encoders that ship their own modeling code (e.g. Marqo/marqo-fashionSigLIP).",
     )
     args = parser.parse_args(argv)
-    if args.image_encoder is None and args.text_encoder is None:
-        parser.error("give --image_encoder, --text_encoder or both.")
     if args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}.")
     try:
@@ -98,6 +109,15 @@ def main(argv: list[str] | None = None) -> dict:
     with accelerator.main_process_first():
         # The first process prepares the `datasets` cache; the others then read it.
         catalogue = load_catalogue_dataset(args.dataset)
+    if args.image_encoder is None and args.text_encoder is None:
+        args.image_encoder, args.text_encoder, notes = default_encoders(catalogue)
+        if args.image_encoder is None and args.text_encoder is None:
+            raise ValueError(
+                "no default encoder applies (" + "; ".join(notes) + "): give --image_encoder or --text_encoder."
+            )
+        if accelerator.is_main_process:
+            chosen = " + ".join(name for name in (args.image_encoder, args.text_encoder and "all-MiniLM-L6-v2") if name)
+            print(f"compute_embeddings: the default recipe, {chosen}" + "".join(f"; {note}" for note in notes))
     table, report = compute_catalogue_embeddings(
         catalogue,
         image_encoder=args.image_encoder,

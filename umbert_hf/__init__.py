@@ -8,10 +8,12 @@ registers the `outfit-completion` pipeline: `pipeline("outfit-completion", model
 from transformers import AutoConfig, AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .configuration_fashion_efficientnet import FashionEfficientNetConfig
 from .configuration_fashion_resnet import FashionResNetConfig
 from .configuration_ssim_autoencoder import SsimAutoEncoderConfig
 from .configuration_umbert import UmBertConfig, WumBertConfig
 from .masking import expand_fill_in_the_blank, mask_slots
+from .modeling_fashion_efficientnet import FashionEfficientNetModel
 from .modeling_fashion_resnet import FashionResNetModel
 from .modeling_ssim_autoencoder import SsimAutoEncoderModel
 from .modeling_umbert import UmBertModel, UmBertOutput, WumBertModel
@@ -24,6 +26,7 @@ _REGISTERED_MODELS = [
     (UmBertConfig, UmBertModel),
     (WumBertConfig, WumBertModel),
     (FashionResNetConfig, FashionResNetModel),
+    (FashionEfficientNetConfig, FashionEfficientNetModel),
     (SsimAutoEncoderConfig, SsimAutoEncoderModel),
 ]
 
@@ -41,6 +44,8 @@ _register_auto_classes()
 
 __all__ = [
     "CategoryIndex",
+    "FashionEfficientNetConfig",
+    "FashionEfficientNetModel",
     "FashionResNetConfig",
     "FashionResNetModel",
     "OutfitCompletionPipeline",

@@ -10,6 +10,7 @@ logger = logging.get_logger(__name__)
 
 DEFAULT_CATEGORIES = ("shoes", "tops", "accessories", "bottoms")
 LOSS_TYPES = ("mse", "contrastive", "mse+contrastive")
+CONTRASTIVE_NEGATIVES = ("batch", "catalogue")
 
 
 @strict
@@ -23,13 +24,19 @@ class UmBertConfig(PreTrainedConfig):
 
     Args:
         categories: slot names in outfit order; one MASK token and one decoder per slot.
-        hidden_size: size of the item embeddings and of the encoder.
+        hidden_size: size of the encoder (and of the item embeddings, unless `embedding_size` says otherwise).
+        embedding_size: size of the item embeddings, when it differs from `hidden_size`: a learned input projection
+            maps them to `hidden_size` and the decoders map back, so 1,280-d image features train at hidden 128.
+            Default: `hidden_size` (no projection, as in the original).
         num_hidden_layers / num_attention_heads / intermediate_size / hidden_dropout_prob: encoder shape.
         decoder_hidden_size: hidden size of each slot's reconstruction MLP (default 2 x hidden).
         use_category_embeddings: add a learned per-slot embedding to every input.
         loss_type: `"mse"` (reconstruct every slot), `"contrastive"` (InfoNCE of the masked slot against the batch's
             items of the same category) or `"mse+contrastive"`.
         contrastive_temperature: initial InfoNCE temperature; learned when `learn_temperature`.
+        contrastive_negatives: `"batch"` (the batch's other targets of the same category) or `"catalogue"` (every
+            catalogue item of the blank's category; needs `labels` as catalogue rows). Exact copies of the target are
+            never negatives.
         distance: `"euclidean"` or `"cosine"`, used for retrieval and as the contrastive similarity.
         standardize_embeddings: work internally on embeddings centred on the catalogue mean and divided by their
             overall spread (stored with the catalogue). Item embeddings often share a large common offset (e.g. an
@@ -44,6 +51,7 @@ class UmBertConfig(PreTrainedConfig):
 
     categories: list[str] | tuple[str, ...] | None = None
     hidden_size: int = 128
+    embedding_size: int | None = None
     num_hidden_layers: int = 6
     num_attention_heads: int = 8
     intermediate_size: int | None = None
@@ -56,6 +64,7 @@ class UmBertConfig(PreTrainedConfig):
     loss_type: str = "contrastive"
     contrastive_temperature: float = 0.05
     learn_temperature: bool = True
+    contrastive_negatives: str = "batch"
     distance: str = "euclidean"
     standardize_embeddings: bool = True
     catalogue_size: int = 0
@@ -68,6 +77,8 @@ class UmBertConfig(PreTrainedConfig):
         self.categories = list(DEFAULT_CATEGORIES if self.categories is None else self.categories)
         if self.intermediate_size is None:
             self.intermediate_size = 4 * self.hidden_size
+        if self.embedding_size is None:
+            self.embedding_size = self.hidden_size
         if self.decoder_hidden_size is None:
             self.decoder_hidden_size = 2 * self.hidden_size
         self._check_values()
@@ -86,7 +97,7 @@ class UmBertConfig(PreTrainedConfig):
         duplicates = sorted({name for name in self.categories if self.categories.count(name) > 1})
         if duplicates:
             raise ValueError(f"`categories` must be unique, got duplicates {duplicates} in {self.categories!r}.")
-        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+        for name in ("hidden_size", "embedding_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be positive, got {getattr(self, name)}.")
         if self.decoder_hidden_size <= 0:
@@ -100,6 +111,10 @@ class UmBertConfig(PreTrainedConfig):
             raise ValueError(f"`hidden_dropout_prob` must be in [0, 1), got {self.hidden_dropout_prob}.")
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"Unknown `loss_type` {self.loss_type!r}; expected one of {LOSS_TYPES}.")
+        if self.contrastive_negatives not in CONTRASTIVE_NEGATIVES:
+            raise ValueError(
+                f"Unknown `contrastive_negatives` {self.contrastive_negatives!r}; expected one of {CONTRASTIVE_NEGATIVES}."
+            )
         if self.distance not in DISTANCES:
             raise ValueError(f"Unknown `distance` {self.distance!r}; expected one of {DISTANCES}.")
         if self.hidden_act not in ("gelu", "relu"):
@@ -125,4 +140,4 @@ class WumBertConfig(UmBertConfig):
     model_type = "wumbert"
 
 
-__all__ = ["UmBertConfig", "WumBertConfig", "DEFAULT_CATEGORIES", "LOSS_TYPES", "DISTANCES"]
+__all__ = ["UmBertConfig", "WumBertConfig", "CONTRASTIVE_NEGATIVES", "DEFAULT_CATEGORIES", "LOSS_TYPES", "DISTANCES"]

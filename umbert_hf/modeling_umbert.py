@@ -44,29 +44,35 @@ class UmBertOutput(ModelOutput):
 
 
 class UmBertSlotDecoders(nn.Module):
-    """One MLP per slot (hidden -> decoder_hidden -> hidden), applied to all slots at once with batched weights."""
+    """One MLP per slot (hidden -> decoder_hidden -> embedding), applied to all slots at once with batched weights."""
 
     def __init__(self, config: UmBertConfig):
         super().__init__()
         slots, hidden, inner = config.num_categories, config.hidden_size, config.decoder_hidden_size
         self.up_weight = nn.Parameter(torch.empty(slots, hidden, inner))
         self.up_bias = nn.Parameter(torch.zeros(slots, inner))
-        self.down_weight = nn.Parameter(torch.empty(slots, inner, hidden))
-        self.down_bias = nn.Parameter(torch.zeros(slots, hidden))
+        self.down_weight = nn.Parameter(torch.empty(slots, inner, config.embedding_size))
+        self.down_bias = nn.Parameter(torch.zeros(slots, config.embedding_size))
         self.activation = nn.GELU() if config.hidden_act == "gelu" else nn.ReLU()
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        # (batch, slots, hidden) -> (batch, slots, inner) -> (batch, slots, hidden)
+        # (batch, slots, hidden) -> (batch, slots, inner) -> (batch, slots, embedding)
         inner = torch.einsum("bsh,shi->bsi", hidden_states, self.up_weight) + self.up_bias
         return torch.einsum("bsi,sih->bsh", self.activation(inner), self.down_weight) + self.down_bias
 
 
 class UmBertBackbone(nn.Module):
-    """MASK tokens, optional category embeddings, the transformer encoder and the per-slot decoders."""
+    """Input projection (when the item embeddings are wider than the encoder), MASK tokens, optional category
+    embeddings, the transformer encoder and the per-slot decoders."""
 
     def __init__(self, config: UmBertConfig):
         super().__init__()
         self.config = config
+        self.input_projection = (
+            nn.Linear(config.embedding_size, config.hidden_size)
+            if config.embedding_size != config.hidden_size
+            else None
+        )
         self.mask_embeddings = nn.Parameter(torch.empty(config.num_categories, config.hidden_size))
         self.category_embeddings = (
             nn.Embedding(config.num_categories, config.hidden_size) if config.use_category_embeddings else None
@@ -89,6 +95,8 @@ class UmBertBackbone(nn.Module):
     def forward(
         self, inputs_embeds: torch.Tensor, masked_positions: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.input_projection is not None:
+            inputs_embeds = self.input_projection(inputs_embeds)  # (batch, slots, embedding) -> (batch, slots, hidden)
         if masked_positions is not None:
             inputs_embeds = mask_slots(inputs_embeds, masked_positions, self.mask_embeddings)
         if self.category_embeddings is not None:
@@ -133,6 +141,39 @@ def contrastive_loss(
     return nn.functional.cross_entropy(logits.float(), rows)
 
 
+def catalogue_contrastive_loss(
+    predictions: torch.Tensor,
+    target_rows: torch.Tensor,
+    row_categories: torch.Tensor,
+    keys: torch.Tensor,
+    key_categories: torch.Tensor,
+    logit_scale: torch.Tensor,
+    distance: str,
+) -> torch.Tensor:
+    """InfoNCE against the whole catalogue: each prediction must pick its target row among every item of its category.
+
+    Items whose embedding equals the target's (the same garment in another listing) are excluded, as in
+    `contrastive_loss`; so are items of other categories.
+    """
+    logits = _similarity_logits(predictions, keys, distance) * logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+    _, distinct = torch.unique(keys.detach(), dim=0, return_inverse=True)  # (catalogue,) one id per distinct vector
+    copies = distinct[None, :] == distinct[target_rows][:, None]  # (rows, catalogue)
+    copies[torch.arange(target_rows.shape[0], device=keys.device), target_rows] = False
+    other_category = key_categories[None, :] != row_categories[:, None]
+    logits = logits.masked_fill(copies | other_category, torch.finfo(logits.dtype).min)
+    return nn.functional.cross_entropy(logits.float(), target_rows)
+
+
+@dataclass
+class CatalogueTargets:
+    """What the catalogue-wide contrastive loss needs: the target rows `(batch, slots)` and the catalogue, both in the
+    model's internal (standardised) space."""
+
+    rows: torch.Tensor
+    keys: torch.Tensor
+    categories: torch.Tensor
+
+
 def outfit_loss(
     config: UmBertConfig,
     reconstructions: torch.Tensor,
@@ -140,27 +181,42 @@ def outfit_loss(
     masked_positions: torch.Tensor | None,
     logit_scale: torch.Tensor,
     mse_targets: torch.Tensor | None = None,
+    catalogue: CatalogueTargets | None = None,
 ) -> torch.Tensor:
     """The training loss selected by `config.loss_type`.
 
     MSE covers every slot. The contrastive term covers the masked slot of each outfit, or every slot when nothing is
-    masked (pre-training). `mse_targets` lets WumBERT stop gradients into its own table for the MSE term.
+    masked (pre-training), against the batch's targets or, given `catalogue`, against every catalogue item of the
+    slot's category. `mse_targets` lets WumBERT stop gradients into its own table for the MSE term.
     """
     loss = reconstructions.new_zeros(())
     if "mse" in config.loss_type:
         mse_targets = targets if mse_targets is None else mse_targets
         loss = loss + nn.functional.mse_loss(reconstructions.float(), mse_targets.float())
     if "contrastive" in config.loss_type:
-        batch_size, num_slots, hidden_size = reconstructions.shape
+        batch_size, num_slots, embedding_size = reconstructions.shape
         if masked_positions is not None:
             rows = torch.arange(batch_size, device=reconstructions.device)
             predictions, row_targets = reconstructions[rows, masked_positions], targets[rows, masked_positions]
             row_categories = masked_positions
+            target_rows = None if catalogue is None else catalogue.rows[rows, masked_positions]
         else:
-            predictions = reconstructions.reshape(-1, hidden_size)
-            row_targets = targets.reshape(-1, hidden_size)
+            predictions = reconstructions.reshape(-1, embedding_size)
+            row_targets = targets.reshape(-1, embedding_size)
             row_categories = torch.arange(num_slots, device=reconstructions.device).repeat(batch_size)
-        loss = loss + contrastive_loss(predictions, row_targets, row_categories, logit_scale, config.distance)
+            target_rows = None if catalogue is None else catalogue.rows.reshape(-1)
+        if catalogue is None:
+            loss = loss + contrastive_loss(predictions, row_targets, row_categories, logit_scale, config.distance)
+        else:
+            loss = loss + catalogue_contrastive_loss(
+                predictions,
+                target_rows,
+                row_categories,
+                catalogue.keys,
+                catalogue.categories,
+                logit_scale,
+                config.distance,
+            )
     return loss
 
 
@@ -210,7 +266,7 @@ class UmBertPreTrainedModel(PreTrainedModel):
         self.register_buffer("catalogue_item_ids", torch.zeros(size, id_length, dtype=torch.uint8))
         self.register_buffer("catalogue_categories", torch.zeros(size, dtype=torch.long))
         # Standardisation of embeddings: (x - embedding_mean) / embedding_scale, set from the catalogue.
-        self.register_buffer("embedding_mean", torch.zeros(self.config.hidden_size))
+        self.register_buffer("embedding_mean", torch.zeros(self.config.embedding_size))
         self.register_buffer("embedding_scale", torch.ones(1))
         self._catalogue_cache: dict[str, Any] | None = None
         self._catalogue_cache_key: tuple | None = None
@@ -232,13 +288,14 @@ class UmBertPreTrainedModel(PreTrainedModel):
         """
         item_ids = list(item_ids)
         categories = list(categories)
-        embeddings = torch.as_tensor(embeddings, dtype=torch.float32)
+        # A copy: the caller keeps its tensor, and one made under `torch.inference_mode` becomes a normal tensor.
+        embeddings = torch.as_tensor(embeddings, dtype=torch.float32).clone()
         if not all(isinstance(item_id, str) for item_id in item_ids):
             bad = next(item_id for item_id in item_ids if not isinstance(item_id, str))
             raise ValueError(f"Catalogue item ids must be strings, got {bad!r} ({type(bad).__name__}).")
-        if embeddings.dim() != 2 or embeddings.shape[1] != self.config.hidden_size:
+        if embeddings.dim() != 2 or embeddings.shape[1] != self.config.embedding_size:
             raise ValueError(
-                f"Catalogue embeddings must be (num_items, hidden_size={self.config.hidden_size}), "
+                f"Catalogue embeddings must be (num_items, embedding_size={self.config.embedding_size}), "
                 f"got shape {tuple(embeddings.shape)}."
             )
         if not len(item_ids) == len(categories) == embeddings.shape[0]:
@@ -361,7 +418,7 @@ class UmBertPreTrainedModel(PreTrainedModel):
     def _outfit_inputs(self, outfits: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Validate outfits and build (inputs_embeds, masked_positions), one outfit at a time with `outfit_input`."""
         inputs = self.get_catalogue_embeddings().new_zeros(
-            len(outfits), len(self.config.categories), self.config.hidden_size
+            len(outfits), len(self.config.categories), self.config.embedding_size
         )
         blanks = []
         for number, outfit in enumerate(outfits):
@@ -387,7 +444,7 @@ class UmBertPreTrainedModel(PreTrainedModel):
             raise ValueError(
                 f"Outfit {number}: exactly one slot must be None (the blank), got {len(blank_slots)}: {blank_slots}."
             )
-        inputs = self.get_catalogue_embeddings().new_zeros(len(slots), self.config.hidden_size)
+        inputs = self.get_catalogue_embeddings().new_zeros(len(slots), self.config.embedding_size)
         for position, slot in enumerate(slots):
             if outfit[slot] is not None:
                 inputs[position] = self._context_embedding(outfit[slot], slot, number)
@@ -410,9 +467,9 @@ class UmBertPreTrainedModel(PreTrainedModel):
                 )
             return self.get_catalogue_embeddings()[row]
         if isinstance(value, torch.Tensor):
-            if value.shape != (self.config.hidden_size,):
+            if value.shape != (self.config.embedding_size,):
                 raise ValueError(
-                    f"Outfit {number}, slot {slot!r}: embedding must have shape ({self.config.hidden_size},), "
+                    f"Outfit {number}, slot {slot!r}: embedding must have shape ({self.config.embedding_size},), "
                     f"got {tuple(value.shape)}."
                 )
             return self._finite_context(value.to(self.get_catalogue_embeddings()), slot, number, "embedding")
@@ -447,9 +504,9 @@ class UmBertPreTrainedModel(PreTrainedModel):
         if getattr(self, "_image_embedder", None) is None:
             self._image_embedder = self._recorded_image_embedder()
         embeddings = self._image_embedder(list(images))
-        if embeddings.shape[-1] != self.config.hidden_size:
+        if embeddings.shape[-1] != self.config.embedding_size:
             raise ValueError(
-                f"The image encoder gives {embeddings.shape[-1]}-d embeddings, the model expects {self.config.hidden_size}."
+                f"The image encoder gives {embeddings.shape[-1]}-d embeddings, the model expects {self.config.embedding_size}."
             )
         return embeddings
 
@@ -649,12 +706,22 @@ class UmBertPreTrainedModel(PreTrainedModel):
         masked_positions: torch.Tensor | None,
         targets: torch.Tensor | None,
         mse_targets: torch.Tensor | None = None,
+        target_rows: torch.Tensor | None = None,
     ) -> UmBertOutput:
         """Shared forward: standardise, encode and decode, compute the loss in the internal space, map back."""
         self._check_inputs_embeds(inputs_embeds)
         internal, last_hidden_state = self.backbone(self.standardize(inputs_embeds), masked_positions)
         loss = None
         if targets is not None:
+            catalogue = None
+            if self.config.contrastive_negatives == "catalogue" and "contrastive" in self.config.loss_type:
+                if target_rows is None:
+                    raise ValueError(
+                        "`contrastive_negatives='catalogue'` needs `labels` as catalogue rows (a LongTensor), "
+                        "not embeddings."
+                    )
+                keys = self.standardize(self.get_catalogue_embeddings())
+                catalogue = CatalogueTargets(target_rows, keys, self.catalogue_categories)
             loss = outfit_loss(
                 self.config,
                 internal,
@@ -662,6 +729,7 @@ class UmBertPreTrainedModel(PreTrainedModel):
                 masked_positions,
                 self.backbone.logit_scale,
                 mse_targets=None if mse_targets is None else self.standardize(mse_targets),
+                catalogue=catalogue,
             )
         reconstructions = self.unstandardize(internal)
         masked_predictions = None
@@ -675,10 +743,10 @@ class UmBertPreTrainedModel(PreTrainedModel):
         )
 
     def _check_inputs_embeds(self, inputs_embeds: torch.Tensor) -> None:
-        expected = (len(self.config.categories), self.config.hidden_size)
+        expected = (len(self.config.categories), self.config.embedding_size)
         if inputs_embeds.dim() != 3 or tuple(inputs_embeds.shape[1:]) != expected:
             raise ValueError(
-                f"`inputs_embeds` must be (batch, slots={expected[0]}, hidden_size={expected[1]}), "
+                f"`inputs_embeds` must be (batch, slots={expected[0]}, embedding_size={expected[1]}), "
                 f"got shape {tuple(inputs_embeds.shape)}."
             )
 
@@ -690,7 +758,7 @@ class UmBertModel(UmBertPreTrainedModel):
         super().__init__(config)
         self.backbone = UmBertBackbone(config)
         self._register_catalogue_buffers()
-        self.register_buffer("catalogue_embeddings", torch.zeros(config.catalogue_size, config.hidden_size))
+        self.register_buffer("catalogue_embeddings", torch.zeros(config.catalogue_size, config.embedding_size))
         self.post_init()
 
     def get_catalogue_embeddings(self) -> torch.Tensor:
@@ -706,14 +774,19 @@ class UmBertModel(UmBertPreTrainedModel):
         labels: torch.Tensor | None = None,
     ) -> UmBertOutput:
         r"""
-        inputs_embeds (`torch.FloatTensor` of shape `(batch_size, num_slots, hidden_size)`):
+        inputs_embeds (`torch.FloatTensor` of shape `(batch_size, num_slots, embedding_size)`):
             Item embeddings, one per slot in `config.categories` order.
         masked_positions (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Slot to replace with its category's MASK token in each outfit.
-        labels (`torch.FloatTensor` of shape `(batch_size, num_slots, hidden_size)`, *optional*):
-            Target embeddings (usually the unmasked outfit); the loss is computed only when given.
+        labels (`torch.LongTensor` of shape `(batch_size, num_slots)` or `torch.FloatTensor` of shape
+            `(batch_size, num_slots, embedding_size)`, *optional*):
+            Target catalogue rows or target embeddings (usually the unmasked outfit); the loss is computed only when
+            given. The catalogue-wide contrastive loss (`config.contrastive_negatives="catalogue"`) needs rows.
         """
-        return self._encode_and_score(inputs_embeds, masked_positions, labels)
+        targets, target_rows = labels, None
+        if labels is not None and not labels.is_floating_point():
+            targets, target_rows = self.catalogue_embeddings[labels], labels  # (batch, slots, embedding)
+        return self._encode_and_score(inputs_embeds, masked_positions, targets, target_rows=target_rows)
 
 
 class WumBertModel(UmBertPreTrainedModel):
@@ -726,7 +799,7 @@ class WumBertModel(UmBertPreTrainedModel):
     def __init__(self, config: WumBertConfig):
         super().__init__(config)
         self.backbone = UmBertBackbone(config)
-        self.item_embeddings = nn.Embedding(config.catalogue_size, config.hidden_size)
+        self.item_embeddings = nn.Embedding(config.catalogue_size, config.embedding_size)
         self._register_catalogue_buffers()
         self.post_init()
 
@@ -742,7 +815,8 @@ class WumBertModel(UmBertPreTrainedModel):
         """A WumBERT whose item table starts from `embeddings` (e.g. image embeddings) and whose catalogue is set."""
         embeddings = torch.as_tensor(embeddings, dtype=torch.float32)
         if config is None:
-            config = WumBertConfig(**{"hidden_size": embeddings.shape[-1], **config_kwargs})
+            size = embeddings.shape[-1]
+            config = WumBertConfig(**{"hidden_size": size, "embedding_size": size, **config_kwargs})
         model = cls(config)
         model.set_catalogue(item_ids, embeddings, categories)
         return model
@@ -772,7 +846,7 @@ class WumBertModel(UmBertPreTrainedModel):
         masked_positions (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
             Slot to replace with its category's MASK token in each outfit.
         labels (`torch.LongTensor` of shape `(batch_size, num_slots)` or `torch.FloatTensor` of shape
-            `(batch_size, num_slots, hidden_size)`, *optional*):
+            `(batch_size, num_slots, embedding_size)`, *optional*):
             Target item rows (looked up in the table) or target embeddings. The MSE term does not propagate into the
             table through its targets, which would otherwise collapse every item to one point.
         """
@@ -784,12 +858,14 @@ class WumBertModel(UmBertPreTrainedModel):
                     f"`input_ids` must be (batch, slots={len(self.config.categories)}), "
                     f"got shape {tuple(input_ids.shape)}."
                 )
-            inputs_embeds = self.item_embeddings(input_ids)  # (batch, slots, hidden)
-        targets = None
-        if labels is not None:
-            targets = labels if labels.is_floating_point() else self.item_embeddings(labels)
+            inputs_embeds = self.item_embeddings(input_ids)  # (batch, slots, embedding)
+        targets, target_rows = labels, None
+        if labels is not None and not labels.is_floating_point():
+            targets, target_rows = self.item_embeddings(labels), labels
         mse_targets = None if targets is None else targets.detach()
-        return self._encode_and_score(inputs_embeds, masked_positions, targets, mse_targets=mse_targets)
+        return self._encode_and_score(
+            inputs_embeds, masked_positions, targets, mse_targets=mse_targets, target_rows=target_rows
+        )
 
 
 __all__ = [
@@ -797,6 +873,7 @@ __all__ = [
     "UmBertPreTrainedModel",
     "UmBertModel",
     "WumBertModel",
+    "catalogue_contrastive_loss",
     "contrastive_loss",
     "outfit_loss",
 ]

@@ -28,7 +28,8 @@ class UmBertModelTester:
         num_items = self.items_per_category * len(self.categories)
         self.item_ids = [str(100000 + index) for index in range(num_items)]
         self.item_categories = [self.categories[index % len(self.categories)] for index in range(num_items)]
-        self.item_embeddings = torch.randn(num_items, self.hidden_size, generator=self.generator)
+        self.embedding_size = self.config.embedding_size
+        self.item_embeddings = torch.randn(num_items, self.embedding_size, generator=self.generator)
 
     def rows_of(self, category: str) -> list[int]:
         return [row for row, name in enumerate(self.item_categories) if name == category]

@@ -1,4 +1,4 @@
-"""Model cards of the four models (fashion-resnet, ssim-autoencoder, umbert, wumbert) from the templates in
+"""Model cards of the five models (fashion-resnet, fashion-efficientnet, ssim-autoencoder, umbert, wumbert) from the templates in
 `model_cards/`, with model-index evaluation results beside their baselines and chance levels, training data and
 hyperparameters. A card never names a path of the machine that wrote it: a local dataset is named by its dataset
 card, a local folder by its base name.
@@ -42,6 +42,12 @@ RESNET_CITATION = """@inproceedings{he2016deep,
   booktitle = {IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
   year      = {2016}
 }"""
+EFFICIENTNET_CITATION = """@inproceedings{tan2019efficientnet,
+  title     = {EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks},
+  author    = {Tan, Mingxing and Le, Quoc},
+  booktitle = {International Conference on Machine Learning (ICML)},
+  year      = {2019}
+}"""
 GDN_CITATION = """@inproceedings{balle2017end,
   title     = {End-to-end Optimized Image Compression},
   author    = {Ball{\\'e}, Johannes and Laparra, Valero and Simoncelli, Eero P.},
@@ -83,6 +89,16 @@ CARD_KINDS = {
         default_config="catalogue",
         default_split="validation",
         citations=(RESNET_CITATION, POLYVORE_CITATION, UMBERT_CITATION),
+    ),
+    "fashion-efficientnet": CardKind(
+        template="fashion-efficientnet.md",
+        task_type="image-classification",
+        task_name="Item category classification",
+        pipeline_tag="image-feature-extraction",
+        tags=("fashion", "efficientnet", "imagenet", "image-feature-extraction", "umbert-hf"),
+        default_config="catalogue",
+        default_split="validation",
+        citations=(EFFICIENTNET_CITATION, POLYVORE_CITATION, UMBERT_CITATION),
     ),
     "ssim-autoencoder": CardKind(
         template="ssim-autoencoder.md",
@@ -260,7 +276,7 @@ def make_model_card(
     """A model card with model-index results, training data and hyperparameters, usage, limitations and citations.
 
     Args:
-        kind: `"fashion-resnet"`, `"ssim-autoencoder"`, `"umbert"` or `"wumbert"`.
+        kind: `"fashion-resnet"`, `"fashion-efficientnet"`, `"ssim-autoencoder"`, `"umbert"` or `"wumbert"`.
         model_name: name shown in the card and the model index (also the id in the loading snippet unless
             `extra["repo_id"]` is given).
         dataset_name: Hub id or local folder of the dataset the metrics were measured on; a local folder is named by

