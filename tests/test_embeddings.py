@@ -19,6 +19,7 @@ from umbert_hf.configuration_ssim_autoencoder import SsimAutoEncoderConfig
 from umbert_hf.data.embeddings import METADATA_KEY, EmbeddingsTable, read_embeddings_table, write_embeddings_table
 from umbert_hf.data.extraction import (
     NoReadableImagesError,
+    bundled_text_encoder,
     compute_catalogue_embeddings,
     embed_new_items,
     extract_text_embeddings,
@@ -401,5 +402,15 @@ def test_compute_embeddings_script_writes_the_table(tmp_path, encoders, catalogu
         encoders["autoencoder"]
     )
     assert '"images_per_second"' in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        script.parse_args(["--dataset", str(catalogue_dir), "--output", str(output)])  # no encoder
+    # No encoder: the default recipe, frozen EfficientNet-Lite0 features (+ MiniLM titles where installed).
+    default = script.main(
+        ["--dataset", str(catalogue_dir), "--output", str(tmp_path / "default.parquet"), "--num_workers", "0"]
+        + ["--no_progress"]
+    )
+    table = read_embeddings_table(tmp_path / "default.parquet")
+    assert table.metadata["image_encoder"] == "efficientnet_lite0"
+    assert table.metadata["image_preprocessing"]["pad_to_square"] is True
+    with_text = bundled_text_encoder() is not None
+    assert default["embedding_dim"] == table.embedding_dim == 1280 + (384 if with_text else 0)
+    assert table.metadata["parts"] == (["image", "text"] if with_text else ["image"])
+    assert "the default recipe, efficientnet_lite0" in capsys.readouterr().out

