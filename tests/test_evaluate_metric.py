@@ -182,6 +182,16 @@ def test_constant_embeddings_and_nan_predictions_score_no_better_than_chance():
     assert roc_auc(torch.full((6,), float("nan")), torch.tensor([1, 0, 1, 0, 1, 0])) == 0.5
 
 
+def test_nan_compatibility_scores_rank_below_every_finite_score():
+    # Positives 0.9 and NaN, negatives 0.5, 0.1 and NaN. With NaN lowest, of the 6 (positive, negative) pairs 0.9 wins
+    # 3, the NaN positive loses to 0.5 and 0.1 and ties the NaN negative (1/2): AUC (3 + 0.5) / 6. NaN ranked highest
+    # would give (2 + 2.5) / 6 = 0.75.
+    scores = torch.tensor([0.9, float("nan"), 0.5, 0.1, float("nan")])
+    labels = torch.tensor([1, 1, 0, 0, 0])
+    assert roc_auc(scores, labels) == pytest.approx(3.5 / 6)
+    assert compatibility_metrics(scores, labels, rank_scores=scores)["compatibility_rank_auc"] == pytest.approx(3.5 / 6)
+
+
 def test_rank_compatibility_scores_the_true_outfits_above_swapped_ones():
     """A predictor that recovers each slot from the others: the rank score separates true outfits from swaps."""
     from umbert_hf.evaluation.metrics import OutfitEvaluator
