@@ -198,6 +198,46 @@ def test_app_errors_are_one_line(app_inputs, capsys, tmp_path):
     )
 
 
+@pytest.fixture(scope="module")
+def app_without_page(app_inputs):
+    """(the page's `OutfitCompletionApp`, the model): what the buttons call, without a browser."""
+    from transformers import AutoModel
+
+    from umbert_hf.apps.app import AppCatalogue, OutfitCompletionApp
+
+    dataset, model_dir = app_inputs
+    model = AutoModel.from_pretrained(model_dir).eval()
+    return OutfitCompletionApp(model, AppCatalogue(model, dataset), seed=0), model
+
+
+def test_the_rank_said_for_a_random_test_outfits_held_out_item_is_the_models(app_without_page):
+    app, model = app_without_page
+    for _ in range(8):
+        _, outfit, blank = app.random_test_outfit()
+        size = len(app.catalogue.items_of_slot[blank])
+        query = {slot: (None if slot == blank else item_id) for slot, item_id in outfit.items()}
+        ranking = [entry["item_id"] for entry in model.complete([query], top_k=size)[0]]
+        rank = ranking.index(outfit[blank]) + 1
+        _, _, status = app.suggest(outfit, blank, size)  # every item of the slot: the held-out one is always ranked
+        assert status.endswith(f"{app.catalogue.describe(outfit[blank])}, is rank {rank}."), status
+        _, _, status = app.suggest(outfit, blank, TOP_K)
+        assert status.endswith(f"is rank {rank}." if rank <= TOP_K else f"is not in the top {TOP_K}."), status
+
+
+def test_the_catalogue_search_finds_an_item_by_words_of_its_title(app_inputs, app_without_page):
+    import datasets
+
+    catalogue = datasets.load_dataset(str(app_inputs[0]), "catalogue")["train"]
+    search = app_without_page[0].catalogue.search
+    item = next(row for row in catalogue if row["category"] == "tops")
+    words = item["title"].split()  # e.g. "navy striped formal wool blouse": no word is in an item id
+    found = search("tops", f"{words[-1].upper()} {words[0]}", limit=1000)
+    assert item["item_id"] in found
+    titles = dict(zip(catalogue["item_id"], catalogue["title"]))
+    assert all(words[0] in titles[item_id] and words[-1] in titles[item_id] for item_id in found)
+    assert search("shoes", item["title"], limit=1000) == []  # a top's title: no shoe has it
+
+
 def test_write_space_gives_a_runnable_app(app_inputs, tmp_path, monkeypatch, capsys):
     dataset, model_dir = app_inputs
     space = tmp_path / "space"

@@ -16,7 +16,14 @@ import pytest
 import torch
 
 from umbert_hf.data.embeddings import EmbeddingsTable, read_embeddings_table, write_embeddings_table
-from umbert_hf.data.outfit_data import MAX_UNUSABLE_SHARE, check_usable, dataset_slots, load_outfit_data, read_catalogue
+from umbert_hf.data.outfit_data import (
+    MAX_UNUSABLE_SHARE,
+    check_usable,
+    dataset_slots,
+    load_dataset_config,
+    load_outfit_data,
+    read_catalogue,
+)
 from umbert_hf.training.loop import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +113,57 @@ def test_a_few_skipped_outfits_are_counted_not_fatal(outfit_dataset, tmp_path):
     assert sum(counts[f"skipped_outfits_{split}"] for split in ("train", "validation", "test")) > 0
     assert all(rows.skipped <= MAX_UNUSABLE_SHARE * (rows.skipped + len(rows.rows)) for rows in data.outfits.values())
     assert any(dropped in rows.missing_items for rows in data.outfits.values())
+
+
+def expected_skipped_counts(dataset: Path, dropped: set[str], slots: list[str]) -> dict[str, int]:
+    """`skipped_*` counted by hand from the dataset's records: those naming an item of `dropped`."""
+    import datasets
+
+    outfits = datasets.load_dataset(str(dataset), "outfits")
+    fitb = datasets.load_dataset(str(dataset), "fitb")
+    compatibility = datasets.load_dataset(str(dataset), "compatibility")
+    counts = {}
+    for split in outfits:
+        broken = {row["outfit_id"] for row in outfits[split] if any(row[slot] in dropped for slot in slots)}
+        counts[f"skipped_outfits_{split}"] = len(broken)
+        if split in fitb:
+            counts[f"skipped_fitb_{split}"] = sum(
+                row["outfit_id"] in broken or bool(dropped & set(row["candidates"])) for row in fitb[split]
+            )
+        if split in compatibility:
+            counts[f"skipped_compatibility_{split}"] = sum(
+                any(row[slot] in dropped for slot in slots) for row in compatibility[split]
+            )
+    return counts
+
+
+def test_skipped_records_are_counted_in_metrics_json_and_the_evaluation_json(outfit_dataset, tmp_path):
+    dataset, embeddings = outfit_dataset
+    table = read_embeddings_table(embeddings)
+    slots = dataset_slots(dataset)
+    first_test_outfit = load_dataset_config(dataset, "outfits")["test"][0]
+    dropped = {first_test_outfit[slot] for slot in slots[:2]}  # two items of a test outfit
+    keep = [row for row, item_id in enumerate(table.item_ids) if item_id not in dropped]
+    fewer = tmp_path / "fewer.parquet"
+    write_embeddings_table(
+        fewer,
+        [table.item_ids[row] for row in keep],
+        [table.categories[row] for row in keep],
+        table.embeddings[keep],
+        table.metadata,
+    )
+    expected = expected_skipped_counts(dataset, dropped, slots)
+    assert all(expected[f"skipped_{config}_test"] > 0 for config in ("outfits", "fitb", "compatibility")), expected
+    output = tmp_path / "model"
+    argv = ["--embeddings", str(fewer), "--dataset", str(dataset), "--output_dir", str(output), *TINY]
+    assert run_script(load_main("finetune"), [*argv, "--num_train_epochs", "1"]) == 0
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert {key: value for key, value in metrics.items() if key.startswith("skipped_")} == expected
+    assert run_script(load_main("evaluate"), ["--model_name_or_path", str(output), "--dataset", str(dataset)]) == 0
+    evaluation = json.loads((output / "eval_test.json").read_text())
+    assert {key: value for key, value in evaluation.items() if key.startswith("skipped_")} == {
+        key: value for key, value in expected.items() if key.endswith("_test")
+    }
 
 
 def test_a_split_left_empty_is_refused_whatever_the_share():

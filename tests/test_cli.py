@@ -1,11 +1,14 @@
 """The `umbert-hf` command: outfit parsing, completion on a tiny saved model, photos as context, rendering, errors."""
 
+import argparse
+import re
+
 import pytest
 import torch
 from PIL import Image
 from support.umbert_testing import UmBertModelTester
 
-from umbert_hf.apps.cli import CliError, main, parse_outfit
+from umbert_hf.apps.cli import CliError, build_parser, main, parse_outfit
 from umbert_hf.apps.rendering import TILE_SIZE, CompletionRow, layout, render_completions
 from umbert_hf.configuration_ssim_autoencoder import SsimAutoEncoderConfig
 from umbert_hf.data.image_processing import ImagePreprocessing, encode_images
@@ -122,11 +125,15 @@ def test_clear_errors(saved_model, tester, capsys, arguments, message):
 
 
 def test_help_lists_every_subcommand(capsys):
+    commands = {"complete", "app", "synthesize", "build", "convert-mango", "augment", "demo"}
+    parser = build_parser()
+    subparsers = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    assert set(subparsers.choices) == commands
     with pytest.raises(SystemExit):
         main(["--help"])
     text = capsys.readouterr().out
-    for command in ("complete", "synthesize", "build", "augment", "demo"):
-        assert command in text
+    # The COMMAND section, not the examples (indented by 2) that name most commands too.
+    assert set(re.findall(r"^ {4}(\S+)", text, flags=re.MULTILINE)) == commands
 
 
 def test_renderer_draws_the_expected_tiles(tmp_path):

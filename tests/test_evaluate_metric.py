@@ -163,6 +163,35 @@ def test_a_random_predictor_over_duplicate_embeddings_scores_chance():
     assert (out["ranks"] <= 10).double().mean().item() > 1.5 * metrics["hit_rate@10_chance"]
 
 
+def test_a_random_predictor_answers_fitb_at_chance_where_the_context_gives_the_answer_away():
+    """The right candidate shares its outfit's style, so peeking at the context scores far above chance; the random
+    baseline must not. Questions come in groups of 4 with the same 4 candidates, each right once: whatever the
+    embeddings, a guess independent of the context gets 1 of each group's 4 right in expectation, with at most the
+    variance of 1-in-4 coin flips. So it lands within 3 standard errors of 1/4."""
+    from umbert_hf.evaluation.metrics import OutfitEvaluator, context_mean_predictor, random_predictor
+
+    generator = torch.Generator().manual_seed(0)
+    num_groups = 500
+    num_outfits = 4 * num_groups  # one question per outfit
+    styles = torch.randn(num_outfits, 8, generator=generator)
+    embeddings = torch.cat([styles + 0.3 * torch.randn(num_outfits, 8, generator=generator) for _ in range(4)])
+    evaluator = OutfitEvaluator(embeddings, torch.arange(4 * num_outfits) // num_outfits, "euclidean")
+    rows = torch.arange(num_outfits)[:, None] + num_outfits * torch.arange(4)[None]  # outfit i: item i of each slot
+    blanks = torch.randint(0, 4, (num_groups,), generator=generator).repeat_interleave(4)
+    order = torch.stack([torch.randperm(4, generator=generator) for _ in range(num_outfits)])  # candidate positions
+    group_outfits = (torch.arange(num_outfits) // 4 * 4)[:, None] + order  # the group's 4 outfits, shuffled
+    candidates = group_outfits + num_outfits * blanks[:, None]  # their items of the blank's slot
+    labels = (group_outfits == torch.arange(num_outfits)[:, None]).long().argmax(dim=1)
+
+    def accuracy(predict) -> float:
+        return evaluator.multiple_choice(predict, rows, blanks, candidates, labels)["correct"].mean().item()
+
+    assert accuracy(context_mean_predictor()) > 0.9
+    standard_error = math.sqrt(0.25 * 0.75 / num_outfits)  # 0.0097
+    for seed in range(3):
+        assert abs(accuracy(random_predictor(embeddings, seed=seed)) - 0.25) < 3 * standard_error
+
+
 def test_constant_embeddings_and_nan_predictions_score_no_better_than_chance():
     from umbert_hf.evaluation.metrics import OutfitEvaluator, roc_auc
 
@@ -180,6 +209,16 @@ def test_constant_embeddings_and_nan_predictions_score_no_better_than_chance():
     )
     assert fitb["correct"].mean().item() == pytest.approx(0.25)
     assert roc_auc(torch.full((6,), float("nan")), torch.tensor([1, 0, 1, 0, 1, 0])) == 0.5
+
+
+def test_nan_compatibility_scores_rank_below_every_finite_score():
+    # Positives 0.9 and NaN, negatives 0.5, 0.1 and NaN. With NaN lowest, of the 6 (positive, negative) pairs 0.9 wins
+    # 3, the NaN positive loses to 0.5 and 0.1 and ties the NaN negative (1/2): AUC (3 + 0.5) / 6. NaN ranked highest
+    # would give (2 + 2.5) / 6 = 0.75.
+    scores = torch.tensor([0.9, float("nan"), 0.5, 0.1, float("nan")])
+    labels = torch.tensor([1, 1, 0, 0, 0])
+    assert roc_auc(scores, labels) == pytest.approx(3.5 / 6)
+    assert compatibility_metrics(scores, labels, rank_scores=scores)["compatibility_rank_auc"] == pytest.approx(3.5 / 6)
 
 
 def test_rank_compatibility_scores_the_true_outfits_above_swapped_ones():

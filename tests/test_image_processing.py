@@ -54,8 +54,14 @@ def test_training_transforms_augment_but_keep_the_shape():
         outputs = [transform(image) for _ in range(6)]
         assert all(output.shape == (3, 32, 32) and output.dtype == torch.uint8 for output in outputs)
         assert any(not torch.equal(outputs[0], output) for output in outputs[1:])
-        evaluation = preprocessing.load_transform(train=False)
-        assert torch.equal(evaluation(image), evaluation(image))
+    # Evaluation is deterministic: the autoencoder leaves a 32 x 32 photo as it is; the ResNet's resize to 37 leaves a
+    # 37 x 37 one as it is, then crops its centre (offset round(5 / 2) = 2, as torchvision rounds).
+    square = torch.from_numpy(np.random.default_rng(1).integers(0, 255, (3, 37, 37), dtype=np.uint8))
+    autoencoder = ImagePreprocessing.for_encoder("autoencoder", image_size=32).load_transform(train=False)
+    resnet = ImagePreprocessing.for_encoder("resnet", image_size=32).load_transform(train=False)
+    for _ in range(10):  # a random flip would show with probability 1 - 2**-10
+        assert torch.equal(autoencoder(square[:, :32, :32]), square[:, :32, :32])
+        assert torch.equal(resnet(square), square[:, 2:34, 2:34])
 
 
 def test_preprocessing_description_round_trips_through_json():
@@ -65,9 +71,12 @@ def test_preprocessing_description_round_trips_through_json():
 
 
 def test_build_image_transforms_composes_loading_and_normalisation():
-    transform = build_image_transforms(FashionResNetConfig(image_size=32))
-    image = png_bytes((10, 200, 30))
-    torch.testing.assert_close(transform(image), ImagePreprocessing.for_encoder("resnet", 32)([image])[0])
+    image = png_bytes((10, 200, 30))  # one colour: resizing and cropping keep it
+    expected = (torch.tensor([10, 200, 30]) / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    resnet = build_image_transforms(FashionResNetConfig(image_size=32))(image)
+    torch.testing.assert_close(resnet, expected[:, None, None].expand(3, 32, 32))
+    autoencoder = build_image_transforms("autoencoder", image_size=16)(image)  # scaled to [0, 1], not normalised
+    torch.testing.assert_close(autoencoder, (torch.tensor([10, 200, 30]) / 255)[:, None, None].expand(3, 16, 16))
 
 
 def test_decode_image_accepts_the_usual_inputs_and_rejects_bad_ones(tmp_path):

@@ -1,15 +1,22 @@
 """The `outfit-completion` pipeline: registration, output, titles, batching, errors, and saved folders without umbert_hf."""
 
+import dataclasses
 import json
+import shutil
 
 import datasets
 import pytest
+import torch
 from PIL import Image
 from support.hub_fixtures import run_json_in_fresh_process
 from support.umbert_testing import UmBertModelTester
 from transformers import pipeline
 
 from umbert_hf import OutfitCompletionPipeline, UmBertModel
+from umbert_hf.configuration_ssim_autoencoder import SsimAutoEncoderConfig
+from umbert_hf.data.image_processing import ImagePreprocessing, encode_images
+from umbert_hf.modeling_ssim_autoencoder import SsimAutoEncoderModel
+from umbert_hf.training.outfit import save_image_encoder_with_model
 
 
 @pytest.fixture
@@ -60,15 +67,38 @@ def test_output_is_top_k_items_of_the_blank_category_best_first(tester):
 
 
 def test_photos_are_embedded_like_in_complete(tester, tmp_path):
+    """A tiny random-weight image encoder saved with the model: photos are embedded by the copy in `image_encoder/`."""
+    torch.manual_seed(0)
+    encoder_config = SsimAutoEncoderConfig(
+        image_size=32,
+        hidden_channels=8,
+        latent_channels=8,
+        intermediate_size=32,
+        embedding_dim=tester.hidden_size,
+        num_downsampling_layers=2,
+    )
+    encoder = SsimAutoEncoderModel(encoder_config).eval()
+    encoder.save_pretrained(tmp_path / "encoder")
+    # As recorded by an embeddings table whose photos were padded to squares: not the encoder's own default.
+    preprocessing = dataclasses.replace(ImagePreprocessing.for_encoder("ssim-autoencoder", 32), pad_to_square=True)
     model = tester.umbert()
+    model.config.image_encoder = str(tmp_path / "encoder")
+    model.config.embedding_metadata = {"parts": ["image"], "image_preprocessing": preprocessing.to_dict()}
+    save_image_encoder_with_model(model, tmp_path / "model")
+    model.save_pretrained(tmp_path / "model")
+    shutil.rmtree(tmp_path / "encoder")  # only the copy saved with the model is left
+    photo = Image.new("RGB", (40, 60), (200, 30, 30))
+    photo.paste((20, 40, 220), (0, 0, 20, 60))  # two colours: a flip or a crop would change the embedding
+    photo.save(tmp_path / "photo.png")
+    with torch.inference_mode():
+        photo_embedding = encode_images(encoder, [photo], preprocessing=preprocessing)[0]
     outfit = outfits_of(tester, 1)[0]
     context_slot = next(slot for slot, value in outfit.items() if value is not None)
-    item_embedding = model.get_catalogue_embeddings()[model.catalogue_rows([outfit[context_slot]])[0]]
-    model.set_image_embedder(lambda images: item_embedding.expand(len(images), -1))
-    photo = Image.new("RGB", (8, 8), "red")
-    photo.save(tmp_path / "photo.png")
-    pipe = pipeline("outfit-completion", model=model, device="cpu")
-    expected = model.complete([outfit], top_k=5)[0]
+    saved = UmBertModel.from_pretrained(tmp_path / "model").eval()
+    assert saved.config.image_encoder == "image_encoder"
+    expected = saved.complete([{**outfit, context_slot: photo_embedding}], top_k=5)[0]
+    assert expected != saved.complete([outfit], top_k=5)[0]  # the photo, not the item it replaces, decides
+    pipe = pipeline("outfit-completion", model=saved, device="cpu")
     assert pipe({**outfit, context_slot: photo}, top_k=5) == expected
     assert pipe({**outfit, context_slot: str(tmp_path / "photo.png")}, top_k=5) == expected
 

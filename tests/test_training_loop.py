@@ -278,6 +278,38 @@ def test_an_intact_checkpoint_resumes_to_the_uninterrupted_result(uninterrupted,
     assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in uninterrupted[2].items())
 
 
+def recording_mse(calls: list):
+    """The regression loss, recording each call's batch inputs and a draw from the global RNG (as dropout would)."""
+
+    def mse(model, batch):
+        calls.append((batch[0].clone(), torch.rand(1).item()))
+        return torch.nn.functional.mse_loss(model(batch[0]).squeeze(-1), batch[1])
+
+    return mse
+
+
+def test_a_resumed_run_trains_only_the_steps_after_the_checkpoint(tmp_path, monkeypatch):
+    """What a seeded restart from step 0 cannot give: only steps 7 and 8, with their batches, RNG draws and rates."""
+    logged = []
+    monkeypatch.setattr(Accelerator, "log", lambda self, values, step=None, **kwargs: logged.append((step, values)))
+    full_calls, resumed_calls = [], []
+    regression_fit(
+        training_args(tmp_path / "full", "--checkpointing_steps", "2"), training_step=recording_mse(full_calls)
+    )
+    full_rates = {step: values["train/learning_rate"] for step, values in logged if "train/learning_rate" in values}
+    logged.clear()
+    args = training_args(tmp_path / "resumed", "--resume_from_checkpoint", tmp_path / "full" / "step_6")
+    result, _ = regression_fit(args, training_step=recording_mse(resumed_calls))
+    assert len(full_calls) == 8 and len(resumed_calls) == 2 and result.global_step == 8
+    for (batch, draw), (full_batch, full_draw) in zip(resumed_calls, full_calls[6:]):
+        assert torch.equal(batch, full_batch) and draw == full_draw
+    assert {step: values["train/learning_rate"] for step, values in logged if "train/learning_rate" in values} == {
+        7: full_rates[7],
+        8: full_rates[8],
+    }
+    assert len(set(full_rates.values())) == 8  # a decaying rate: step 7's is not step 1's
+
+
 def test_a_truncated_rng_state_is_refused_instead_of_resuming_without_it(uninterrupted, tmp_path):
     checkpoint = damaged_copy(uninterrupted, tmp_path)
     rng_file = checkpoint / "random_states_0.pkl"
