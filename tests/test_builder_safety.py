@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 from test_dataset_builder import EXPECTED_OUTFITS, HAND_FITB_VALID, SLOTS, load, make_hand_raw, tree_digest
+from test_mango import make_checkout
 
 import dataset_builder.export as export
 from dataset_builder import OutputExistsError, build_dataset, synthesize_polyvore
@@ -193,6 +194,46 @@ def test_a_dataset_moved_aside_by_a_killed_overwrite_is_put_back(hand_raw, tmp_p
         build_dataset(hand_raw, output, with_images=False)
     assert tree_digest(output) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]
+
+
+def other_command(command: str, tmp_path: Path, output: Path) -> list[str]:
+    """The argv of a small `synthesize` or `convert-mango` run (no images) writing `output`."""
+    if command == "synthesize":
+        return ["synthesize", "--output_dir", str(output), "--num_items", "60", "--num_outfits", "40", "--no_images"]
+    source = tmp_path / "mango" if (tmp_path / "mango").is_dir() else make_checkout(tmp_path / "mango")
+    return ["convert-mango", "--source", str(source), "--output_dir", str(output), "--no_images"]
+
+
+@pytest.mark.parametrize("command", ["synthesize", "convert-mango"])
+def test_leftovers_of_killed_runs_are_removed_by_synthesize_and_convert_mango_too(tmp_path, capsys, command):
+    host, dead, alive = export.HOST_TAG, dead_pid(), os.getpid()
+    stale = {f".tmp-out-{dead}.{host}-abcd1234", f".old-out-{dead}.{host}-abcd1234"}  # a killed run's: removed
+    running = {f".tmp-out-{alive}.{host}-abcd1234"}  # a running one's: kept
+    for name in stale | running:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "partial.json").write_text("half written")
+    assert run(other_command(command, tmp_path, tmp_path / "out"), capsys) == (0, "")
+    assert (tmp_path / "out").is_dir()
+    assert {path.name for path in tmp_path.iterdir() if path.name.startswith(".")} == running
+
+
+@pytest.mark.parametrize("command", ["synthesize", "convert-mango"])
+def test_a_folder_moved_aside_by_a_killed_overwrite_is_put_back_by_synthesize_and_convert_mango(
+    tmp_path, capsys, command
+):
+    output = tmp_path / "out"
+    argv = other_command(command, tmp_path, output)
+    assert run(argv, capsys) == (0, "")
+    before = tree_digest(output)
+    dead = dead_pid()
+    aside = tmp_path / f".old-out-{dead}.{export.HOST_TAG}-abcd1234"
+    aside.mkdir()
+    os.replace(output, aside / "out")  # killed between moving the old folder aside and moving the new one in
+    (tmp_path / f".tmp-out-{dead}.{export.HOST_TAG}-abcd1234").mkdir()
+    code, err = run([*argv, "--seed", "5"], capsys)
+    assert code == 2 and one_line_error(err) and "already exists" in err, err
+    assert tree_digest(output) == before
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -414,3 +414,18 @@ def test_compute_embeddings_script_writes_the_table(tmp_path, encoders, catalogu
     assert default["embedding_dim"] == table.embedding_dim == 1280 + (384 if with_text else 0)
     assert table.metadata["parts"] == (["image", "text"] if with_text else ["image"])
     assert "the default recipe, efficientnet_lite0" in capsys.readouterr().out
+
+
+def test_compute_embeddings_refuses_an_output_inside_the_dataset_before_reading_it(tmp_path, capsys):
+    path = os.path.join(os.path.dirname(__file__), "..", "training_scripts", "compute_embeddings.py")
+    spec = importlib.util.spec_from_file_location("compute_embeddings", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    dataset = tmp_path / "ds"
+    (dataset / "catalogue").mkdir(parents=True)
+    (dataset / "README.md").write_text("card")
+    for output in (dataset / "emb.parquet", dataset / "catalogue" / "train-00000-of-00001.parquet"):
+        with pytest.raises(SystemExit) as exit_info:
+            script.main(["--dataset", str(dataset), "--output", str(output), "--num_workers", "0"])
+        assert exit_info.value.code == 2 and "lies inside the --dataset" in capsys.readouterr().err
+    assert sorted(p.relative_to(dataset).as_posix() for p in dataset.rglob("*")) == ["README.md", "catalogue"]

@@ -102,3 +102,17 @@ def test_an_image_encoder_folder_is_refused_in_one_line(evaluate, outfit_dataset
     FashionResNetModel(FashionResNetConfig(embedding_dim=8, image_size=32)).save_pretrained(encoder)
     err = run_failing(evaluate, capsys, ["--model_name_or_path", str(encoder), "--dataset", str(dataset)])
     assert "holds a 'fashion-resnet' model, not umBERT or WumBERT" in err
+
+
+def test_an_output_file_inside_the_dataset_or_the_embeddings_is_refused(evaluate, workdir, tmp_path, capsys):
+    dataset = tmp_path / "ds"
+    dataset.mkdir()
+    (dataset / "README.md").write_text("card")
+    (tmp_path / "e.parquet").write_bytes(b"PAR1")
+    baseline = ["--baseline", "random", "--dataset", str(dataset), "--embeddings", str(tmp_path / "e.parquet")]
+    for output, flag in ((dataset / "eval.json", "--dataset"), (tmp_path / "e.parquet", "--embeddings")):
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate.main([*baseline, "--output_file", str(output)])
+        assert exit_info.value.code == 2 and f"inside the {flag}" in capsys.readouterr().err
+    assert sorted(os.listdir(dataset)) == ["README.md"] and os.listdir(workdir) == []
+    assert (tmp_path / "e.parquet").read_bytes() == b"PAR1"

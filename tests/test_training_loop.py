@@ -5,6 +5,7 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import re
 import shutil
 from pathlib import Path
@@ -247,6 +248,57 @@ def test_non_finite_or_out_of_range_numbers_are_refused_naming_the_flag(tmp_path
     with pytest.raises(ValueError, match=f"^--{flag} must be") as info:
         check_training_args(training_args(tmp_path / "out", f"--{flag}={value}"))
     one_line(info.value)
+
+
+@pytest.fixture
+def unreadable_inputs(tmp_path, monkeypatch):
+    """A --dataset folder and an --embeddings file that fail if read; every read of data is recorded in the list."""
+    import builtins
+
+    import datasets
+    import pyarrow.parquet as pq
+
+    dataset, embeddings = tmp_path / "ds", tmp_path / "emb.parquet"
+    (dataset / "outfits").mkdir(parents=True)
+    (dataset / "README.md").write_text("---\nconfigs: [not, a, card\n")
+    (dataset / "outfits" / "train-00000-of-00001.parquet").write_bytes(b"not parquet")
+    embeddings.write_bytes(b"not parquet")
+    reads = []
+
+    def recording(name):
+        def read(*args, **kwargs):
+            reads.append(name)
+            raise AssertionError(f"{name} read data before the flags were checked")
+
+        return read
+
+    for module, name in ((datasets, "load_dataset"), (datasets, "load_from_disk"), (pq, "read_table")):
+        monkeypatch.setattr(module, name, recording(name))
+    real_open = builtins.open
+
+    def watched_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and str(tmp_path) in os.fspath(file):
+            reads.append(os.fspath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", watched_open)
+    return dataset, embeddings, reads
+
+
+@pytest.mark.parametrize("script", ["pretrain", "finetune", "train_image_encoder"])
+@pytest.mark.parametrize(
+    ("flag", "value"), [("learning_rate", "nan"), ("weight_decay", "-1"), ("report_to", "tensorbored")]
+)
+def test_bad_numbers_and_trackers_are_refused_before_any_data_is_read(
+    unreadable_inputs, tmp_path, capsys, script, flag, value
+):
+    dataset, embeddings, reads = unreadable_inputs
+    argv = ["--dataset", str(dataset), "--output_dir", str(tmp_path / "out"), f"--{flag}={value}"]
+    argv += ["--encoder", "resnet"] if script == "train_image_encoder" else ["--embeddings", str(embeddings)]
+    assert run_script(load_script(script).main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --{flag} ") and value in err and err.count("\n") == 1, err
+    assert reads == [] and not (tmp_path / "out").exists()
 
 
 # --- 2. Checkpoints --------------------------------------------------------------------------------------------
