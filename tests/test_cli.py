@@ -136,6 +136,31 @@ def test_help_lists_every_subcommand(capsys):
     assert set(re.findall(r"^ {4}(\S+)", text, flags=re.MULTILINE)) == commands
 
 
+def test_complete_with_a_dataset_lists_titles_and_renders_the_outfit(
+    saved_model, tester, tmp_path, monkeypatch, capsys
+):
+    import umbert_hf.data.outfit_data as outfit_data
+
+    root, model, _ = saved_model
+    ids = tester.item_ids
+    titles = {item_id: f"title of {item_id}" for item_id in ids}
+    images = {item_id: Image.new("RGB", (20, 20), (number % 256, 90, 160)) for number, item_id in enumerate(ids)}
+    monkeypatch.setattr(outfit_data, "load_catalogue_details", lambda dataset: (titles, images))
+    argv = ["complete", "--model", str(root / "model"), "--top_k", "3", "--outfit", f"shoes={ids[0]}", f"tops={ids[1]}"]
+    argv += ["accessories=?", f"bottoms={ids[3]}", "--render", str(tmp_path / "completion.png")]
+    assert main(argv) == 2  # a picture needs the dataset's images
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: --render needs --dataset" in err, err
+    assert not (tmp_path / "completion.png").exists()
+    assert main([*argv, "--dataset", "ds"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    expected = model.complete([{"shoes": ids[0], "tops": ids[1], "accessories": None, "bottoms": ids[3]}], top_k=3)[0]
+    assert [line.split()[1] for line in lines[1:4]] == [entry["item_id"] for entry in expected]
+    assert all(line.endswith(f"  title of {entry['item_id']}") for line, entry in zip(lines[1:4], expected))
+    assert lines[4] == f"Wrote {tmp_path / 'completion.png'}"
+    assert Image.open(tmp_path / "completion.png").size == layout(4, 3, 1)
+
+
 def test_renderer_draws_the_expected_tiles(tmp_path):
     slots = ["shoes", "tops", "accessories", "bottoms"]
     colours = {str(index): Image.new("RGB", (50, 50), (index * 20, 100, 150)) for index in range(10)}
