@@ -295,7 +295,7 @@ def convert_mango(
         "with_images": with_images,
         "summary": summary,
     }
-    with atomic_output_dir(output, overwrite=overwrite, protect=source) as folder:
+    with atomic_output_dir(output, overwrite=overwrite, protect=source, marker=MARKER_FILE) as folder:
         _write_json(folder / METADATA_FILE, metadata)
         _write_json(folder / OUTFIT_TITLES_FILE, titles)
         (folder / CATEGORIES_FILE).write_text(categories_csv, encoding="utf-8")

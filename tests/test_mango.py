@@ -251,6 +251,11 @@ def test_output_folder_checks(checkout, tmp_path, capsys):
     assert code == 2 and "already exists" in err and err.count("\n") == 1
     assert _run([*args, "--output_dir", str(raw), "--seed", "1", "--overwrite"], capsys) == (0, "")
     assert _load(raw / MARKER_FILE)["seed"] == 1
+    # A file the user added to a conversion is theirs: --overwrite refuses, as build and synthesize do.
+    (raw / "notes.md").write_text("my notes")
+    code, err = _run([*args, "--output_dir", str(raw), "--overwrite"], capsys)
+    assert code == 2 and "notes.md" in err and err.count("\n") == 1, err
+    assert (raw / "notes.md").read_text() == "my notes" and _load(raw / MARKER_FILE)["seed"] == 1
 
 
 def test_cli_prints_summary_and_next_command(checkout, tmp_path, capsys):

@@ -301,6 +301,27 @@ def test_bad_numbers_and_trackers_are_refused_before_any_data_is_read(
     assert reads == [] and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("script", ["pretrain", "finetune"])
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("hidden_dropout_prob", "nan"),
+        ("hidden_dropout_prob", "2"),
+        ("contrastive_temperature", "nan"),
+        ("contrastive_temperature", "-1"),
+        ("hidden_size", "-1"),
+        ("num_attention_heads", "3"),
+    ],
+)
+def test_bad_model_flags_are_refused_before_any_data_is_read(unreadable_inputs, tmp_path, capsys, script, flag, value):
+    dataset, embeddings, reads = unreadable_inputs
+    argv = ["--dataset", str(dataset), "--output_dir", str(tmp_path / "out"), "--embeddings", str(embeddings)]
+    assert run_script(load_script(script).main, [*argv, f"--{flag}={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and flag in err and err.count("\n") == 1, err
+    assert reads == [] and not (tmp_path / "out").exists()
+
+
 # --- 2. Checkpoints --------------------------------------------------------------------------------------------
 
 

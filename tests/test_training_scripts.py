@@ -321,4 +321,5 @@ def test_finetune_refuses_ambiguous_model_sources(extra, message, capsys):
 def test_script_defaults_are_the_ones_chosen_on_real_outfits():
     args = load_script("finetune").parse_args(["--dataset", "d", "--output_dir", "o", "--embeddings", "e"])
     assert (args.num_hidden_layers, args.num_attention_heads, args.distance) == (2, 4, "euclidean")
-    assert (args.learning_rate, args.per_device_train_batch_size, args.contrastive_temperature) == (3e-4, 64, 0.05)
+    assert (args.learning_rate, args.per_device_train_batch_size, args.contrastive_temperature) == (1e-3, 64, 0.05)
+    assert (args.hidden_size, args.contrastive_negatives) == (256, "catalogue")

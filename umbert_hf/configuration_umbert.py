@@ -119,7 +119,7 @@ class UmBertConfig(PreTrainedConfig):
             raise ValueError(f"Unknown `distance` {self.distance!r}; expected one of {DISTANCES}.")
         if self.hidden_act not in ("gelu", "relu"):
             raise ValueError(f"Unknown `hidden_act` {self.hidden_act!r}; expected 'gelu' or 'relu'.")
-        if self.contrastive_temperature <= 0:
+        if not 0 < self.contrastive_temperature < float("inf"):  # also refuses NaN
             raise ValueError(f"`contrastive_temperature` must be positive, got {self.contrastive_temperature}.")
         if self.catalogue_size < 0 or self.catalogue_id_length < 1:
             raise ValueError(

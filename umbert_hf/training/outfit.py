@@ -68,7 +68,7 @@ MODEL_DEFAULTS = {
     "contrastive_temperature": 0.05,
 }
 PRETRAIN_DEFAULTS = {"num_train_epochs": 5, "per_device_train_batch_size": 64, "learning_rate": 3e-4, "patience": 3}
-FINETUNE_DEFAULTS = {"num_train_epochs": 10, "per_device_train_batch_size": 64, "learning_rate": 3e-4, "patience": 3}
+FINETUNE_DEFAULTS = {"num_train_epochs": 10, "per_device_train_batch_size": 64, "learning_rate": 1e-3, "patience": 3}
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> list[str]:
@@ -154,6 +154,35 @@ def encoder_hidden_size(hidden_size: int, embedding_dim: int) -> int:
     return min(hidden_size, embedding_dim) if hidden_size > 0 else embedding_dim
 
 
+def model_config_kwargs(args: argparse.Namespace, embedding_dim: int) -> dict[str, Any]:
+    """The config fields that the model flags (`add_model_args`) set, for item embeddings of `embedding_dim`."""
+    return {
+        "hidden_size": encoder_hidden_size(args.hidden_size, embedding_dim),
+        "embedding_size": embedding_dim,
+        "num_hidden_layers": args.num_hidden_layers,
+        "num_attention_heads": args.num_attention_heads,
+        "intermediate_size": args.intermediate_size,
+        "hidden_dropout_prob": args.hidden_dropout_prob,
+        "use_category_embeddings": args.use_category_embeddings,
+        "loss_type": args.loss_type,
+        "contrastive_negatives": args.contrastive_negatives,
+        "distance": args.distance,
+        "contrastive_temperature": args.contrastive_temperature,
+    }
+
+
+def check_model_args(args: argparse.Namespace) -> None:
+    """Refuse bad model flags before any data is read: `ValueError` naming the flag or config field.
+
+    The config's validation is the one check of the values; the item embeddings' size is not known yet, so it runs on
+    a stand-in size that `--hidden_size` (or, at 0, the head count) divides.
+    """
+    if args.hidden_size < 0:
+        raise ValueError(f"--hidden_size must be 0 (the item embeddings' size) or positive, got {args.hidden_size}.")
+    stand_in = args.hidden_size if args.hidden_size > 0 else 8 * max(1, args.num_attention_heads)
+    UmBertConfig(**model_config_kwargs(args, stand_in))
+
+
 def new_model(args: argparse.Namespace, catalogue: EmbeddingsTable, slots: list[str]) -> UmBertPreTrainedModel:
     """A fresh umBERT or WumBERT sized to the embeddings, with the catalogue set.
 
@@ -180,17 +209,7 @@ def new_model(args: argparse.Namespace, catalogue: EmbeddingsTable, slots: list[
                 )
     config_kwargs = {
         "categories": list(slots),
-        "hidden_size": encoder_hidden_size(args.hidden_size, catalogue.embedding_dim),
-        "embedding_size": catalogue.embedding_dim,
-        "num_hidden_layers": args.num_hidden_layers,
-        "num_attention_heads": args.num_attention_heads,
-        "intermediate_size": args.intermediate_size,
-        "hidden_dropout_prob": args.hidden_dropout_prob,
-        "use_category_embeddings": args.use_category_embeddings,
-        "loss_type": args.loss_type,
-        "contrastive_negatives": args.contrastive_negatives,
-        "distance": args.distance,
-        "contrastive_temperature": args.contrastive_temperature,
+        **model_config_kwargs(args, catalogue.embedding_dim),
         "image_encoder": image_encoder,
         "text_encoder": shareable_name(_encoder_name(metadata.get("text_encoder"))),
         "embedding_metadata": shareable_metadata(metadata) or None,
@@ -402,6 +421,8 @@ def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, An
     `"fill_in_the_blank"` (fine-tuning). Returns the metrics written to `metrics.json`.
     """
     check_training_args(args)
+    if not getattr(args, "model_name_or_path", None):
+        check_model_args(args)
     accelerator = make_accelerator(args)
     with accelerator.main_process_first():
         if getattr(args, "model_name_or_path", None):
@@ -550,7 +571,9 @@ __all__ = [
     "add_data_args",
     "add_model_args",
     "catalogue_of_model",
+    "check_model_args",
     "encoder_hidden_size",
+    "model_config_kwargs",
     "evaluate_baseline",
     "evaluate_model",
     "evaluate_split",
