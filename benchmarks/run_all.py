@@ -3,7 +3,8 @@
     python benchmarks/run_all.py [--quick]
 
 Rows: retrieval queries/s against the original per-query `cdist` loop and a bare matrix product; fine-tuning outfits/s
-against a bare `nn.TransformerEncoder` of the same shape; dataset build time at full Polyvore size; embedding
+against a bare `nn.TransformerEncoder` of the same shape; the step time of the catalogue-wide contrastive negatives
+against the batch's; dataset build time at full Polyvore size; embedding
 extraction images/s against the bare model forward. Each benchmark's `main` runs in this process, one after the other;
 its own output is printed first, and the table is built from the figures it returns.
 """
@@ -39,6 +40,7 @@ def main(argv=None) -> int:
 
     retrieval = run("bench_retrieval", *(["--repeats", "3"] if args.quick else []))
     finetune = run("bench_finetune_step", *(["--steps", "3"] if args.quick else []))
+    negatives = run("bench_contrastive_negatives", *(["--steps", "2", "--repeats", "1"] if args.quick else []))
     build = run("bench_dataset_build", *build_size)
     extraction = run("bench_embedding_extraction", *extraction_size)
 
@@ -58,6 +60,12 @@ def main(argv=None) -> int:
             "fine-tuning step bf16 autocast (outfits/s)",
             finetune["umbert_contrastive_bf16_outfits_per_s"],
             f"bare encoder bf16 {finetune['bare_encoder_bf16_outfits_per_s']:,.0f}",
+        ),
+        (
+            "fine-tuning step, catalogue-wide negatives, MANGO shapes (ms)",
+            negatives["catalogue_negatives_ms_per_step"],
+            f"batch negatives {negatives['batch_negatives_ms_per_step']:,.0f} ms "
+            f"({negatives['catalogue_vs_batch_cost']:.2f}x)",
         ),
         (
             f"dataset build, {build['num_items']} items / {build['num_outfits']} outfits (s)",

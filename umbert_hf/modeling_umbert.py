@@ -149,14 +149,17 @@ def catalogue_contrastive_loss(
     key_categories: torch.Tensor,
     logit_scale: torch.Tensor,
     distance: str,
+    distinct: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """InfoNCE against the whole catalogue: each prediction must pick its target row among every item of its category.
 
     Items whose embedding equals the target's (the same garment in another listing) are excluded, as in
-    `contrastive_loss`; so are items of other categories.
+    `contrastive_loss`; so are items of other categories. `distinct` (one id per distinct key, see `distinct_rows`)
+    saves recomputing it when the keys do not change.
     """
     logits = _similarity_logits(predictions, keys, distance) * logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
-    _, distinct = torch.unique(keys.detach(), dim=0, return_inverse=True)  # (catalogue,) one id per distinct vector
+    if distinct is None:
+        distinct = distinct_rows(keys)
     copies = distinct[None, :] == distinct[target_rows][:, None]  # (rows, catalogue)
     copies[torch.arange(target_rows.shape[0], device=keys.device), target_rows] = False
     other_category = key_categories[None, :] != row_categories[:, None]
@@ -164,14 +167,20 @@ def catalogue_contrastive_loss(
     return nn.functional.cross_entropy(logits.float(), target_rows)
 
 
+def distinct_rows(keys: torch.Tensor) -> torch.Tensor:
+    """(rows,) one id per distinct row of `keys`: equal ids for exact copies."""
+    return torch.unique(keys.detach(), dim=0, return_inverse=True)[1]
+
+
 @dataclass
 class CatalogueTargets:
-    """What the catalogue-wide contrastive loss needs: the target rows `(batch, slots)` and the catalogue, both in the
-    model's internal (standardised) space."""
+    """What the catalogue-wide contrastive loss needs: the target rows `(batch, slots)`, the catalogue in the model's
+    internal (standardised) space, its slot categories and its distinct-row ids."""
 
     rows: torch.Tensor
     keys: torch.Tensor
     categories: torch.Tensor
+    distinct: torch.Tensor | None = None
 
 
 def outfit_loss(
@@ -216,6 +225,7 @@ def outfit_loss(
                 catalogue.categories,
                 logit_scale,
                 config.distance,
+                distinct=catalogue.distinct,
             )
     return loss
 
@@ -379,6 +389,15 @@ class UmBertPreTrainedModel(PreTrainedModel):
         if category not in self.config.categories:
             raise ValueError(f"Unknown slot {category!r}; the model's slots are {self.config.categories}.")
         return self.catalogue_index().rows[self.config.categories.index(category)]
+
+    def _distinct_catalogue_rows(self) -> torch.Tensor:
+        """`distinct_rows` of the catalogue embeddings, recomputed only when they change (every step for WumBERT)."""
+        cache = self._catalogue()
+        embeddings = self.get_catalogue_embeddings()
+        key = (embeddings.data_ptr(), embeddings._version, self._catalogue_cache_key)
+        if cache.get("distinct_key") != key:
+            cache["distinct"], cache["distinct_key"] = distinct_rows(embeddings), key
+        return cache["distinct"]
 
     def catalogue_index(self) -> CategoryIndex:
         """The per-slot search index over the catalogue, rebuilt only when the embeddings or the catalogue change."""
@@ -737,7 +756,9 @@ class UmBertPreTrainedModel(PreTrainedModel):
                         "not embeddings."
                     )
                 keys = self.standardize(self.get_catalogue_embeddings())
-                catalogue = CatalogueTargets(target_rows, keys, self.catalogue_categories)
+                catalogue = CatalogueTargets(
+                    target_rows, keys, self.catalogue_categories, self._distinct_catalogue_rows()
+                )
             loss = outfit_loss(
                 self.config,
                 internal,
