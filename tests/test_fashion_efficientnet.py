@@ -12,6 +12,7 @@ import pytest
 import timm
 import torch
 from PIL import Image
+from support.images import FashionEfficientNetModelTester
 from transformers import AutoModel, pipeline
 
 from dataset_builder import build_dataset, synthesize_polyvore
@@ -35,14 +36,10 @@ from umbert_hf.training.image import add_image_encoder_args, train_image_encoder
 from umbert_hf.training.loop import add_training_args
 from umbert_hf.training.outfit import add_model_args, new_model, save_image_encoder_with_model
 
-CATEGORIES = ["shoes", "tops", "bags"]
-
 
 def tiny_model(**overrides) -> FashionEfficientNetModel:
     """A random-weight Lite0 at 64 px (the architecture is fixed; the input is what keeps it fast)."""
-    torch.manual_seed(0)
-    kwargs = {"pretrained_backbone": False, "image_size": 64, "embedding_dim": 16, "categories": CATEGORIES}
-    return FashionEfficientNetModel(FashionEfficientNetConfig(**{**kwargs, **overrides})).eval()
+    return FashionEfficientNetModelTester().model(**overrides)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from support.images import FashionResNetModelTester, SsimAutoEncoderModelTester
+from support.images import FashionEfficientNetModelTester, FashionResNetModelTester, SsimAutoEncoderModelTester
 from transformers import AutoConfig, AutoModel
 
 from umbert_hf.configuration_fashion_resnet import FashionResNetConfig
@@ -33,10 +33,15 @@ def test_auto_classes_load_both_encoders(tmp_path, tester_class):
 
 
 def test_trust_remote_code_round_trip_without_umbert_hf_installed(tmp_path, monkeypatch):
-    """Saved folders carry their code: a process that cannot import `umbert_hf` loads both encoders."""
+    """Saved folders carry their code: a process that cannot import `umbert_hf` loads all three encoders."""
     from support.hub_fixtures import run_json_in_fresh_process
 
-    for name, tester in (("resnet", FashionResNetModelTester()), ("autoencoder", SsimAutoEncoderModelTester())):
+    testers = {
+        "resnet": FashionResNetModelTester(),
+        "efficientnet": FashionEfficientNetModelTester(),
+        "autoencoder": SsimAutoEncoderModelTester(),
+    }
+    for name, tester in testers.items():
         model = tester.model()
         # register_for_auto_class sets class attributes; restore them so other tests save plain folders.
         monkeypatch.setattr(type(model), "_auto_class", None)
@@ -55,7 +60,7 @@ def test_trust_remote_code_round_trip_without_umbert_hf_installed(tmp_path, monk
         import json, torch
         from transformers import AutoModel
         report = {{}}
-        for name in ("resnet", "autoencoder"):
+        for name in ("resnet", "efficientnet", "autoencoder"):
             model = AutoModel.from_pretrained({str(tmp_path)!r} + "/" + name, trust_remote_code=True).eval()
             saved = torch.load({str(tmp_path)!r} + f"/{{name}}.pt")
             difference = (model(saved["pixel_values"]).embeddings - saved["embeddings"]).abs().max().item()
@@ -65,6 +70,7 @@ def test_trust_remote_code_round_trip_without_umbert_hf_installed(tmp_path, monk
         {"HF_HUB_OFFLINE": "1"},
         block_imports=["umbert_hf"],
     )
+    assert set(result) == set(testers)
     for name, (module, difference) in result.items():
         assert module.startswith("transformers_modules"), (name, module)
         assert difference < 1e-5, (name, difference)

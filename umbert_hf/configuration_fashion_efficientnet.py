@@ -4,7 +4,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.utils import logging
 
-from .configuration_fashion_resnet import DEFAULT_CATEGORIES
+from .configuration_fashion_resnet import set_category_labels
 
 logger = logging.get_logger(__name__)
 
@@ -57,15 +57,7 @@ class FashionEfficientNetConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
-        if self.categories is None:
-            self.categories = (
-                [self.id2label[key] for key in sorted(self.id2label, key=int)]
-                if self.id2label
-                else list(DEFAULT_CATEGORIES)
-            )
-        self.categories = list(self.categories)
-        self.id2label = dict(enumerate(self.categories))
-        self.label2id = {name: index for index, name in enumerate(self.categories)}
+        set_category_labels(self)
         if self.backbone in EFFICIENTNET_BACKBONES and self.image_size is None:
             self.image_size = EFFICIENTNET_BACKBONES[self.backbone][1]
         self._check_values()

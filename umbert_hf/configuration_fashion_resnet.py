@@ -9,6 +9,22 @@ logger = logging.get_logger(__name__)
 DEFAULT_CATEGORIES = ("shoes", "tops", "accessories", "bottoms")
 
 
+def set_category_labels(config: PreTrainedConfig) -> None:
+    """`categories` as a list (default `DEFAULT_CATEGORIES`) and the classifier's `id2label` / `label2id` from it.
+
+    A config saved before `categories` existed (or written by hand) may only carry `id2label`.
+    """
+    if config.categories is None:
+        config.categories = (
+            [config.id2label[key] for key in sorted(config.id2label, key=int)]
+            if config.id2label
+            else list(DEFAULT_CATEGORIES)
+        )
+    config.categories = list(config.categories)
+    config.id2label = dict(enumerate(config.categories))
+    config.label2id = {name: index for index, name in enumerate(config.categories)}
+
+
 @strict
 class FashionResNetConfig(PreTrainedConfig):
     r"""
@@ -50,16 +66,7 @@ class FashionResNetConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
-        if self.categories is None:
-            # A config saved before `categories` existed (or written by hand) may only carry `id2label`.
-            self.categories = (
-                [self.id2label[key] for key in sorted(self.id2label, key=int)]
-                if self.id2label
-                else list(DEFAULT_CATEGORIES)
-            )
-        self.categories = list(self.categories)
-        self.id2label = dict(enumerate(self.categories))
-        self.label2id = {name: index for index, name in enumerate(self.categories)}
+        set_category_labels(self)
         self._check_values()
         super().__post_init__(**kwargs)
 
@@ -86,4 +93,4 @@ class FashionResNetConfig(PreTrainedConfig):
             raise ValueError(f"`classifier_dropout` must be in [0, 1), got {self.classifier_dropout}.")
 
 
-__all__ = ["FashionResNetConfig"]
+__all__ = ["DEFAULT_CATEGORIES", "FashionResNetConfig", "set_category_labels"]

@@ -5,8 +5,10 @@ import io
 import torch
 from PIL import Image
 
+from umbert_hf.configuration_fashion_efficientnet import FashionEfficientNetConfig
 from umbert_hf.configuration_fashion_resnet import FashionResNetConfig
 from umbert_hf.configuration_ssim_autoencoder import SsimAutoEncoderConfig
+from umbert_hf.modeling_fashion_efficientnet import FashionEfficientNetModel
 from umbert_hf.modeling_fashion_resnet import FashionResNetModel
 from umbert_hf.modeling_ssim_autoencoder import SsimAutoEncoderModel
 
@@ -35,6 +37,20 @@ class FashionResNetModelTester:
 
     def labels(self) -> torch.Tensor:
         return torch.randint(len(self.categories), (self.batch_size,), generator=self.generator)
+
+
+class FashionEfficientNetModelTester(FashionResNetModelTester):
+    """A random-weight EfficientNet-Lite0 (the architecture is fixed) on 64-pixel images, 16-d embeddings."""
+
+    image_size = 64
+
+    def config(self, **overrides) -> FashionEfficientNetConfig:
+        kwargs = {"image_size": self.image_size, "embedding_dim": self.embedding_dim, "categories": self.categories}
+        return FashionEfficientNetConfig(**{"pretrained_backbone": False, **kwargs, **overrides})
+
+    def model(self, **overrides) -> FashionEfficientNetModel:
+        torch.manual_seed(0)
+        return FashionEfficientNetModel(self.config(**overrides)).eval()
 
 
 class SsimAutoEncoderModelTester:
@@ -70,4 +86,4 @@ def png_bytes(color: tuple[int, int, int], size: int = 40) -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["FashionResNetModelTester", "SsimAutoEncoderModelTester", "png_bytes"]
+__all__ = ["FashionEfficientNetModelTester", "FashionResNetModelTester", "SsimAutoEncoderModelTester", "png_bytes"]
