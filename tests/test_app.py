@@ -1,11 +1,12 @@
 """The web app: the `umbert-hf app` command, the Space files, and the page in headless Chromium driven by Playwright.
 
 The browser tests need the Debian package `chromium` (/usr/bin/chromium; Playwright cannot download browsers here)
-and are skipped without it. They run the app on a tiny synthetic dataset with images and a umBERT fine-tuned on it
+and are skipped without it, except under CI (`CI=true`), where they fail without it. They run the app on a tiny synthetic dataset with images and a umBERT fine-tuned on it
 for a few epochs.
 """
 
 import importlib.util
+import os
 import re
 import socket
 from pathlib import Path
@@ -23,8 +24,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 CHROMIUM_ARGS += ["--disable-background-networking"]
 TOP_K = 5
+# Under CI (`CI=true`) the browser tests are required: a missing Chromium fails them instead of skipping, so a broken
+# install cannot hide an app regression. On a developer's machine they skip, with the reason.
+REQUIRED = os.environ.get("CI", "").lower() == "true"
 needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="the browser tests need Chromium at /usr/bin/chromium: apt-get install chromium"
+    not CHROMIUM.exists() and not REQUIRED,
+    reason="the browser tests need Chromium at /usr/bin/chromium: apt-get install chromium",
 )
 
 
@@ -92,6 +97,8 @@ def app_url(app_inputs):
 def browser():
     from playwright.sync_api import sync_playwright
 
+    if not CHROMIUM.exists():
+        pytest.fail(f"CI=true: the browser tests are required, and Chromium is missing at {CHROMIUM}")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
