@@ -89,6 +89,10 @@ def test_config_rejects_bad_values_and_defaults_to_the_native_resolution():
         FashionEfficientNetConfig(embedding_dim=0)
     with pytest.raises(ValueError, match="image_size"):
         FashionEfficientNetConfig(image_size=16)
+    with pytest.raises(ValueError, match="unique"):
+        FashionEfficientNetConfig(categories=["shoes", "shoes"])
+    with pytest.raises(ValueError, match="at least two"):
+        FashionEfficientNetConfig(categories=["shoes"])
 
 
 def test_the_wheel_weights_load_onto_timm_and_give_the_same_imagenet_logits():

