@@ -1,9 +1,12 @@
 """Polyvore Outfits for umBERT: a `datasets` builder, a Hub-layout exporter, a synthetic raw-folder generator and a
 MANGO importer."""
 
-from .export import BuildSummary, OutputExistsError, build_dataset, push_to_hub
+from umbert_hf.utils.paths import OutputPathError
+
+from .config import DEFAULT_CATEGORIES, PolyvoreOutfitsConfig
+from .export import BuildSummary, build_dataset, push_to_hub
 from .mango import convert_mango
-from .polyvore_outfits import DEFAULT_CATEGORIES, PolyvoreOutfits, PolyvoreOutfitsConfig
+from .polyvore_outfits import PolyvoreOutfits
 from .prepare import CONFIG_NAMES, EmptyDatasetError, config_features
 from .raw import PolyvoreFormatError, read_raw
 from .synthetic import describe_rules, synthesize_polyvore
@@ -13,7 +16,7 @@ __all__ = [
     "DEFAULT_CATEGORIES",
     "BuildSummary",
     "EmptyDatasetError",
-    "OutputExistsError",
+    "OutputPathError",
     "PolyvoreFormatError",
     "PolyvoreOutfits",
     "PolyvoreOutfitsConfig",

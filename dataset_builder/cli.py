@@ -8,13 +8,14 @@ import shlex
 import sys
 import time
 
+from umbert_hf.utils.paths import run_command
+
+from .config import DEFAULT_CATEGORIES
 from .export import build_dataset, push_to_hub
 from .mango import convert_mango
-from .polyvore_outfits import DEFAULT_CATEGORIES
-from .raw import PolyvoreFormatError
 from .synthetic import synthesize_polyvore
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURE = 0, 1
 
 _EPILOG = """\
 examples:
@@ -32,7 +33,8 @@ examples:
 
   # then, in Python:  datasets.load_dataset("polyvore_umbert", "outfits")
 
-exit codes: 0 done, 2 bad input or usage (the message names the file and field), 1 other failures.
+exit codes: 0 done, 2 bad input or usage (one `error:` line naming the file and field), 1 a failed push to the Hub,
+130 interrupted (nothing half-written is left).
 """
 
 
@@ -166,74 +168,55 @@ def _print_mango_summary(summary: dict, prog: str, seconds: float) -> None:
     )
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    """Run the command line; returns the exit code (argparse usage errors exit with 2 themselves).
+def run(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run the command line, raising a user error (`ValueError`, `OSError`) for `run_command` to print.
 
     `prog` names the command in usage messages, e.g. "umbert-hf" when that console script delegates here.
     """
     args = build_parser(prog).parse_args(argv)
     start = time.perf_counter()
-    try:
-        if args.command == "convert-mango":
-            try:
-                summary = convert_mango(
-                    args.source,
-                    args.output_dir,
-                    seed=args.seed,
-                    with_images=not args.no_images,
-                    overwrite=args.overwrite,
-                )
-            except OSError as error:  # unreadable photo, full disk, ...: nothing was written
-                print(f"error: {error}", file=sys.stderr)
-                return EXIT_FAILURE
-            _print_mango_summary(summary, prog or "umbert-hf", time.perf_counter() - start)
-            return EXIT_OK
-        if args.command == "synthesize":
-            # Parameters out of range raise PolyvoreFormatError (below) before anything is written.
-            summary = synthesize_polyvore(
-                args.output_dir,
-                num_items=args.num_items,
-                num_outfits=args.num_outfits,
-                image_size=args.image_size,
-                seed=args.seed,
-                with_images=not args.no_images,
-                overwrite=args.overwrite,
-            )
-            splits = "; ".join(
-                f"{split_type}: " + ", ".join(f"{stem} {n}" for stem, n in counts.items())
-                for split_type, counts in summary["splits"].items()
-            )
-            print(
-                f"wrote {summary['output_dir']}: {summary['num_items']} items ({summary['num_items_in_outfits']} in "
-                f"outfits, {summary['mean_outfits_per_item']} outfits per item), {summary['num_outfits']} outfits "
-                f"({summary['num_outfits_with_every_slot']} with every slot); {splits} "
-                f"[{time.perf_counter() - start:.1f}s]"
-            )
-            return EXIT_OK
-
-        summary = build_dataset(
-            args.raw_dir,
+    if args.command == "convert-mango":
+        summary = convert_mango(
+            args.source, args.output_dir, seed=args.seed, with_images=not args.no_images, overwrite=args.overwrite
+        )
+        _print_mango_summary(summary, prog or "umbert-hf", time.perf_counter() - start)
+        return EXIT_OK
+    if args.command == "synthesize":
+        # Parameters out of range raise PolyvoreFormatError before anything is written.
+        summary = synthesize_polyvore(
             args.output_dir,
-            split_type=args.split_type,
-            categories=_split_categories(args.categories),
-            category_map=dict(args.category_map) or None,
-            with_images=not args.no_images,
-            full_catalogue=args.full_catalogue,
+            num_items=args.num_items,
+            num_outfits=args.num_outfits,
+            image_size=args.image_size,
             seed=args.seed,
-            strict=args.strict,
+            with_images=not args.no_images,
             overwrite=args.overwrite,
         )
-        print(summary)
-        print(f"built {args.output_dir} in {time.perf_counter() - start:.1f}s")
-    except PolyvoreFormatError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as error:  # unwritable output folder, full disk, ...: the output folder was left as it was
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print("interrupted: no output was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        splits = "; ".join(
+            f"{split_type}: " + ", ".join(f"{stem} {n}" for stem, n in counts.items())
+            for split_type, counts in summary["splits"].items()
+        )
+        print(
+            f"wrote {summary['output_dir']}: {summary['num_items']} items ({summary['num_items_in_outfits']} in "
+            f"outfits, {summary['mean_outfits_per_item']} outfits per item), {summary['num_outfits']} outfits "
+            f"({summary['num_outfits_with_every_slot']} with every slot); {splits} "
+            f"[{time.perf_counter() - start:.1f}s]"
+        )
+        return EXIT_OK
+    summary = build_dataset(
+        args.raw_dir,
+        args.output_dir,
+        split_type=args.split_type,
+        categories=_split_categories(args.categories),
+        category_map=dict(args.category_map) or None,
+        with_images=not args.no_images,
+        full_catalogue=args.full_catalogue,
+        seed=args.seed,
+        strict=args.strict,
+        overwrite=args.overwrite,
+    )
+    print(summary)
+    print(f"built {args.output_dir} in {time.perf_counter() - start:.1f}s")
     if args.push_to_hub:
         try:
             info = push_to_hub(args.output_dir, args.push_to_hub, token=args.token, private=args.private or None)
@@ -244,4 +227,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     return EXIT_OK
 
 
-__all__ = ["build_parser", "main"]
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run the command line; returns the exit code: 0 done, 2 bad input (one `error: ...` line), 1 a failed push,
+    130 interrupted (nothing is left half-written: outputs appear only once complete)."""
+    return run_command(lambda arguments: run(arguments, prog), argv, interrupted="interrupted: no output was written")
+
+
+__all__ = ["build_parser", "main", "run"]

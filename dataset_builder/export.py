@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,8 +21,10 @@ from transformers.utils import logging
 
 from umbert_hf.utils.files import HOST_TAG, atomic_path, install_folder
 from umbert_hf.utils.hub import push_folder_to_hub
+from umbert_hf.utils.paths import check_output
 
-from .polyvore_outfits import _CITATION, _HOMEPAGE, DEFAULT_CATEGORIES, PolyvoreOutfits
+from .config import DEFAULT_CATEGORIES
+from .polyvore_outfits import _CITATION, _HOMEPAGE, PolyvoreOutfits
 from .prepare import CONFIG_NAMES, CONFIG_SPLITS, SPLITS, PreparedPolyvore, PreparedSplit
 from .raw import PolyvoreFormatError
 
@@ -34,10 +36,6 @@ SYNTHETIC_MARKER = "synthetic_latents.json"
 MARKER_COMMANDS = {SUMMARY_FILE: "build", SYNTHETIC_MARKER: "synthesize", "mango_import.json": "convert-mango"}
 IMAGE_ROWS_PER_GROUP = 100  # small row groups keep image parquet files streamable
 MAX_SHARD_BYTES = 500 * 1024 * 1024
-
-
-class OutputExistsError(PolyvoreFormatError):
-    """The output folder exists and `overwrite` was not given."""
 
 
 @dataclass
@@ -151,7 +149,7 @@ def build_dataset(
         raise PolyvoreFormatError(str(error)) from error
     output = Path(output_dir)
     clean_stale_temporaries(output)  # first: it may put back a folder that a killed --overwrite had moved aside
-    _check_output(output, overwrite, protect=Path(raw_dir), marker=SUMMARY_FILE)
+    check_output_dir(output, overwrite, {"raw_dir": raw_dir}, marker=SUMMARY_FILE)
     prepared = builder.prepare()
     raw = prepared.raw
     logger.info(
@@ -164,52 +162,10 @@ def build_dataset(
         synthetic=(Path(raw_dir) / SYNTHETIC_MARKER).is_file(),
         **prepared.report,
     )
-    with atomic_output_dir(output, overwrite=overwrite, protect=Path(raw_dir), marker=SUMMARY_FILE) as folder:
+    with atomic_output_dir(output, overwrite=overwrite, inputs={"raw_dir": raw_dir}, marker=SUMMARY_FILE) as folder:
         write_dataset_folder(prepared, folder, summary)
     logger.info("wrote %s", output)
     return summary
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    """Whether `path` is `folder` or lies inside it (both resolved)."""
-    return path == folder or folder in path.parents
-
-
-def _check_output(output: Path, overwrite: bool, protect: Path | None = None, marker: str | None = None) -> None:
-    """Refuse an output that overlaps the input `protect`, an existing one without `overwrite`, and, with
-    `overwrite`, one that holds no `marker` (not written by this command) or holds the working or home folder."""
-    resolved = output.resolve()
-    if protect is not None and protect.exists():
-        protected = protect.resolve()
-        if _inside(resolved, protected) or _inside(protected, resolved):
-            raise PolyvoreFormatError(
-                f"{output}: the output folder would be, contain or lie inside the input {protect}"
-            )
-    if not (output.exists() or output.is_symlink()):
-        return
-    if not output.is_dir():
-        raise OutputExistsError(f"{output}: exists and is not a folder")
-    if not overwrite:
-        raise OutputExistsError(f"{output}: output folder already exists (pass --overwrite to replace it)")
-    for where, what in ((Path.cwd, "the current working folder"), (Path.home, "your home folder")):
-        try:
-            folder = where().resolve()
-        except (OSError, RuntimeError):  # no working folder (deleted) or no home: nothing to protect
-            continue
-        if _inside(folder, resolved):
-            raise OutputExistsError(f"{output}: refusing to replace a folder that holds {what} ({folder})")
-    if marker is not None and not (output / marker).is_file():
-        command = MARKER_COMMANDS.get(marker, "this command")
-        raise OutputExistsError(
-            f"{output}: was not written by `{command}` (no {marker}); remove it yourself or choose another --output_dir"
-        )
-    if marker is not None:
-        foreign = _foreign_file(output, marker)
-        if foreign is not None:
-            raise OutputExistsError(
-                f"{output}: holds {foreign}, which `{MARKER_COMMANDS.get(marker, 'this command')}` does not write; "
-                "--overwrite would delete it: move it out first"
-            )
 
 
 # What each command writes (relative paths, fnmatch patterns): --overwrite replaces a folder holding nothing else.
@@ -220,18 +176,15 @@ WRITTEN_FILES = {
 }
 
 
-def _foreign_file(folder: Path, marker: str) -> str | None:
-    """The first file under `folder` that the command of `marker` does not write (a user's own file), if any."""
-    patterns = WRITTEN_FILES.get(marker)
-    if patterns is None:
-        return None
-    for path in sorted(folder.rglob("*")):
-        if path.is_dir() and not path.is_symlink():
-            continue
-        relative = path.relative_to(folder).as_posix()
-        if not any(fnmatch.fnmatchcase(relative, pattern) for pattern in patterns):
-            return relative
-    return None
+def check_output_dir(
+    output: Path, overwrite: bool, inputs: Mapping[str, str | os.PathLike | None] | None = None, marker: str = ""
+) -> None:
+    """Refuse an output folder that could touch what the user owns (`umbert_hf.utils.paths.check_output`): with
+    `overwrite`, only a folder holding the command's `marker` and nothing it does not write is replaced."""
+    command = f"`{MARKER_COMMANDS[marker]}`" if marker in MARKER_COMMANDS else "this command"
+    check_output(
+        output, inputs, overwrite=overwrite, markers=(marker,), written=WRITTEN_FILES.get(marker), command=command
+    )
 
 
 def _process_alive(pid: int) -> bool:
@@ -287,21 +240,24 @@ def clean_stale_temporaries(output: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def atomic_output_dir(
-    output_dir: str | os.PathLike, overwrite: bool = False, protect: Path | None = None, marker: str | None = None
+    output_dir: str | os.PathLike,
+    overwrite: bool = False,
+    inputs: Mapping[str, str | os.PathLike | None] | None = None,
+    marker: str = "",
 ):
     """Yield a temporary folder beside `output_dir`; move it into place only when the block completes.
 
     On any failure (or interrupt) the temporary folder is removed and an existing `output_dir` is left untouched.
     With `overwrite`, the old folder is moved aside and removed only once the new one is in place; it must hold
-    `marker` (the file the command writes) when one is given. The output never overlaps the input `protect`.
+    `marker` (the file the command writes). The output never overlaps the `inputs` (flag -> path).
     Leftovers of killed runs beside `output_dir` are removed first (`clean_stale_temporaries`).
     """
     output = Path(output_dir)
     clean_stale_temporaries(output)
-    _check_output(output, overwrite, protect, marker)
+    check_output_dir(output, overwrite, inputs, marker)
     with atomic_path(output, folder=True) as temporary:
         yield temporary
-        _check_output(output, overwrite, protect, marker)  # it may have appeared meanwhile
+        check_output_dir(output, overwrite, inputs, marker)  # it may have appeared meanwhile
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
@@ -524,7 +480,7 @@ def push_to_hub(
 
 __all__ = [
     "BuildSummary",
-    "OutputExistsError",
+    "check_output_dir",
     "atomic_output_dir",
     "build_dataset",
     "clean_stale_temporaries",

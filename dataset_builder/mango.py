@@ -33,7 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from .export import atomic_output_dir
+from .export import atomic_output_dir, check_output_dir
 from .raw import CATEGORIES_FILE, IMAGES_DIR, METADATA_FILE, OUTFIT_TITLES_FILE, PolyvoreFormatError
 from .synthetic import _write_json
 
@@ -154,13 +154,7 @@ def _check_paths(source: Path, output: Path, overwrite: bool) -> None:
         raise PolyvoreFormatError(
             f"{source}: MANGO checkout folder not found (expected {PRODUCTS_FILE} and {OUTFITS_FILE} inside)"
         )
-    resolved, protected = output.resolve(), source.resolve()
-    if resolved == protected or protected in resolved.parents or resolved in protected.parents:
-        raise PolyvoreFormatError(f"{output}: the output folder would be, contain or lie inside the input {source}")
-    if overwrite and output.is_dir() and not (output / MARKER_FILE).is_file():
-        raise PolyvoreFormatError(
-            f"{output}: not written by convert-mango (no {MARKER_FILE}); refusing to replace it, even with --overwrite"
-        )
+    check_output_dir(output, overwrite, {"source": source}, marker=MARKER_FILE)
 
 
 def _read_products(
@@ -295,7 +289,7 @@ def convert_mango(
         "with_images": with_images,
         "summary": summary,
     }
-    with atomic_output_dir(output, overwrite=overwrite, protect=source, marker=MARKER_FILE) as folder:
+    with atomic_output_dir(output, overwrite=overwrite, inputs={"source": source}, marker=MARKER_FILE) as folder:
         _write_json(folder / METADATA_FILE, metadata)
         _write_json(folder / OUTFIT_TITLES_FILE, titles)
         (folder / CATEGORIES_FILE).write_text(categories_csv, encoding="utf-8")

@@ -1,20 +1,15 @@
-"""Polyvore Outfits reduced to one item per slot category: the `datasets` builder and its config."""
+"""Polyvore Outfits reduced to one item per slot category: the `datasets` builder (its config: `config.py`)."""
 
 from __future__ import annotations
-
-import re
-from dataclasses import dataclass
 
 import datasets
 from transformers.utils import logging
 
+from .config import PolyvoreOutfitsConfig
 from .prepare import CONFIG_NAMES, PreparedPolyvore, PreparedSplit, config_features, prepare_polyvore
 from .raw import PolyvoreFormatError, read_raw
 
 logger = logging.get_logger(__name__)
-
-DEFAULT_CATEGORIES = ("shoes", "tops", "accessories", "bottoms")
-RESERVED_COLUMNS = ("outfit_id", "label", "blank", "candidates", "item_id", "category")
 
 _DESCRIPTION = (
     "Polyvore Outfits (Vasileva et al., ECCV 2018) reduced to outfits with one item of each slot category, "
@@ -38,71 +33,6 @@ _CONFIG_DESCRIPTIONS = {
     "compatibility": "Outfits labelled compatible (1, the split's outfits) or not (0).",
 }
 _VERSION = datasets.Version("1.0.0")
-
-
-@dataclass
-class PolyvoreOutfitsConfig(datasets.BuilderConfig):
-    """Builder parameters; `name` picks the table (`catalogue`, `outfits`, `fitb` or `compatibility`)."""
-
-    raw_dir: str | None = None
-    split_type: str = "nondisjoint"
-    categories: tuple[str, ...] = DEFAULT_CATEGORIES
-    category_map: dict[str, str] | None = None
-    with_images: bool = True
-    full_catalogue: bool = False
-    seed: int = 0
-    strict: bool = False
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.validate()
-
-    def validate(self) -> None:
-        """Check and normalise the parameters (also called after `datasets` overrides fields by `setattr`)."""
-        if self.name not in CONFIG_NAMES:
-            raise ValueError(f"config name {self.name!r} is not one of {CONFIG_NAMES}")
-        if self.split_type not in ("nondisjoint", "disjoint"):
-            raise ValueError(f"split_type {self.split_type!r} is not 'nondisjoint' or 'disjoint'")
-        if isinstance(self.categories, str):
-            self.categories = tuple(part for part in re.split(r"[,\s]+", self.categories) if part)
-        self.categories = tuple(self.categories)
-        if not self.categories:
-            raise ValueError("categories is empty: give at least one slot category")
-        if len(set(self.categories)) != len(self.categories):
-            raise ValueError(f"categories {self.categories} repeats a category")
-        for category in self.categories:
-            if not isinstance(category, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]*", category):
-                raise ValueError(f"category {category!r} should be a word (letters, digits, '-' or '_')")
-            if category in RESERVED_COLUMNS:
-                raise ValueError(f"category {category!r} clashes with a column name {RESERVED_COLUMNS}")
-        if self.category_map is not None:
-            self.category_map = dict(self.category_map)
-            for semantic, slot in self.category_map.items():
-                if slot and slot not in self.categories:
-                    raise ValueError(
-                        f"category_map sends {semantic!r} to {slot!r}, which is not one of categories {self.categories}"
-                    )
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed {self.seed!r} should be a non-negative integer")
-
-    def slot_of_semantic(self) -> dict[str, str]:
-        """Semantic category -> slot. Each slot takes its own semantic category unless `category_map` says
-        otherwise; mapping a semantic category to "" leaves it out."""
-        mapping = {category: category for category in self.categories}
-        mapping.update(self.category_map or {})
-        return {semantic: slot for semantic, slot in mapping.items() if slot}
-
-    def parameters(self) -> dict:
-        """The parameters recorded in `build_summary.json` (with the full semantic category -> slot map)."""
-        return {
-            "split_type": self.split_type,
-            "categories": list(self.categories),
-            "category_map": dict(sorted(self.slot_of_semantic().items())),
-            "with_images": self.with_images,
-            "full_catalogue": self.full_catalogue,
-            "seed": self.seed,
-            "strict": self.strict,
-        }
 
 
 class PolyvoreOutfits(datasets.GeneratorBasedBuilder):
@@ -166,7 +96,6 @@ class PolyvoreOutfits(datasets.GeneratorBasedBuilder):
 
 
 __all__ = [
-    "DEFAULT_CATEGORIES",
     "PolyvoreOutfits",
     "PolyvoreOutfitsConfig",
 ]

@@ -7,20 +7,16 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
 from transformers.utils import logging
 
+from .config import CONFIG_NAMES, PolyvoreOutfitsConfig
 from .raw import METADATA_FILE, FitbQuestion, PolyvoreFormatError, PolyvoreRaw, check_images
-
-if TYPE_CHECKING:
-    from .polyvore_outfits import PolyvoreOutfitsConfig
 
 logger = logging.get_logger(__name__)
 
-CONFIG_NAMES = ("catalogue", "outfits", "fitb", "compatibility")
 SPLITS = ("train", "validation", "test")
 CONFIG_SPLITS = {
     "catalogue": ("train",),

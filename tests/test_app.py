@@ -46,7 +46,7 @@ def app_inputs(tmp_path_factory):
 
     from dataset_builder import build_dataset, synthesize_polyvore
     from umbert_hf.data.embeddings import write_embeddings_table
-    from umbert_hf.training.loop import run_script
+    from umbert_hf.utils.paths import run_command
 
     root = tmp_path_factory.mktemp("app")
     synthesize_polyvore(root / "raw", num_items=200, num_outfits=300, image_size=32, seed=0, with_images=True)
@@ -60,7 +60,7 @@ def app_inputs(tmp_path_factory):
     argv = ["--embeddings", str(table), "--dataset", str(root / "dataset"), "--output_dir", str(root / "model")]
     argv += ["--num_train_epochs", "3", "--learning_rate", "3e-3", "--num_hidden_layers", "1"]
     argv += ["--num_attention_heads", "2", "--per_device_train_batch_size", "32", "--seed", "7"]
-    assert run_script(finetune.main, argv) == 0
+    assert run_command(finetune.main, argv) == 0
     return root / "dataset", root / "model"
 
 
@@ -134,6 +134,7 @@ def upload(page, slot: str, path: Path) -> None:
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_the_page_suggests_the_held_out_item_of_a_test_outfit(page, known_outfit, tmp_path):
     from playwright.sync_api import expect
 
@@ -155,6 +156,7 @@ def test_the_page_suggests_the_held_out_item_of_a_test_outfit(page, known_outfit
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_bad_uploads_are_messages_in_the_page(page, tmp_path):
     from playwright.sync_api import expect
 
@@ -174,6 +176,7 @@ def test_bad_uploads_are_messages_in_the_page(page, tmp_path):
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_random_test_outfit_fills_every_slot_and_suggests(page, app_inputs):
     import datasets
     from playwright.sync_api import expect
@@ -191,13 +194,14 @@ def test_random_test_outfit_fills_every_slot_and_suggests(page, app_inputs):
     assert f"The item chosen for {blank}" in status and row[blank] in status
 
 
+@pytest.mark.slow
 def test_app_errors_are_one_line(app_inputs, capsys, tmp_path):
     dataset, model_dir = app_inputs
     assert main(["app", "--model", str(tmp_path / "missing")]) == 2
     assert main(["app", "--model", str(model_dir), "--dataset", str(tmp_path / "no_dataset")]) == 2
     assert main(["app", "--model", str(model_dir), "--port", "0"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("umbert-hf app: error: ") for line in lines), lines
+    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines), lines
     assert (
         "cannot load a model folder or Hub repo id" in lines[0]
         and "no_dataset" in lines[1]
@@ -217,6 +221,7 @@ def app_without_page(app_inputs):
     return OutfitCompletionApp(model, AppCatalogue(model, dataset), seed=0), model
 
 
+@pytest.mark.slow
 def test_the_rank_said_for_a_random_test_outfits_held_out_item_is_the_models(app_without_page):
     app, model = app_without_page
     for _ in range(8):
@@ -231,6 +236,7 @@ def test_the_rank_said_for_a_random_test_outfits_held_out_item_is_the_models(app
         assert status.endswith(f"is rank {rank}." if rank <= TOP_K else f"is not in the top {TOP_K}."), status
 
 
+@pytest.mark.slow
 def test_the_catalogue_search_finds_an_item_by_words_of_its_title(app_inputs, app_without_page):
     import datasets
 
@@ -245,6 +251,7 @@ def test_the_catalogue_search_finds_an_item_by_words_of_its_title(app_inputs, ap
     assert search("shoes", item["title"], limit=1000) == []  # a top's title: no shoe has it
 
 
+@pytest.mark.slow
 def test_write_space_gives_a_runnable_app(app_inputs, tmp_path, monkeypatch, capsys):
     dataset, model_dir = app_inputs
     space = tmp_path / "space"
@@ -255,7 +262,7 @@ def test_write_space_gives_a_runnable_app(app_inputs, tmp_path, monkeypatch, cap
     text = (space / "app.py").read_text()
     assert "'USER/umbert'" in text and "'USER/polyvore'" in text
     assert main(["app", "--model", "USER/umbert", "--write_space", str(space)]) == 2
-    assert "exists already" in capsys.readouterr().err
+    assert "exists and is not empty" in capsys.readouterr().err
     # The Space reads its model and dataset from its variables: here, the local test folders.
     monkeypatch.setenv("UMBERT_MODEL", str(model_dir))
     monkeypatch.setenv("UMBERT_DATASET", str(dataset))
@@ -267,6 +274,7 @@ def test_write_space_gives_a_runnable_app(app_inputs, tmp_path, monkeypatch, cap
     assert blocks["random-outfit"].visible is True  # the dataset came from UMBERT_DATASET
 
 
+@pytest.mark.slow
 def test_catalogue_details_give_every_title_and_decode_images_on_lookup(app_inputs):
     import datasets
 
@@ -288,7 +296,7 @@ def test_write_space_never_overwrites_a_users_readme(tmp_path, capsys):
     folder.mkdir()
     (folder / "README.md").write_text("my own README")
     assert main(["app", "--model", "USER/umbert", "--write_space", str(folder)]) == 2
-    assert "README.md exists already" in capsys.readouterr().err
+    assert "exists and is not empty" in capsys.readouterr().err
     assert (folder / "README.md").read_text() == "my own README"
     assert sorted(path.name for path in folder.iterdir()) == ["README.md"]  # nothing half-written beside it
 
@@ -323,6 +331,7 @@ def photo_model(tmp_path_factory):
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_an_uploaded_photo_is_a_context_item_even_without_a_dataset(browser, photo_model, tmp_path):
     from playwright.sync_api import expect
     from transformers import AutoModel

@@ -11,11 +11,17 @@ from umbert_hf.data.augment import (
     CONFIG_NAME,
     MARKER_FILE,
     augment_outfits,
-    main,
     nearest_same_category,
     write_augmented_dataset,
 )
+from umbert_hf.data.augment import main as augment_main
 from umbert_hf.data.embeddings import EmbeddingsTable, write_embeddings_table
+from umbert_hf.utils.paths import run_command
+
+
+def main(argv: list[str]) -> int:
+    """`python -m umbert_hf.data.augment ARGV`: a user error is one `error:` line and status 2."""
+    return run_command(augment_main, argv)
 
 
 def line_table(extra_items: dict[str, tuple[str, float]] | None = None) -> EmbeddingsTable:

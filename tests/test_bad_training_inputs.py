@@ -24,7 +24,7 @@ from umbert_hf.data.outfit_data import (
     load_outfit_data,
     read_catalogue,
 )
-from umbert_hf.training.loop import run_script
+from umbert_hf.utils.paths import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--num_hidden_layers", "1", "--num_attention_heads", "2", "--per_device_train_batch_size", "32"]
@@ -38,7 +38,7 @@ def load_main(name: str):
 
 
 def one_error_line(capsys) -> str:
-    """The single `error: ...` line that `run_script` prints for a user error."""
+    """The single `error: ...` line that `run_command` prints for a user error."""
     lines = capsys.readouterr().err.strip().splitlines()
     errors = [line for line in lines if line.startswith("error: ")]
     assert len(errors) == 1 and errors[-1] == lines[-1], lines
@@ -96,7 +96,7 @@ def test_too_many_skipped_outfits_fail_finetune_with_one_line(outfit_dataset, tm
     half = variant(embeddings, tmp_path / "half.parquet", item_id=lambda row, value: f"x{value}" if row % 2 else value)
     output = tmp_path / "out"
     argv = ["--embeddings", str(half), "--dataset", str(dataset), "--output_dir", str(output), *TINY]
-    assert run_script(load_main("finetune"), argv) == 2
+    assert run_command(load_main("finetune"), argv) == 2
     line = one_error_line(capsys)
     assert line.startswith("error: outfits/train: ") and "%" in line
     assert not (output / "history.json").exists()  # no epoch ran
@@ -137,6 +137,7 @@ def expected_skipped_counts(dataset: Path, dropped: set[str], slots: list[str]) 
     return counts
 
 
+@pytest.mark.slow
 def test_skipped_records_are_counted_in_metrics_json_and_the_evaluation_json(outfit_dataset, tmp_path):
     dataset, embeddings = outfit_dataset
     table = read_embeddings_table(embeddings)
@@ -156,10 +157,10 @@ def test_skipped_records_are_counted_in_metrics_json_and_the_evaluation_json(out
     assert all(expected[f"skipped_{config}_test"] > 0 for config in ("outfits", "fitb", "compatibility")), expected
     output = tmp_path / "model"
     argv = ["--embeddings", str(fewer), "--dataset", str(dataset), "--output_dir", str(output), *TINY]
-    assert run_script(load_main("finetune"), [*argv, "--num_train_epochs", "1"]) == 0
+    assert run_command(load_main("finetune"), [*argv, "--num_train_epochs", "1"]) == 0
     metrics = json.loads((output / "metrics.json").read_text())
     assert {key: value for key, value in metrics.items() if key.startswith("skipped_")} == expected
-    assert run_script(load_main("evaluate"), ["--model_name_or_path", str(output), "--dataset", str(dataset)]) == 0
+    assert run_command(load_main("evaluate"), ["--model_name_or_path", str(output), "--dataset", str(dataset)]) == 0
     evaluation = json.loads((output / "eval_test.json").read_text())
     assert {key: value for key, value in evaluation.items() if key.startswith("skipped_")} == {
         key: value for key, value in expected.items() if key.endswith("_test")
@@ -224,7 +225,7 @@ def test_finetune_refuses_an_image_encoder_folder(model_type, outfit_dataset, tm
     encoder.save_pretrained(folder)
     dataset, _ = outfit_dataset
     argv = ["--model_name_or_path", str(folder), "--dataset", str(dataset), "--output_dir", str(tmp_path / "out")]
-    assert run_script(load_main("finetune"), argv) == 2
+    assert run_command(load_main("finetune"), argv) == 2
     assert one_error_line(capsys) == (
         f"error: --model_name_or_path {folder} holds a '{model_type}' model, not umBERT or WumBERT."
     )
@@ -306,7 +307,7 @@ def test_bad_embeddings_table_fails_pretrain_with_one_line(outfit_dataset, tmp_p
     path = tmp_path / "corrupt.parquet"
     _bad_table("corrupt_page_header", path, embeddings)
     argv = ["--embeddings", str(path), "--dataset", str(dataset), "--output_dir", str(tmp_path / "out"), *TINY]
-    assert run_script(load_main("pretrain"), argv) == 2
+    assert run_command(load_main("pretrain"), argv) == 2
     assert one_error_line(capsys).startswith(f"error: {path}: not a readable parquet file")
 
 

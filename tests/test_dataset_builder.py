@@ -19,7 +19,7 @@ from PIL import Image
 import dataset_builder.export as export
 from dataset_builder import (
     EmptyDatasetError,
-    OutputExistsError,
+    OutputPathError,
     PolyvoreFormatError,
     PolyvoreOutfits,
     PolyvoreOutfitsConfig,
@@ -521,10 +521,10 @@ def test_repeated_set_id_is_counted_or_fatal_with_strict(hand_raw, tmp_path):
 def test_existing_output_is_refused_unless_overwrite(hand_raw, tmp_path):
     build_dataset(hand_raw, tmp_path / "out", with_images=False)
     (tmp_path / "out" / "extra.txt").write_text("added later")
-    with pytest.raises(OutputExistsError, match="already exists.*--overwrite"):
+    with pytest.raises(OutputPathError, match="already exists.*--overwrite"):
         build_dataset(hand_raw, tmp_path / "out", with_images=False, seed=1)
     assert (tmp_path / "out" / "extra.txt").read_text() == "added later"
-    with pytest.raises(OutputExistsError, match="holds extra.txt, which `build` does not write"):
+    with pytest.raises(OutputPathError, match="holds extra.txt, which `build` does not write"):
         build_dataset(hand_raw, tmp_path / "out", with_images=False, seed=1, overwrite=True)
     assert (tmp_path / "out" / "extra.txt").read_text() == "added later"  # --overwrite deletes only what build wrote
     (tmp_path / "out" / "extra.txt").unlink()
@@ -532,7 +532,7 @@ def test_existing_output_is_refused_unless_overwrite(hand_raw, tmp_path):
     assert (tmp_path / "out" / "README.md").is_file()
     assert json.loads((tmp_path / "out" / "build_summary.json").read_text())["parameters"]["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "raw"]  # nothing left aside
-    with pytest.raises(PolyvoreFormatError, match="would be, contain or lie inside the input"):
+    with pytest.raises(OutputPathError, match="is the input --raw_dir"):
         build_dataset(hand_raw, hand_raw, with_images=False, overwrite=True)
 
 
@@ -582,8 +582,9 @@ def test_cli_exit_codes_and_messages(hand_raw, tmp_path, capsys):
     assert main(["build", "--raw_dir", str(hand_raw), "--output_dir", str(tmp_path / "out")]) == 2
     assert "polyvore_item_metadata.json: malformed JSON at line 3" in capsys.readouterr().err
     (tmp_path / "exists").mkdir()
+    (tmp_path / "exists" / "notes.txt").write_text("mine")
     assert main(["build", "--raw_dir", str(hand_raw), "--output_dir", str(tmp_path / "exists")]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "was not written by `build`" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
         main(["build", "--raw_dir", str(hand_raw), "--output_dir", "x", "--category_map", "bags"])
     assert usage.value.code == 2

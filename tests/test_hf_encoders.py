@@ -306,6 +306,7 @@ def test_the_cli_completes_a_photo_with_a_clip_trained_model(moved_models, capsy
     assert printed == ids(entry["by_embedding"])
 
 
+@pytest.mark.slow
 def test_moved_models_complete_photos_in_a_fresh_process(moved_models, tmp_path):
     jobs = {name: [str(entry["folder"]), entry["outfit"]] for name, entry in moved_models.items()}
     env = {"HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}

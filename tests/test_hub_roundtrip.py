@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from support.umbert_testing import UmBertModelTester
 from transformers import AutoModel
 
@@ -19,6 +20,7 @@ print(json.dumps(model.complete(json.loads({outfits!r}), top_k=5)))
 """
 
 
+@pytest.mark.slow
 def test_trained_umbert_pushed_by_the_script_loads_without_the_package(hub_env, outfit_dataset, tmp_path):
     dataset, embeddings = outfit_dataset
     repo_id = hub_env.unique_repo_id("umbert")
@@ -44,6 +46,7 @@ def test_trained_umbert_pushed_by_the_script_loads_without_the_package(hub_env, 
     assert remote == json.loads(json.dumps(local.complete(outfits, top_k=5)))
 
 
+@pytest.mark.slow
 def test_wumbert_push_to_hub_and_remote_code_load(hub_env):
     tester = UmBertModelTester()
     model = tester.wumbert()
@@ -56,6 +59,7 @@ def test_wumbert_push_to_hub_and_remote_code_load(hub_env):
     assert remote == json.loads(json.dumps(model.complete(outfits, top_k=5)))
 
 
+@pytest.mark.slow
 def test_dataset_pushed_and_loaded_back_with_load_dataset(hub_env, outfit_dataset):
     dataset, _ = outfit_dataset
     repo_id = hub_env.unique_repo_id("polyvore")

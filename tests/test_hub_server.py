@@ -368,6 +368,7 @@ def test_fresh_process_blocks_imports(hub_env):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_transformers_push_to_hub_then_from_pretrained_in_fresh_process(hub_env):
     config = transformers.BertConfig(
         hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37, vocab_size=99
@@ -402,6 +403,7 @@ def test_transformers_push_to_hub_then_from_pretrained_in_fresh_process(hub_env)
     assert str(hub_env.hf_home) in transformers.utils.cached_file(repo_id, "config.json")
 
 
+@pytest.mark.slow
 def test_datasets_upload_folder_and_push_to_hub_then_load_in_fresh_process(hub_env, tmp_path):
     folder = tmp_path / "ds"
     (folder / "data").mkdir(parents=True)

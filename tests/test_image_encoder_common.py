@@ -32,6 +32,7 @@ def test_auto_classes_load_both_encoders(tmp_path, tester_class):
     assert type(load_image_encoder(str(tmp_path))) is type(model)
 
 
+@pytest.mark.slow
 def test_trust_remote_code_round_trip_without_umbert_hf_installed(tmp_path, monkeypatch):
     """Saved folders carry their code: a process that cannot import `umbert_hf` loads all three encoders."""
     from support.hub_fixtures import run_json_in_fresh_process
@@ -79,6 +80,7 @@ def test_trust_remote_code_round_trip_without_umbert_hf_installed(tmp_path, monk
 # ------------------------------------------------------------------------------------------------------- Training
 
 
+@pytest.mark.slow
 def test_a_few_steps_lower_the_loss_of_both_models():
     for tester in (FashionResNetModelTester(), SsimAutoEncoderModelTester()):
         model = tester.model().train()
@@ -106,6 +108,7 @@ def synthetic_dataset(tmp_path_factory):
 
 
 @pytest.mark.parametrize("encoder", ["autoencoder", "resnet"])
+@pytest.mark.slow
 def test_train_image_encoder_script_end_to_end(synthetic_dataset, tmp_path, encoder):
     import importlib.util
 

@@ -8,7 +8,7 @@ import yaml
 from huggingface_hub import ModelCard, ModelCardData
 from transformers.pipelines import SUPPORTED_TASKS
 
-from umbert_hf.apps.modelcard import CARD_KINDS, make_model_card, template_dir
+from umbert_hf.evaluation.modelcard import CARD_KINDS, make_model_card, template_dir
 
 HYPERPARAMETERS = {"learning_rate": 0.001, "num_train_epochs": 5, "per_device_train_batch_size": 64}
 
@@ -245,7 +245,7 @@ def test_templates_are_the_model_cards_package_unless_overridden(tmp_path, monke
     import shutil
     from pathlib import Path
 
-    from umbert_hf.apps.modelcard import TEMPLATE_DIR_ENV
+    from umbert_hf.evaluation.modelcard import TEMPLATE_DIR_ENV
 
     checkout = Path(__file__).resolve().parents[1]
     monkeypatch.delenv(TEMPLATE_DIR_ENV, raising=False)
@@ -265,22 +265,12 @@ def test_templates_are_the_model_cards_package_unless_overridden(tmp_path, monke
 SYNTHETIC_DATASET_NAME = "Polyvore Outfits (umBERT slots) — synthetic"  # `pretty_name` of the built dataset's card
 
 
-def test_the_card_of_a_model_trained_on_a_local_folder_names_the_dataset_and_no_path(outfit_dataset, tmp_path):
-    import importlib.util
+@pytest.mark.slow
+def test_the_card_of_a_model_trained_on_a_local_folder_names_the_dataset_and_no_path(outfit_dataset, pretrained_umbert):
     import json
-    from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location(
-        "script_pretrain", Path(__file__).parents[1] / "training_scripts/pretrain.py"
-    )
-    pretrain = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pretrain)
     dataset, embeddings = outfit_dataset
-    output = tmp_path / "umbert-local"
-    pretrain.main(
-        ["--dataset", str(dataset), "--embeddings", str(embeddings), "--output_dir", str(output)]
-        + ["--num_train_epochs", "1", "--num_hidden_layers", "1", "--num_attention_heads", "2"]
-    )
+    output = pretrained_umbert  # pretrain.py on the local dataset folder
     text = (output / "README.md").read_text()
     for path in (dataset, embeddings, output):  # anywhere: YAML, text, hyperparameters, loading snippet
         assert str(path) not in text and str(path.parent) not in text
@@ -301,7 +291,7 @@ def test_the_card_of_a_model_trained_on_a_local_folder_names_the_dataset_and_no_
 
 
 def test_a_local_folder_without_a_dataset_name_is_named_by_its_base_name(tmp_path, monkeypatch):
-    from umbert_hf.apps.modelcard import dataset_reference
+    from umbert_hf.evaluation.modelcard import dataset_reference
 
     folder = tmp_path / "my_outfits"
     folder.mkdir()

@@ -80,14 +80,14 @@ def test_fill_in_the_blank_expansion_masks_exactly_one_slot_per_copy():
 def test_masked_slot_receives_its_category_mask_token(tester):
     model = tester.umbert()
     captured = {}
-    handle = model.backbone.encoder.register_forward_pre_hook(lambda module, args: captured.update(x=args[0]))
+    handle = model.encoder.layers.register_forward_pre_hook(lambda module, args: captured.update(x=args[0]))
     inputs = torch.randn(8, 4, tester.hidden_size)
     expanded, masked_positions = expand_fill_in_the_blank(inputs)
     model(inputs_embeds=expanded, masked_positions=masked_positions)
     handle.remove()
     encoder_input = captured["x"]
     for row, slot in enumerate(masked_positions.tolist()):
-        assert torch.equal(encoder_input[row, slot], model.backbone.mask_embeddings[slot])
+        assert torch.equal(encoder_input[row, slot], model.encoder.mask_embeddings[slot])
         others = [position for position in range(4) if position != slot]
         assert torch.allclose(encoder_input[row, others], model.standardize(expanded[row, others]))
 
@@ -95,13 +95,14 @@ def test_masked_slot_receives_its_category_mask_token(tester):
 def test_category_embeddings_are_added_to_every_slot():
     model = UmBertModelTester(use_category_embeddings=True).umbert()
     captured = {}
-    model.backbone.encoder.register_forward_pre_hook(lambda module, args: captured.update(x=args[0]))
+    model.encoder.layers.register_forward_pre_hook(lambda module, args: captured.update(x=args[0]))
     inputs = torch.randn(2, 4, 32)
     model(inputs_embeds=inputs)
-    assert torch.allclose(captured["x"], model.standardize(inputs) + model.backbone.category_embeddings.weight)
+    assert torch.allclose(captured["x"], model.standardize(inputs) + model.encoder.category_embeddings.weight)
 
 
 @pytest.mark.parametrize("loss_type", ["mse", "contrastive", "mse+contrastive"])
+@pytest.mark.slow
 def test_loss_is_finite_with_gradients_and_decreases_when_overfitting(loss_type):
     tester = UmBertModelTester(loss_type=loss_type)
     model = tester.umbert().train()
@@ -114,7 +115,7 @@ def test_loss_is_finite_with_gradients_and_decreases_when_overfitting(loss_type)
         assert torch.isfinite(loss)
         optimizer.zero_grad()
         loss.backward()
-        assert model.backbone.mask_embeddings.grad.abs().sum() > 0
+        assert model.encoder.mask_embeddings.grad.abs().sum() > 0
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
@@ -199,7 +200,7 @@ def test_wumbert_table_trains_and_labels_may_be_ids(tester):
 
 def test_umbert_and_wumbert_give_the_same_outputs_from_the_same_weights(tester):
     umbert, wumbert = tester.umbert(), tester.wumbert()
-    wumbert.backbone.load_state_dict(umbert.backbone.state_dict())
+    wumbert.encoder.load_state_dict(umbert.encoder.state_dict())
     rows = tester.outfit_rows()
     assert torch.allclose(
         umbert(inputs_embeds=tester.item_embeddings[rows]).reconstructions,
@@ -375,6 +376,7 @@ REMOTE_CODE_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.parametrize("build", ["umbert", "wumbert"])
+@pytest.mark.slow
 def test_remote_code_loading_without_the_package(tester, build, tmp_path):
     model = getattr(tester, build)()
     folder = tmp_path / "model"
@@ -409,20 +411,20 @@ def test_wide_item_embeddings_train_through_an_input_projection_and_survive_save
     tester = UmBertModelTester(embedding_size=48)
     model = tester.umbert()
     assert (model.config.hidden_size, model.config.embedding_size) == (32, 48)
-    assert model.backbone.input_projection.weight.shape == (32, 48)
+    assert model.encoder.input_projection.weight.shape == (32, 48)
     rows, masked = expand_fill_in_the_blank(tester.outfit_rows(3))
     output = model(inputs_embeds=model.catalogue_embeddings[rows], masked_positions=masked, labels=rows)
     assert output.reconstructions.shape == (12, 4, 48) and output.last_hidden_state.shape == (12, 4, 32)
     assert output.masked_predictions.shape == (12, 48)
     output.loss.backward()
-    assert model.backbone.input_projection.weight.grad.abs().sum() > 0
+    assert model.encoder.input_projection.weight.grad.abs().sum() > 0
     model.save_pretrained(tmp_path)
     reloaded = AutoModel.from_pretrained(tmp_path).eval()
     outfit = tester.outfit_dict(rows[0].tolist(), blank=1)
     assert reloaded.complete([outfit], top_k=4) == model.complete([outfit], top_k=4)
     with pytest.raises(ValueError, match=r"shape \(48,\)"):
         model.complete([{**outfit, "shoes": torch.zeros(32)}])
-    assert UmBertModelTester().umbert().backbone.input_projection is None  # equal sizes: the original model
+    assert UmBertModelTester().umbert().encoder.input_projection is None  # equal sizes: the original model
 
 
 def test_labels_as_rows_give_the_loss_of_labels_as_embeddings(tester):

@@ -10,6 +10,8 @@ import sysconfig
 import venv
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 # What setup.cfg builds the distribution from.
 SOURCES = ("pyproject.toml", "setup.cfg", "README.md", "umbert_hf", "dataset_builder", "model_cards")
@@ -17,7 +19,7 @@ METRIC_FOLDER = Path("umbert_hf", "evaluation", "evaluate_metrics")
 # Run by the new environment's interpreter, outside the checkout: where the installed package finds its files.
 WHERE_FILES_ARE_READ = """
 import json
-from umbert_hf.apps.modelcard import make_model_card, template_dir
+from umbert_hf.evaluation.modelcard import make_model_card, template_dir
 from umbert_hf.evaluation.evaluate_module import EVALUATE_METRIC_PATH
 card = make_model_card("umbert", model_name="m", dataset_name="d", metrics={"mrr": 0.5}, hyperparameters={})
 print(json.dumps({"template_dir": str(template_dir()), "metric": EVALUATE_METRIC_PATH, "card": str(card)}))
@@ -30,6 +32,7 @@ def files_under(folder: Path) -> set[Path]:
     }
 
 
+@pytest.mark.slow
 def test_a_non_editable_install_ships_the_card_templates_and_the_metric_module(tmp_path):
     # Build from a copy: a build writes build/ and *.egg-info beside setup.cfg.
     source = tmp_path / "source"

@@ -222,6 +222,7 @@ def run_remote_pipeline(folder, outfits, titles, env) -> dict:
 
 
 @pytest.mark.parametrize("save_with", ["model", "pipeline"])
+@pytest.mark.slow
 def test_saved_folder_carries_the_pipeline_for_remote_code(tester, save_with, tmp_path):
     model = tester.umbert() if save_with == "model" else tester.wumbert()
     folder = tmp_path / "model"
@@ -251,6 +252,7 @@ def test_saved_folder_carries_the_pipeline_for_remote_code(tester, save_with, tm
         assert all(s["title"] == f"item {s['item_id']}" for result in remote["batched"] for s in result)
 
 
+@pytest.mark.slow
 def test_pushed_model_serves_the_pipeline_without_the_package(tester, hub_env):
     model = tester.wumbert()
     repo_id = hub_env.unique_repo_id("wumbert-pipeline")

@@ -9,16 +9,9 @@ import pytest
 import torch
 import yaml
 
-from umbert_hf.training import loop
-from umbert_hf.training.loop import (
-    add_training_args,
-    check_training_args,
-    fit,
-    make_accelerator,
-    make_dataloader,
-    prepare_for_training,
-    report_to_trackers,
-)
+from umbert_hf.training import arguments
+from umbert_hf.training.arguments import add_training_args, check_training_args, report_to_trackers
+from umbert_hf.training.loop import fit, make_accelerator, make_dataloader, prepare_for_training
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -56,6 +49,7 @@ def tracked_run(outfit_dataset, tmp_path_factory):
     return output, metrics
 
 
+@pytest.mark.slow
 def test_tensorboard_logs_step_loss_learning_rate_and_validation_metrics(tracked_run):
     output, metrics = tracked_run
     logged = scalars(output / "runs" / "model")  # the project is the output folder's name
@@ -79,6 +73,7 @@ def test_tensorboard_logs_step_loss_learning_rate_and_validation_metrics(tracked
         assert logged[tag] == [(step, pytest.approx(entry[key], rel=1e-6)) for step, entry in zip(epoch_ends, history)]
 
 
+@pytest.mark.slow
 def test_the_tracked_hyperparameters_hold_no_token_and_no_path(tracked_run):
     output, _ = tracked_run
     (hparams_file,) = (output / "runs" / "model").glob("*/hparams.yml")
@@ -90,6 +85,7 @@ def test_the_tracked_hyperparameters_hold_no_token_and_no_path(tracked_run):
     assert str(output.parent.parent) not in text
 
 
+@pytest.mark.slow
 def test_a_resumed_run_logs_the_steps_after_its_checkpoint(tracked_run, outfit_dataset, tmp_path):
     output, metrics = tracked_run
     steps = metrics["global_step"]
@@ -109,6 +105,7 @@ def test_a_resumed_run_logs_the_steps_after_its_checkpoint(tracked_run, outfit_d
     assert logged["val/mrr"] == [(steps, pytest.approx(uninterrupted["val/mrr"][-1][1], abs=1e-5))]
 
 
+@pytest.mark.slow
 def test_push_to_hub_uploads_the_tensorboard_logs_but_no_checkpoint(hub_env, outfit_dataset, tmp_path):
     repo_id = hub_env.unique_repo_id("tracked")
     flags = ["--num_train_epochs", "1", "--report_to", "tensorboard", "--checkpointing_steps", "epoch"]
@@ -171,7 +168,7 @@ def test_report_to_is_checked_before_any_data_is_read(tmp_path, monkeypatch):
         check_training_args(regression_args(tmp_path / "out", "tensorbored"))
     with pytest.raises(ValueError, match="unknown tracker 'none'"):  # `none` with a tracker is a contradiction
         report_to_trackers("none,tensorboard")
-    monkeypatch.setattr(loop, "get_available_trackers", lambda: [])
+    monkeypatch.setattr(arguments, "get_available_trackers", lambda: [])
     with pytest.raises(
         ValueError, match=r"the tensorboard package is not installed \(pip install 'umbert-hf\[tensorboard\]'\)"
     ):

@@ -16,18 +16,10 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from support.umbert_testing import UmBertModelTester
 
-from umbert_hf.training.loop import (
-    FitResult,
-    TrainingDivergedError,
-    add_training_args,
-    check_output_dir,
-    check_training_args,
-    fit,
-    make_dataloader,
-    prepare_for_training,
-    run_script,
-)
+from umbert_hf.training.arguments import add_training_args, check_run_output_dir, check_training_args
+from umbert_hf.training.loop import FitResult, TrainingDivergedError, fit, make_dataloader, prepare_for_training
 from umbert_hf.training.outfit import training_step_for
+from umbert_hf.utils.paths import check_output, run_command
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "training_scripts"
 NUM_POINTS, BATCH_SIZE = 32, 8  # 4 optimizer steps per epoch
@@ -169,7 +161,7 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
 
 
 def test_an_evaluate_without_the_monitored_metric_is_named(tmp_path):
-    with pytest.raises(KeyError, match=r"evaluate\(\) returned \['accuracy'\], without the monitored metric 'loss'"):
+    with pytest.raises(ValueError, match=r"evaluate\(\) returned \['accuracy'\], without the monitored metric 'loss'"):
         regression_fit(training_args(tmp_path / "out"), evaluate=lambda model: {"accuracy": 1.0})
 
 
@@ -295,7 +287,7 @@ def test_bad_numbers_and_trackers_are_refused_before_any_data_is_read(
     dataset, embeddings, reads = unreadable_inputs
     argv = ["--dataset", str(dataset), "--output_dir", str(tmp_path / "out"), f"--{flag}={value}"]
     argv += ["--encoder", "resnet"] if script == "train_image_encoder" else ["--embeddings", str(embeddings)]
-    assert run_script(load_script(script).main, argv) == 2
+    assert run_command(load_script(script).main, argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: --{flag} ") and value in err and err.count("\n") == 1, err
     assert reads == [] and not (tmp_path / "out").exists()
@@ -316,7 +308,7 @@ def test_bad_numbers_and_trackers_are_refused_before_any_data_is_read(
 def test_bad_model_flags_are_refused_before_any_data_is_read(unreadable_inputs, tmp_path, capsys, script, flag, value):
     dataset, embeddings, reads = unreadable_inputs
     argv = ["--dataset", str(dataset), "--output_dir", str(tmp_path / "out"), "--embeddings", str(embeddings)]
-    assert run_script(load_script(script).main, [*argv, f"--{flag}={value}"]) == 2
+    assert run_command(load_script(script).main, [*argv, f"--{flag}={value}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and flag in err and err.count("\n") == 1, err
     assert reads == [] and not (tmp_path / "out").exists()
@@ -453,20 +445,20 @@ def inputs(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("output", "message"),
     [
-        ("ds", "--output_dir 'ds' is the --dataset folder 'ds'"),
-        ("emb/../ds", "is the --dataset folder"),
-        ("ds/model", "--output_dir 'ds/model' is inside the --dataset folder"),
-        (".", "--output_dir '.' contains the --dataset folder"),
-        ("emb", "--output_dir 'emb' is the folder of --embeddings 'emb/e.parquet'"),
-        ("model/finetuned", "is inside the --model_name_or_path folder 'model'"),
+        ("ds", "--output_dir 'ds' is the input --dataset 'ds'"),
+        ("emb/../ds", "is the input --dataset"),
+        ("ds/model", "--output_dir 'ds/model' is inside the input --dataset 'ds'"),
+        (".", "--output_dir '.' contains the input --dataset 'ds'"),
+        ("emb", "--output_dir 'emb' contains the input --embeddings 'emb/e.parquet'"),
+        ("model/finetuned", "is inside the input --model_name_or_path 'model'"),
     ],
 )
 def test_an_output_dir_overlapping_an_input_is_refused(inputs, output, message):
     with pytest.raises(ValueError, match=re.escape(message)) as info:
         check_training_args(training_args(output, **inputs))
     one_line(info.value)
-    with pytest.raises(ValueError, match="write"):
-        check_output_dir(output, inputs)
+    with pytest.raises(ValueError, match="nothing is written into, over or around an input"):
+        check_run_output_dir(output, inputs)
     assert Path("ds/README.md").read_text() == "configs"
 
 
@@ -496,25 +488,24 @@ def raising(error: BaseException):
         (TrainingDivergedError("Training diverged at epoch 1"), "error: Training diverged at epoch 1"),
         (FileNotFoundError(2, "No such file or directory", "e.parquet"), "No such file or directory: 'e.parquet'"),
         (OSError("m is not a local folder and is not a valid model identifier"), "error: m is not a local folder"),
-        (KeyError("evaluate() returned ['loss'], without the monitored metric 'mrr'."), "error: evaluate() returned"),
     ],
 )
-def test_run_script_turns_user_errors_into_one_line_and_exit_status_2(capsys, error, line):
-    assert run_script(raising(error), []) == 2
+def test_run_command_turns_user_errors_into_one_line_and_exit_status_2(capsys, error, line):
+    assert run_command(raising(error), []) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and line in captured.err and len(captured.err.splitlines()) == 1
     assert "Traceback" not in captured.err
 
 
 @pytest.mark.parametrize("error", [KeyError("tops"), TypeError("unsupported operand"), RuntimeError("CUDA error")])
-def test_run_script_lets_bugs_raise(error):
+def test_run_command_lets_bugs_raise(error):
     with pytest.raises(type(error)):
-        run_script(raising(error), [])
+        run_command(raising(error), [])
 
 
-def test_run_script_passes_argv_and_returns_0():
+def test_run_command_passes_argv_and_returns_0():
     seen = []
-    assert run_script(seen.append, ["--x"]) == 0 and seen == [["--x"]]
+    assert run_command(seen.append, ["--x"]) == 0 and seen == [["--x"]]
 
 
 def load_script(name: str):
@@ -530,10 +521,10 @@ def test_pretrain_reports_divergence_and_its_own_dataset_as_output_in_one_line(o
     common = ["--dataset", str(dataset), "--embeddings", str(embeddings), "--num_hidden_layers", "1"]
     common += ["--num_attention_heads", "2", "--num_train_epochs", "1", "--per_device_train_batch_size", "32"]
     readme = (dataset / "README.md").read_text()
-    assert run_script(main, [*common, "--output_dir", str(dataset)]) == 2
-    assert capsys.readouterr().err.startswith(f"error: --output_dir {str(dataset)!r} is the --dataset folder")
+    assert run_command(main, [*common, "--output_dir", str(dataset)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --output_dir {str(dataset)!r} is the input --dataset")
     assert (dataset / "README.md").read_text() == readme
-    assert run_script(main, [*common, "--output_dir", str(tmp_path / "out"), "--learning_rate", "1e8"]) == 2
+    assert run_command(main, [*common, "--output_dir", str(tmp_path / "out"), "--learning_rate", "1e8"]) == 2
     err = capsys.readouterr().err  # the closed progress bar, then the error
     assert err.splitlines()[-1].startswith("error: Training diverged at epoch 1, optimizer step")
     assert "Traceback" not in err and err.count("error:") == 1 and err.endswith(".\n")
@@ -541,15 +532,13 @@ def test_pretrain_reports_divergence_and_its_own_dataset_as_output_in_one_line(o
 
 
 def test_output_files_inside_an_input_are_refused(tmp_path):
-    from umbert_hf.training.loop import check_output_path
-
     dataset = tmp_path / "ds"
     (dataset / "catalogue").mkdir(parents=True)
     (dataset / "README.md").write_text("card")
     for output in (dataset / "README.md", dataset / "emb.parquet", dataset / "catalogue" / "train.parquet"):
-        with pytest.raises(ValueError, match="lies inside the --dataset"):
-            check_output_path(output, {"dataset": str(dataset)})
-    check_output_path(tmp_path / "emb.parquet", {"dataset": str(dataset), "embeddings": None})  # beside it: fine
+        with pytest.raises(ValueError, match="is inside the input --dataset"):
+            check_output(output, {"dataset": str(dataset)}, flag="--output", kind="file")
+    check_output(tmp_path / "emb.parquet", {"dataset": str(dataset), "embeddings": None}, kind="file")  # beside it
 
 
 def test_write_json_leaves_no_temporary_file_when_the_target_is_a_folder(tmp_path):
@@ -562,16 +551,14 @@ def test_write_json_leaves_no_temporary_file_when_the_target_is_a_folder(tmp_pat
 
 
 def test_a_user_folder_is_never_an_output_dir_but_an_earlier_run_is(tmp_path):
-    from umbert_hf.training.loop import _check_output_dir_is_ours
-
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "README.md").write_text("my notes")
-    with pytest.raises(ValueError, match="holds files that no training run wrote.*README.md"):
-        _check_output_dir_is_ours(mine)
+    with pytest.raises(ValueError, match="was not written by a training run .it holds no history.json"):
+        check_run_output_dir(mine, {})
     earlier = tmp_path / "run"
     earlier.mkdir()
     (earlier / "history.json").write_text("[]")
     (earlier / "README.md").write_text("the card of that run")
-    _check_output_dir_is_ours(earlier)
-    _check_output_dir_is_ours(tmp_path / "new")
+    check_run_output_dir(earlier, {})
+    check_run_output_dir(tmp_path / "new", {})

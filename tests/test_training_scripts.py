@@ -25,7 +25,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run_script(
+def run_command(
     script: str, *args: str, launcher: list[str] | None = None, timeout: int = 600, extra_env: dict | None = None
 ):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(extra_env or {})}
@@ -41,25 +41,12 @@ def close(a: dict, b: dict, keys, tolerance=1e-5):
 
 
 @pytest.fixture(scope="module")
-def pretrained(outfit_dataset, tmp_path_factory):
-    dataset, embeddings = outfit_dataset
-    output = tmp_path_factory.mktemp("pretrain") / "model"
-    run_script(
-        "pretrain.py",
-        "--dataset",
-        dataset,
-        "--embeddings",
-        embeddings,
-        "--output_dir",
-        output,
-        "--num_train_epochs",
-        "2",
-        *TINY_MODEL,
-        *FAST,
-    )
-    return output
+def pretrained(pretrained_umbert):
+    """`pretrain.py` run with TINY_MODEL and FAST for 2 epochs (the session's `pretrained_umbert`, shared)."""
+    return pretrained_umbert
 
 
+@pytest.mark.slow
 def test_pretrain_writes_model_metrics_curves_and_card(pretrained, outfit_dataset):
     for name in (
         "config.json",
@@ -96,10 +83,11 @@ def test_pretrain_writes_model_metrics_curves_and_card(pretrained, outfit_datase
     assert len(suggestions) == 5 and all(isinstance(entry["item_id"], str) for entry in suggestions)
 
 
+@pytest.mark.slow
 def test_finetune_beats_both_baselines(pretrained, outfit_dataset, tmp_path):
     dataset, _ = outfit_dataset
     output = tmp_path / "finetuned"
-    run_script(
+    run_command(
         "finetune.py",
         "--model_name_or_path",
         pretrained,
@@ -121,9 +109,10 @@ def test_finetune_beats_both_baselines(pretrained, outfit_dataset, tmp_path):
         assert model_value > metrics[f"test_context_mean_{metric}"], metric
 
 
+@pytest.mark.slow
 def test_evaluate_script_prints_json_matching_the_training_metrics(pretrained, outfit_dataset, tmp_path):
     dataset, embeddings = outfit_dataset
-    result = run_script(
+    result = run_command(
         "evaluate.py", "--model_name_or_path", pretrained, "--dataset", dataset, "--output_file", tmp_path / "eval.json"
     )
     printed = json.loads(result.stdout.strip().splitlines()[-1])
@@ -134,7 +123,7 @@ def test_evaluate_script_prints_json_matching_the_training_metrics(pretrained, o
         {key[len("test_") :]: value for key, value in trained.items() if key.startswith("test_")},
         ["hit_rate@1", "hit_rate@10", "mrr", "fitb_accuracy", "compatibility_auc", "reconstruction_accuracy"],
     )
-    baseline = run_script(
+    baseline = run_command(
         "evaluate.py",
         "--baseline",
         "random",
@@ -153,6 +142,7 @@ def test_evaluate_script_prints_json_matching_the_training_metrics(pretrained, o
     assert random_metrics["compatibility_auc_chance"] == 0.5
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_the_same_final_metrics(outfit_dataset, tmp_path):
     dataset, embeddings = outfit_dataset
     common = [
@@ -167,7 +157,7 @@ def test_resume_after_kill_gives_the_same_final_metrics(outfit_dataset, tmp_path
         "--checkpointing_steps",
         "3",
     ]
-    run_script("pretrain.py", *common, "--output_dir", tmp_path / "full")
+    run_command("pretrain.py", *common, "--output_dir", tmp_path / "full")
     interrupted = tmp_path / "interrupted"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
@@ -185,7 +175,7 @@ def test_resume_after_kill_gives_the_same_final_metrics(outfit_dataset, tmp_path
     assert checkpoints, "no checkpoint was written before the kill"
     # A resumed process saves only the checkpoints after its own; one restarted from step 0 would rewrite these.
     written = {path.name: (path / "trainer_state.json").stat().st_mtime_ns for path in checkpoints}
-    run_script("pretrain.py", *common, "--output_dir", interrupted, "--resume_from_checkpoint", checkpoints[-1])
+    run_command("pretrain.py", *common, "--output_dir", interrupted, "--resume_from_checkpoint", checkpoints[-1])
     assert {name: (interrupted / name / "trainer_state.json").stat().st_mtime_ns for name in written} == written
     assert sorted(path.name for path in interrupted.glob("step_*")) == sorted(
         path.name for path in (tmp_path / "full").glob("step_*")
@@ -198,6 +188,7 @@ def test_resume_after_kill_gives_the_same_final_metrics(outfit_dataset, tmp_path
     assert full["global_step"] == resumed["global_step"]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_metrics_equal_single_process_evaluation(outfit_dataset, tmp_path):
     dataset, embeddings = outfit_dataset
     output = tmp_path / "ddp"
@@ -217,7 +208,7 @@ def test_two_process_ddp_metrics_equal_single_process_evaluation(outfit_dataset,
         "--main_process_port",
         str(free_port()),
     ]
-    run_script(
+    run_command(
         "pretrain.py",
         "--dataset",
         dataset,
@@ -233,7 +224,7 @@ def test_two_process_ddp_metrics_equal_single_process_evaluation(outfit_dataset,
         extra_env={"ACCELERATE_USE_CPU": "1"},
     )
     trained = json.loads((output / "metrics.json").read_text())
-    single = run_script(
+    single = run_command(
         "evaluate.py", "--model_name_or_path", output, "--dataset", dataset, "--output_file", tmp_path / "single.json"
     )
     evaluated = json.loads(single.stdout.strip().splitlines()[-1])
@@ -244,6 +235,7 @@ def test_two_process_ddp_metrics_equal_single_process_evaluation(outfit_dataset,
     )
 
 
+@pytest.mark.slow
 def test_bad_arguments_fail_clearly(outfit_dataset, tmp_path):
     dataset, embeddings = outfit_dataset
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -268,11 +260,12 @@ def test_bad_arguments_fail_clearly(outfit_dataset, tmp_path):
     assert result.returncode != 0 and "is not a checkpoint folder" in result.stderr
 
 
+@pytest.mark.slow
 def test_finetune_from_scratch_on_embeddings_beats_both_baselines(outfit_dataset, tmp_path):
     """The default recipe on real outfits: no pre-training, a new model built on --embeddings."""
     dataset, embeddings = outfit_dataset
     output = tmp_path / "scratch"
-    run_script(
+    run_command(
         "finetune.py",
         "--embeddings",
         embeddings,

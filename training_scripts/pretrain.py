@@ -1,30 +1,14 @@
-"""Reconstruction pre-training of umBERT or WumBERT on outfits of item embeddings.
+"""Reconstruction pre-training of umBERT or WumBERT: `accelerate launch training_scripts/pretrain.py --help`.
 
-    accelerate launch training_scripts/pretrain.py --dataset DATA --embeddings EMB.parquet --output_dir OUT
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 training_scripts/pretrain.py ...
-
-Writes OUT/{config.json, model.safetensors (with the catalogue), README.md, metrics.json, history.json,
-training_curves.png} and, with --checkpointing_steps, OUT/step_N or OUT/epoch_N checkpoints.
+The flags and the work live in `umbert_hf.commands.pretrain`, which the demo and the hyperparameter search reuse.
 """
 
-import argparse
 import sys
 
-from umbert_hf.training.loop import add_training_args, run_script
-from umbert_hf.training.outfit import PRETRAIN_DEFAULTS, add_data_args, add_model_args, train_outfit_model
+from umbert_hf.commands.pretrain import main, parse_args
+from umbert_hf.utils.paths import run_command
 
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_args(parser, embeddings_required=True)
-    add_model_args(parser)
-    add_training_args(parser, **PRETRAIN_DEFAULTS)
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return train_outfit_model(parse_args(argv), objective="reconstruction")
-
+__all__ = ["main", "parse_args"]
 
 if __name__ == "__main__":
-    sys.exit(run_script(main))
+    sys.exit(run_command(main))

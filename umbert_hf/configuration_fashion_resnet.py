@@ -4,9 +4,9 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.utils import logging
 
-logger = logging.get_logger(__name__)
+from .categories import DEFAULT_CATEGORIES
 
-DEFAULT_CATEGORIES = ("shoes", "tops", "accessories", "bottoms")
+logger = logging.get_logger(__name__)
 
 
 def set_category_labels(config: PreTrainedConfig) -> None:

@@ -4,11 +4,11 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.utils import logging
 
+from .categories import DEFAULT_CATEGORIES
 from .retrieval import DISTANCES
 
 logger = logging.get_logger(__name__)
 
-DEFAULT_CATEGORIES = ("shoes", "tops", "accessories", "bottoms")
 LOSS_TYPES = ("mse", "contrastive", "mse+contrastive")
 CONTRASTIVE_NEGATIVES = ("batch", "catalogue")
 

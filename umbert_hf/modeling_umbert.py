@@ -2,9 +2,8 @@
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -12,16 +11,15 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
+from .catalogue import OutfitCatalogueMixin
 from .configuration_umbert import UmBertConfig, WumBertConfig
 from .masking import mask_slots
-from .retrieval import CategoryIndex, pairwise_scores
+from .retrieval import distinct_rows, pairwise_scores
 
 logger = logging.get_logger(__name__)
 
 # Largest inverse temperature of the contrastive loss, as in CLIP.
 MAX_LOGIT_SCALE = math.log(100.0)
-# Sub-folder of a saved model holding the image encoder of its catalogue (`config.image_encoder` names it).
-IMAGE_ENCODER_FOLDER = "image_encoder"
 
 
 @dataclass
@@ -61,13 +59,12 @@ class UmBertSlotDecoders(nn.Module):
         return torch.einsum("bsi,sih->bsh", self.activation(inner), self.down_weight) + self.down_bias
 
 
-class UmBertBackbone(nn.Module):
+class UmBertEncoder(nn.Module):
     """Input projection (when the item embeddings are wider than the encoder), MASK tokens, optional category
-    embeddings, the transformer encoder and the per-slot decoders."""
+    embeddings, the transformer layers and the per-slot decoders."""
 
     def __init__(self, config: UmBertConfig):
         super().__init__()
-        self.config = config
         self.input_projection = (
             nn.Linear(config.embedding_size, config.hidden_size)
             if config.embedding_size != config.hidden_size
@@ -86,22 +83,20 @@ class UmBertBackbone(nn.Module):
             layer_norm_eps=config.layer_norm_eps,
             batch_first=True,
         )
-        self.encoder = nn.TransformerEncoder(layer, num_layers=config.num_hidden_layers, enable_nested_tensor=False)
+        self.layers = nn.TransformerEncoder(layer, num_layers=config.num_hidden_layers, enable_nested_tensor=False)
         self.decoders = UmBertSlotDecoders(config)
-        self.logit_scale = nn.Parameter(
-            torch.tensor(math.log(1.0 / config.contrastive_temperature)), requires_grad=config.learn_temperature
-        )
 
     def forward(
         self, inputs_embeds: torch.Tensor, masked_positions: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstructions, last_hidden_state), both (batch, slots, ...), of standardised item embeddings."""
         if self.input_projection is not None:
             inputs_embeds = self.input_projection(inputs_embeds)  # (batch, slots, embedding) -> (batch, slots, hidden)
         if masked_positions is not None:
             inputs_embeds = mask_slots(inputs_embeds, masked_positions, self.mask_embeddings)
         if self.category_embeddings is not None:
             inputs_embeds = inputs_embeds + self.category_embeddings.weight.unsqueeze(0)
-        last_hidden_state = self.encoder(inputs_embeds)  # (batch, slots, hidden)
+        last_hidden_state = self.layers(inputs_embeds)  # (batch, slots, hidden)
         return self.decoders(last_hidden_state), last_hidden_state
 
 
@@ -167,11 +162,6 @@ def catalogue_contrastive_loss(
     return nn.functional.cross_entropy(logits.float(), target_rows)
 
 
-def distinct_rows(keys: torch.Tensor) -> torch.Tensor:
-    """(rows,) one id per distinct row of `keys`: equal ids for exact copies."""
-    return torch.unique(keys.detach(), dim=0, return_inverse=True)[1]
-
-
 @dataclass
 class CatalogueTargets:
     """What the catalogue-wide contrastive loss needs: the target rows `(batch, slots)`, the catalogue in the model's
@@ -230,15 +220,18 @@ def outfit_loss(
     return loss
 
 
-def _is_image(value: Any) -> bool:
-    """A PIL image, or a path to an existing file (read as an image by the encoder's preprocessing)."""
-    if isinstance(value, os.PathLike) or isinstance(value, str):
-        return os.path.isfile(value)
-    return type(value).__module__.startswith("PIL.")
+def check_inputs_embeds(config: UmBertConfig, inputs_embeds: torch.Tensor) -> None:
+    """`ValueError` unless `inputs_embeds` is (batch, slots, embedding_size) for `config`."""
+    expected = (len(config.categories), config.embedding_size)
+    if inputs_embeds.dim() != 3 or tuple(inputs_embeds.shape[1:]) != expected:
+        raise ValueError(
+            f"`inputs_embeds` must be (batch, slots={expected[0]}, embedding_size={expected[1]}), "
+            f"got shape {tuple(inputs_embeds.shape)}."
+        )
 
 
-class UmBertPreTrainedModel(PreTrainedModel):
-    """Weight initialisation, catalogue storage and outfit completion shared by umBERT and WumBERT."""
+class UmBertPreTrainedModel(OutfitCatalogueMixin, PreTrainedModel):
+    """Weight initialisation and the loss shared by umBERT and WumBERT (the catalogue: `OutfitCatalogueMixin`)."""
 
     config_class = UmBertConfig
     base_model_prefix = "umbert"
@@ -247,14 +240,20 @@ class UmBertPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         std = self.config.initializer_range
-        if isinstance(module, UmBertBackbone):
-            init.normal_(module.mask_embeddings, mean=0.0, std=std)
+        if isinstance(module, UmBertPreTrainedModel):
             init.constant_(module.logit_scale, math.log(1.0 / self.config.contrastive_temperature))
+        elif isinstance(module, UmBertEncoder):
+            init.normal_(module.mask_embeddings, mean=0.0, std=std)
         elif isinstance(module, UmBertSlotDecoders):
             init.normal_(module.up_weight, mean=0.0, std=std)
             init.normal_(module.down_weight, mean=0.0, std=std)
             init.zeros_(module.up_bias)
             init.zeros_(module.down_bias)
+
+    def _add_loss_temperature(self) -> None:
+        """The contrastive loss's inverse temperature (log scale), learned when `config.learn_temperature`."""
+        value = torch.tensor(math.log(1.0 / self.config.contrastive_temperature))
+        self.logit_scale = nn.Parameter(value, requires_grad=self.config.learn_temperature)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, recording the `outfit-completion` pipeline in `config.custom_pipelines`.
@@ -268,524 +267,39 @@ class UmBertPreTrainedModel(PreTrainedModel):
         self.config.custom_pipelines = custom_pipelines_config()
         return super().save_pretrained(save_directory, *args, **kwargs)
 
-    # ----- catalogue -------------------------------------------------------------------------------------------
-
-    def _register_catalogue_buffers(self) -> None:
-        """Buffers saved in the safetensors file: item ids as padded UTF-8 bytes, category index, embeddings."""
-        size, id_length = self.config.catalogue_size, self.config.catalogue_id_length
-        self.register_buffer("catalogue_item_ids", torch.zeros(size, id_length, dtype=torch.uint8))
-        self.register_buffer("catalogue_categories", torch.zeros(size, dtype=torch.long))
-        # Standardisation of embeddings: (x - embedding_mean) / embedding_scale, set from the catalogue.
-        self.register_buffer("embedding_mean", torch.zeros(self.config.embedding_size))
-        self.register_buffer("embedding_scale", torch.ones(1))
-        self._catalogue_cache: dict[str, Any] | None = None
-        self._catalogue_cache_key: tuple | None = None
-
-    def get_catalogue_embeddings(self) -> torch.Tensor:
-        """(catalogue_size, hidden) embeddings of the catalogue items, used for context lookup and retrieval."""
-        raise NotImplementedError
-
-    def _store_catalogue_embeddings(self, embeddings: torch.Tensor) -> None:
-        raise NotImplementedError
-
-    def set_catalogue(self, item_ids: Sequence[str], embeddings: torch.Tensor, categories: Sequence[str]) -> None:
-        """Store the retrieval catalogue: item ids (str), their embeddings (N, hidden) and slot names.
-
-        Saved by `save_pretrained` and restored by `from_pretrained`, so a loaded model completes outfits with real
-        item ids. Raises `ValueError` for mismatched lengths, wrong embedding size, NaN or infinite embeddings (named
-        by item id: one such row would poison the standardisation statistics and every ranking), duplicate ids,
-        unknown categories, or a slot category with no items.
-        """
-        item_ids = list(item_ids)
-        categories = list(categories)
-        # A copy: the caller keeps its tensor, and one made under `torch.inference_mode` becomes a normal tensor.
-        embeddings = torch.as_tensor(embeddings, dtype=torch.float32).clone()
-        if not all(isinstance(item_id, str) for item_id in item_ids):
-            bad = next(item_id for item_id in item_ids if not isinstance(item_id, str))
-            raise ValueError(f"Catalogue item ids must be strings, got {bad!r} ({type(bad).__name__}).")
-        if embeddings.dim() != 2 or embeddings.shape[1] != self.config.embedding_size:
-            raise ValueError(
-                f"Catalogue embeddings must be (num_items, embedding_size={self.config.embedding_size}), "
-                f"got shape {tuple(embeddings.shape)}."
-            )
-        if not len(item_ids) == len(categories) == embeddings.shape[0]:
-            raise ValueError(
-                f"Catalogue lengths differ: {len(item_ids)} item ids, {len(categories)} categories, "
-                f"{embeddings.shape[0]} embeddings."
-            )
-        finite = torch.isfinite(embeddings).all(dim=1)
-        if not bool(finite.all()):
-            bad_rows = torch.nonzero(~finite).squeeze(1).tolist()
-            raise ValueError(
-                f"Catalogue embedding of item {item_ids[bad_rows[0]]!r} contains NaN or infinite values "
-                f"({len(bad_rows)} such item(s)); recompute or drop them."
-            )
-        if len(set(item_ids)) != len(item_ids):
-            seen: set[str] = set()
-            duplicate = next(item_id for item_id in item_ids if item_id in seen or seen.add(item_id))
-            raise ValueError(f"Catalogue item ids must be unique, got {duplicate!r} more than once.")
-        slot_index = {name: index for index, name in enumerate(self.config.categories)}
-        unknown = sorted(set(categories) - set(slot_index))
-        if unknown:
-            raise ValueError(f"Unknown catalogue categories {unknown}; the model's slots are {self.config.categories}.")
-        empty = [name for name in self.config.categories if name not in set(categories)]
-        if empty:
-            raise ValueError(f"The catalogue has no items of category {empty[0]!r}; every slot needs candidates.")
-
-        encoded = [item_id.encode("utf-8") for item_id in item_ids]
-        id_length = max(1, max(len(raw) for raw in encoded))
-        id_bytes = torch.zeros(len(encoded), id_length, dtype=torch.uint8)
-        flat = torch.frombuffer(bytearray(b"".join(raw.ljust(id_length, b"\0") for raw in encoded)), dtype=torch.uint8)
-        id_bytes.copy_(flat.view(len(encoded), id_length))
-        device = self.catalogue_categories.device
-        self.catalogue_item_ids = id_bytes.to(device)
-        self.catalogue_categories = torch.tensor([slot_index[name] for name in categories], device=device)
-        self._store_catalogue_embeddings(embeddings.to(device))
-        if self.config.standardize_embeddings:
-            self.embedding_mean = embeddings.mean(dim=0).to(device)
-            self.embedding_scale = (
-                (embeddings - embeddings.mean(dim=0)).pow(2).mean().sqrt().clamp_min(1e-8).view(1).to(device)
-            )
-        self.config.catalogue_size = len(item_ids)
-        self.config.catalogue_id_length = id_length
-        self._catalogue_cache = None
-
-    def _catalogue(self) -> dict[str, Any]:
-        """Id -> row lookup, decoded once and rebuilt whenever the buffers change."""
-        key = (
-            self.catalogue_item_ids.data_ptr(),
-            self.catalogue_item_ids._version,
-            self.catalogue_categories.data_ptr(),
-            self.catalogue_categories._version,
-        )
-        if self._catalogue_cache is None or self._catalogue_cache_key != key:
-            if self.catalogue_item_ids.shape[0] == 0:
-                raise ValueError("The model has no catalogue: call `set_catalogue(item_ids, embeddings, categories)`.")
-            raw = self.catalogue_item_ids.cpu().numpy().tobytes()
-            width = self.catalogue_item_ids.shape[1]
-            item_ids = [raw[i : i + width].rstrip(b"\0").decode("utf-8") for i in range(0, len(raw), width)]
-            self._catalogue_cache = {
-                "item_ids": item_ids,
-                "row_of": {item_id: row for row, item_id in enumerate(item_ids)},
-            }
-            self._catalogue_cache_key = key
-        return self._catalogue_cache
-
-    @property
-    def catalogue_item_id_list(self) -> list[str]:
-        """Catalogue item ids, in catalogue row order."""
-        return self._catalogue()["item_ids"]
-
-    def catalogue_rows(self, item_ids: Sequence[str]) -> torch.Tensor:
-        """Catalogue row of each item id; `ValueError` naming the first unknown id."""
-        row_of = self._catalogue()["row_of"]
-        try:
-            return torch.tensor([row_of[item_id] for item_id in item_ids], dtype=torch.long)
-        except KeyError as error:
-            raise ValueError(f"Unknown item id {error.args[0]!r}: it is not in the model's catalogue.") from None
-
-    def catalogue_rows_of_category(self, category: str) -> torch.Tensor:
-        """Catalogue rows of one slot category."""
-        if category not in self.config.categories:
-            raise ValueError(f"Unknown slot {category!r}; the model's slots are {self.config.categories}.")
-        return self.catalogue_index().rows[self.config.categories.index(category)]
-
-    def _distinct_catalogue_rows(self) -> torch.Tensor:
-        """`distinct_rows` of the catalogue embeddings, recomputed only when they change (every step for WumBERT)."""
-        cache = self._catalogue()
-        embeddings = self.get_catalogue_embeddings()
-        key = (embeddings.data_ptr(), embeddings._version, self._catalogue_cache_key)
-        if cache.get("distinct_key") != key:
-            cache["distinct"], cache["distinct_key"] = distinct_rows(embeddings), key
-        return cache["distinct"]
-
-    def catalogue_index(self) -> CategoryIndex:
-        """The per-slot search index over the catalogue, rebuilt only when the embeddings or the catalogue change."""
-        cache = self._catalogue()
-        embeddings = self.get_catalogue_embeddings()
-        key = (embeddings.data_ptr(), embeddings._version, self.config.distance, self._catalogue_cache_key)
-        if cache.get("index_key") != key:
-            cache["index"] = CategoryIndex(
-                embeddings, self.catalogue_categories, self.config.distance, num_categories=self.config.num_categories
-            )
-            cache["index_key"] = key
-        return cache["index"]
-
-    # ----- completion ------------------------------------------------------------------------------------------
-
-    def predict_masked(self, inputs_embeds: torch.Tensor, masked_positions: torch.Tensor) -> torch.Tensor:
-        """(batch, hidden) prediction of each outfit's masked slot, in eval mode without gradients."""
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                return self(inputs_embeds=inputs_embeds, masked_positions=masked_positions).masked_predictions
-        finally:
-            self.train(was_training)
-
-    def retrieve(
-        self, predictions: torch.Tensor, categories: torch.Tensor, k: int, pad: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k catalogue rows of each prediction among items of its slot category (`categories` are slot indices).
-
-        Returns `(scores, rows)` of shape (batch, min(k, smallest category searched)); one batched search per slot.
-        With `pad`, each prediction gets min(k, its category's size) rows, whatever the rest of the batch, padded
-        with row -1 and a NaN score (see `CategoryIndex.top_k`).
-        """
-        return self.catalogue_index().top_k(predictions, categories, k, pad=pad)
-
-    def _outfit_inputs(self, outfits: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Validate outfits and build (inputs_embeds, masked_positions), one outfit at a time with `outfit_input`."""
-        inputs = self.get_catalogue_embeddings().new_zeros(
-            len(outfits), len(self.config.categories), self.config.embedding_size
-        )
-        blanks = []
-        for number, outfit in enumerate(outfits):
-            inputs[number], blank = self.outfit_input(outfit, number)
-            blanks.append(blank)
-        return inputs, torch.tensor(blanks, dtype=torch.long, device=inputs.device)
-
-    def outfit_input(self, outfit: Mapping[str, Any], number: int = 0) -> tuple[torch.Tensor, int]:
-        """(slots, hidden) context embeddings of one outfit (zeros at the blank) and the blank's slot index.
-
-        The one validation behind `complete` and the `outfit-completion` pipeline: `ValueError` naming outfit `number`
-        for an unknown or missing slot, not exactly one blank, or a bad context value (see `_context_embedding`).
-        """
-        slots = self.config.categories
-        unknown = [slot for slot in outfit if slot not in slots]
-        if unknown:
-            raise ValueError(f"Outfit {number}: unknown slot {unknown[0]!r}; the model's slots are {slots}.")
-        missing = [slot for slot in slots if slot not in outfit]
-        if missing:
-            raise ValueError(f"Outfit {number}: slot {missing[0]!r} is missing; give an item id or None.")
-        blank_slots = [slot for slot in slots if outfit[slot] is None]
-        if len(blank_slots) != 1:
-            raise ValueError(
-                f"Outfit {number}: exactly one slot must be None (the blank), got {len(blank_slots)}: {blank_slots}."
-            )
-        inputs = self.get_catalogue_embeddings().new_zeros(len(slots), self.config.embedding_size)
-        for position, slot in enumerate(slots):
-            if outfit[slot] is not None:
-                inputs[position] = self._context_embedding(outfit[slot], slot, number)
-        return inputs, slots.index(blank_slots[0])
-
-    def _context_embedding(self, value: Any, slot: str, number: int) -> torch.Tensor:
-        """Embedding of one context item: a catalogue item id, an embedding tensor, or an image (PIL image or path).
-
-        An item id must belong to the slot's category and an embedding must be finite: a shoe in the `tops` slot or a
-        NaN would silently give meaningless suggestions, so both raise `ValueError` naming the outfit and slot.
-        """
-        row_of = self._catalogue()["row_of"]
-        if isinstance(value, str) and value in row_of:
-            row = row_of[value]
-            category = self.config.categories[int(self.catalogue_categories[row])]
-            if category != slot:
+    def compute_loss(self, reconstructions, targets, masked_positions, target_rows=None, mse_targets=None):
+        """`outfit_loss` in the internal (standardised) space; `target_rows` give the catalogue-wide negatives."""
+        catalogue = None
+        if self.config.contrastive_negatives == "catalogue" and "contrastive" in self.config.loss_type:
+            if target_rows is None:
                 raise ValueError(
-                    f"Outfit {number}, slot {slot!r}: item {value!r} is of category {category!r}, not {slot!r}; "
-                    f"give it in the {category!r} slot."
+                    "`contrastive_negatives='catalogue'` needs `labels` as catalogue rows (a LongTensor), not embeddings."
                 )
-            return self.get_catalogue_embeddings()[row]
-        if isinstance(value, torch.Tensor):
-            if value.shape != (self.config.embedding_size,):
-                raise ValueError(
-                    f"Outfit {number}, slot {slot!r}: embedding must have shape ({self.config.embedding_size},), "
-                    f"got {tuple(value.shape)}."
-                )
-            return self._finite_context(value.to(self.get_catalogue_embeddings()), slot, number, "embedding")
-        if _is_image(value):
-            embedding = self.embed_images([value], categories=[slot])[0].to(self.get_catalogue_embeddings())
-            return self._finite_context(embedding, slot, number, "image embedding")
-        if isinstance(value, str):
-            raise ValueError(
-                f"Outfit {number}, slot {slot!r}: unknown item id {value!r} (not in the catalogue, nor an image file)."
-            )
-        raise ValueError(
-            f"Outfit {number}, slot {slot!r}: expected an item id (str), an image (PIL image or file path), "
-            f"an embedding tensor or None, got {type(value).__name__}."
+            keys = self.standardize(self.get_catalogue_embeddings())
+            catalogue = CatalogueTargets(target_rows, keys, self.catalogue_categories, self.distinct_catalogue_rows())
+        return outfit_loss(
+            self.config,
+            reconstructions,
+            self.standardize(targets),
+            masked_positions,
+            self.logit_scale,
+            mse_targets=None if mse_targets is None else self.standardize(mse_targets),
+            catalogue=catalogue,
         )
 
-    @staticmethod
-    def _finite_context(embedding: torch.Tensor, slot: str, number: int, what: str) -> torch.Tensor:
-        """`embedding`, or `ValueError` naming the outfit and slot when it holds NaN or infinite values."""
-        if not bool(torch.isfinite(embedding).all()):
-            raise ValueError(f"Outfit {number}, slot {slot!r}: the {what} contains NaN or infinite values.")
-        return embedding
 
-    def set_image_embedder(self, embedder: Callable[[list[Any]], torch.Tensor] | None) -> None:
-        """Use `embedder(images) -> (n, hidden)` for image contexts instead of the encoder recorded in the config."""
-        self._image_embedder = embedder
-
-    def embed_images(self, images: list[Any], categories: Sequence[str] | None = None) -> torch.Tensor:
-        """Embed photos like the catalogue was embedded: with the image encoder and preprocessing in the config.
-
-        The encoder (see `load_image_encoder`) is loaded once, on first use. When the catalogue's embeddings also have
-        a title part (photos + titles, the default recipe), a photo has no title: its text part is the mean text part
-        of its slot category's catalogue items (`categories`, one per photo), as missing photos are imputed at
-        extraction.
-        """
-        if getattr(self, "_image_embedder", None) is None:
-            self._image_embedder = self._recorded_image_embedder()
-        embeddings = self._image_embedder(list(images))
-        image_dim, embedding_size = embeddings.shape[-1], self.config.embedding_size
-        parts = (self.config.embedding_metadata or {}).get("parts")
-        if image_dim < embedding_size and parts == ["image", "text"] and categories is not None:
-            embeddings = torch.cat([embeddings, self._mean_text_parts(list(categories), image_dim)], dim=-1)
-        elif image_dim < embedding_size and parts == ["image", "text"]:
-            raise ValueError("This model's embeddings have a title part: give the slot category of each photo.")
-        if embeddings.shape[-1] != embedding_size:
-            raise ValueError(f"The image encoder gives {image_dim}-d embeddings, the model expects {embedding_size}.")
-        return embeddings
-
-    def _mean_text_parts(self, categories: list[str], image_dim: int) -> torch.Tensor:
-        """(len(categories), embedding_size - image_dim): the mean title part of each category's catalogue items."""
-        embeddings = self.get_catalogue_embeddings().detach()
-        means = {
-            category: embeddings[self.catalogue_rows_of_category(category), image_dim:].float().mean(dim=0).cpu()
-            for category in set(categories)
-        }
-        return torch.stack([means[category] for category in categories])
-
-    def set_image_encoder_source(self, name_or_path: str | os.PathLike | None, trust_remote_code: bool = False) -> None:
-        """Where the image encoder lives until `save_image_encoder` saves it with the model (not saved in the config).
-
-        A new model records `config.image_encoder = "image_encoder"`, the sub-folder of the model's own folder; until
-        it is saved there, photos are embedded with the encoder found here (e.g. the folder it was trained in).
-        `trust_remote_code` lets an encoder that ships its own modeling code load (e.g. Marqo/marqo-fashionSigLIP);
-        it is never read from the config, which may come from anyone's Hub repo.
-        """
-        self._image_encoder_source = None if name_or_path is None else os.fspath(name_or_path)
-        self._image_encoder_trust_remote_code = trust_remote_code
-
-    def _image_encoder_location(self) -> tuple[str, str | None]:
-        """`(folder or Hub id, sub-folder or None)` of the recorded image encoder; `ValueError` when it is missing.
-
-        `config.image_encoder` is `"image_encoder"` for an encoder saved with the model (the sub-folder of the folder
-        or Hub repo the model was loaded from), or the Hub id of the encoder, or, in configs saved before encoders
-        were saved with their model, an absolute path. `set_image_encoder_source` overrides it.
-        """
-        metadata = self.config.embedding_metadata or {}
-        source = getattr(self, "_image_encoder_source", None)
-        encoder = source or self.config.image_encoder or metadata.get("image_encoder")
-        if not encoder:
-            raise ValueError(
-                "This model's config records no image encoder (its embeddings did not come from "
-                "compute_embeddings.py with --image_encoder), so photos cannot be embedded; give item ids instead."
-            )
-        if encoder == IMAGE_ENCODER_FOLDER and not source:
-            model_location = self.name_or_path
-            if not model_location:
-                raise ValueError(
-                    f"This model's image encoder is saved with it, in its {IMAGE_ENCODER_FOLDER}/ sub-folder, but the "
-                    "model was not loaded from a folder or Hub repo: load it with `from_pretrained`, or call "
-                    "`set_image_encoder_source(encoder_folder)`."
-                )
-            if os.path.isdir(model_location):
-                folder = os.path.join(model_location, IMAGE_ENCODER_FOLDER)
-                if not os.path.isfile(os.path.join(folder, "config.json")):
-                    raise ValueError(
-                        f"This model's image encoder should be in {folder}, which holds none: copy the model folder "
-                        f"with its {IMAGE_ENCODER_FOLDER}/ sub-folder (or `save_image_encoder` it), or give item ids."
-                    )
-                return folder, None
-            return model_location, IMAGE_ENCODER_FOLDER
-        if os.path.isabs(encoder) and not os.path.isdir(encoder):
-            raise ValueError(
-                f"This model's image encoder is recorded as the folder {encoder}, which does not exist here; "
-                "give item ids instead, or `set_image_encoder_source` the encoder's folder."
-            )
-        return encoder, None
-
-    def load_image_encoder(self):
-        """The image encoder that embedded the catalogue: a `FashionResNetModel`, `SsimAutoEncoderModel`, or any
-        `transformers` image model with its processor (a `TransformersImageEncoder`, e.g. CLIP's image tower).
-
-        Resolved by `_image_encoder_location`. Raises `ValueError` with one line when it cannot be loaded (no
-        encoder recorded, the model folder moved without its `image_encoder/` sub-folder, an unreachable Hub id).
-        """
-        location, subfolder = self._image_encoder_location()
-        trust_remote_code = getattr(self, "_image_encoder_trust_remote_code", False)
-        try:
-            from transformers.utils import cached_file
-
-            from umbert_hf.data.image_processing import load_image_encoder
-        except ImportError as error:
-            raise ValueError("Embedding photos needs the umbert-hf package: pip install umbert-hf.") from error
-        where = f"the {subfolder}/ sub-folder of {location}" if subfolder else location
-        try:
-            if subfolder is None:
-                image_model = load_image_encoder(location, trust_remote_code=trust_remote_code)
-            else:
-                # The config is fetched first: without it, the loader's error would not say that the sub-folder is
-                # missing.
-                revision = getattr(self.config, "_commit_hash", None)
-                if cached_file(location, "config.json", subfolder=subfolder, revision=revision) is None:
-                    raise OSError(
-                        f"{location} has no {subfolder}/config.json (push the model folder with its {subfolder}/ "
-                        "sub-folder), so give item ids instead."
-                    )
-                image_model = load_image_encoder(
-                    location, subfolder=subfolder, revision=revision, trust_remote_code=trust_remote_code
-                )
-        except (OSError, ValueError) as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise ValueError(f"Cannot load this model's image encoder from {where}: {reason}") from None
-        if not hasattr(image_model, "get_image_embeddings"):
-            raise ValueError(f"{where} holds a {image_model.config.model_type!r} model, not an image encoder.")
-        return image_model.eval()
-
-    def save_image_encoder(self, save_directory: str | os.PathLike) -> str | None:
-        """Save the image encoder (weights and config, with its preprocessing) in `save_directory/image_encoder/`.
-
-        So the saved (or pushed) model embeds photos wherever its folder goes: the config then records
-        `image_encoder = "image_encoder"`, a path relative to the model, and no local path. Only for catalogues
-        embedded with an image encoder and not projected; an encoder recorded as a Hub id stays one (nothing saved).
-        Returns the folder written, or None.
-        """
-        metadata = self.config.embedding_metadata or {}
-        encoder = self.config.image_encoder or metadata.get("image_encoder")
-        if not encoder or "image" not in (metadata.get("parts") or ["image"]) or metadata.get("projection"):
-            return None
-        if encoder != IMAGE_ENCODER_FOLDER and not os.path.isabs(encoder):
-            return None  # a Hub id: loadable from anywhere as is
-        target = os.path.join(os.fspath(save_directory), IMAGE_ENCODER_FOLDER)
-        location, subfolder = self._image_encoder_location()
-        if subfolder is not None or os.path.realpath(location) != os.path.realpath(target):
-            self.load_image_encoder().save_pretrained(target)
-        self.config.image_encoder = IMAGE_ENCODER_FOLDER
-        if isinstance(metadata.get("image_encoder"), str) and os.path.isabs(metadata["image_encoder"]):
-            name = os.path.basename(os.path.normpath(metadata["image_encoder"]))
-            self.config.embedding_metadata = {**metadata, "image_encoder": name}
-        return target
-
-    def _recorded_image_embedder(self) -> Callable[[list[Any]], torch.Tensor]:
-        metadata = self.config.embedding_metadata or {}
-        if metadata.get("projection"):
-            raise ValueError(
-                "This model's item embeddings were projected (PCA) after extraction, so photos cannot be embedded "
-                "the same way; give item ids instead."
-            )
-        if metadata.get("parts") == ["text"]:
-            encoder = metadata.get("text_encoder")
-            if metadata.get("text_pooling") == "get_text_features":  # an image–text model: its image tower fits
-                remedy = f"recompute the embeddings with `compute_embeddings.py --image_encoder {encoder}` (its image "
-                remedy += "tower)"
-            else:
-                remedy = "recompute the embeddings with an image encoder (`compute_embeddings.py --image_encoder`)"
-            raise ValueError(
-                f"This model's catalogue was embedded from item titles by the text encoder {encoder!r} only, so a "
-                f"photo cannot be embedded the same way: give item ids, or {remedy} and train on those."
-            )
-        if metadata.get("parts", ["image"]) not in (["image"], ["image", "text"]):
-            raise ValueError(
-                f"This model's item embeddings combine {metadata.get('parts')}, not an image part first, so photos "
-                "cannot be used as context items."
-            )
-        image_model = self.load_image_encoder()
-        try:  # in a `try`: transformers then does not require umbert_hf to load a saved folder's code
-            from umbert_hf.data.image_processing import encode_images
-        except ImportError as error:
-            raise ValueError("Embedding photos needs the umbert-hf package: pip install umbert-hf.") from error
-        preprocessing = metadata.get("image_preprocessing")
-        normalize = bool(metadata.get("normalized"))
-
-        def embed(images: list[Any]) -> torch.Tensor:
-            embeddings = encode_images(image_model, images, preprocessing=preprocessing)
-            return nn.functional.normalize(embeddings, dim=-1) if normalize else embeddings
-
-        return embed
-
-    def complete(self, outfits: Sequence[Mapping[str, Any]], top_k: int = 10) -> list[list[dict[str, Any]]]:
-        """Suggest items for the blank slot of each outfit.
-
-        Args:
-            outfits: dicts slot -> item id, embedding tensor or image (PIL image or file path), with exactly one slot
-                set to None (the blank).
-            top_k: number of suggestions per outfit.
-
-        Returns:
-            Per outfit, a list of `{"item_id": str, "score": float}` for the `top_k` catalogue items of the blank's
-            category, best first (score: minus the distance, or cosine similarity).
-
-        Raises:
-            ValueError: naming the outfit number and slot, for an unknown slot or item id, not exactly one blank, an
-                item id of another category than its slot (e.g. a shoe given as `tops`: the model was trained on
-                one item per category, so it is refused rather than silently scored), or an embedding of the wrong
-                shape or with NaN or infinite values.
-        """
-        if isinstance(outfits, Mapping):
-            outfits = [outfits]
-        if top_k < 1:
-            raise ValueError(f"`top_k` must be at least 1, got {top_k}.")
-        if len(outfits) == 0:
-            return []
-        inputs_embeds, blanks = self._outfit_inputs(outfits)
-        predictions = self.predict_masked(inputs_embeds, blanks)
-        scores, rows = self.retrieve(predictions, blanks, top_k, pad=True)
-        item_ids = self.catalogue_item_id_list
-        return [
-            [{"item_id": item_ids[row], "score": score} for row, score in zip(row_list, score_list) if row >= 0]
-            for row_list, score_list in zip(rows.tolist(), scores.tolist())
-        ]
-
-    def standardize(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """Map item embeddings to the model's internal space (centred, unit overall spread)."""
-        return (embeddings - self.embedding_mean.to(embeddings.dtype)) / self.embedding_scale.to(embeddings.dtype)
-
-    def unstandardize(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """Map internal reconstructions back to the space of the item embeddings."""
-        return embeddings * self.embedding_scale.to(embeddings.dtype) + self.embedding_mean.to(embeddings.dtype)
-
-    def _encode_and_score(
-        self,
-        inputs_embeds: torch.Tensor,
-        masked_positions: torch.Tensor | None,
-        targets: torch.Tensor | None,
-        mse_targets: torch.Tensor | None = None,
-        target_rows: torch.Tensor | None = None,
-    ) -> UmBertOutput:
-        """Shared forward: standardise, encode and decode, compute the loss in the internal space, map back."""
-        self._check_inputs_embeds(inputs_embeds)
-        internal, last_hidden_state = self.backbone(self.standardize(inputs_embeds), masked_positions)
-        loss = None
-        if targets is not None:
-            catalogue = None
-            if self.config.contrastive_negatives == "catalogue" and "contrastive" in self.config.loss_type:
-                if target_rows is None:
-                    raise ValueError(
-                        "`contrastive_negatives='catalogue'` needs `labels` as catalogue rows (a LongTensor), "
-                        "not embeddings."
-                    )
-                keys = self.standardize(self.get_catalogue_embeddings())
-                catalogue = CatalogueTargets(
-                    target_rows, keys, self.catalogue_categories, self._distinct_catalogue_rows()
-                )
-            loss = outfit_loss(
-                self.config,
-                internal,
-                self.standardize(targets),
-                masked_positions,
-                self.backbone.logit_scale,
-                mse_targets=None if mse_targets is None else self.standardize(mse_targets),
-                catalogue=catalogue,
-            )
-        reconstructions = self.unstandardize(internal)
-        masked_predictions = None
-        if masked_positions is not None:
-            masked_predictions = reconstructions[torch.arange(reconstructions.shape[0]), masked_positions]
-        return UmBertOutput(
-            loss=loss,
-            reconstructions=reconstructions,
-            last_hidden_state=last_hidden_state,
-            masked_predictions=masked_predictions,
-        )
-
-    def _check_inputs_embeds(self, inputs_embeds: torch.Tensor) -> None:
-        expected = (len(self.config.categories), self.config.embedding_size)
-        if inputs_embeds.dim() != 3 or tuple(inputs_embeds.shape[1:]) != expected:
-            raise ValueError(
-                f"`inputs_embeds` must be (batch, slots={expected[0]}, embedding_size={expected[1]}), "
-                f"got shape {tuple(inputs_embeds.shape)}."
-            )
+def _output(model: UmBertPreTrainedModel, internal, last_hidden_state, masked_positions, loss) -> UmBertOutput:
+    """The model's output in the space of the item embeddings (reconstructions and the masked slots' predictions)."""
+    reconstructions = model.unstandardize(internal)
+    masked_predictions = None
+    if masked_positions is not None:
+        masked_predictions = reconstructions[torch.arange(reconstructions.shape[0]), masked_positions]
+    return UmBertOutput(
+        loss=loss,
+        reconstructions=reconstructions,
+        last_hidden_state=last_hidden_state,
+        masked_predictions=masked_predictions,
+    )
 
 
 class UmBertModel(UmBertPreTrainedModel):
@@ -793,7 +307,8 @@ class UmBertModel(UmBertPreTrainedModel):
 
     def __init__(self, config: UmBertConfig):
         super().__init__(config)
-        self.backbone = UmBertBackbone(config)
+        self.encoder = UmBertEncoder(config)
+        self._add_loss_temperature()
         self._register_catalogue_buffers()
         self.register_buffer("catalogue_embeddings", torch.zeros(config.catalogue_size, config.embedding_size))
         self.post_init()
@@ -820,10 +335,14 @@ class UmBertModel(UmBertPreTrainedModel):
             Target catalogue rows or target embeddings (usually the unmasked outfit); the loss is computed only when
             given. The catalogue-wide contrastive loss (`config.contrastive_negatives="catalogue"`) needs rows.
         """
-        targets, target_rows = labels, None
-        if labels is not None and not labels.is_floating_point():
-            targets, target_rows = self.catalogue_embeddings[labels], labels  # (batch, slots, embedding)
-        return self._encode_and_score(inputs_embeds, masked_positions, targets, target_rows=target_rows)
+        check_inputs_embeds(self.config, inputs_embeds)
+        internal, last_hidden_state = self.encoder(self.standardize(inputs_embeds), masked_positions)
+        loss = None
+        if labels is not None and labels.is_floating_point():
+            loss = self.compute_loss(internal, labels, masked_positions)
+        elif labels is not None:  # catalogue rows
+            loss = self.compute_loss(internal, self.catalogue_embeddings[labels], masked_positions, target_rows=labels)
+        return _output(self, internal, last_hidden_state, masked_positions, loss)
 
 
 class WumBertModel(UmBertPreTrainedModel):
@@ -835,7 +354,8 @@ class WumBertModel(UmBertPreTrainedModel):
 
     def __init__(self, config: WumBertConfig):
         super().__init__(config)
-        self.backbone = UmBertBackbone(config)
+        self.encoder = UmBertEncoder(config)
+        self._add_loss_temperature()
         self.item_embeddings = nn.Embedding(config.catalogue_size, config.embedding_size)
         self._register_catalogue_buffers()
         self.post_init()
@@ -896,16 +416,21 @@ class WumBertModel(UmBertPreTrainedModel):
                     f"got shape {tuple(input_ids.shape)}."
                 )
             inputs_embeds = self.item_embeddings(input_ids)  # (batch, slots, embedding)
-        targets, target_rows = labels, None
-        if labels is not None and not labels.is_floating_point():
-            targets, target_rows = self.item_embeddings(labels), labels
-        mse_targets = None if targets is None else targets.detach()
-        return self._encode_and_score(
-            inputs_embeds, masked_positions, targets, mse_targets=mse_targets, target_rows=target_rows
-        )
+        check_inputs_embeds(self.config, inputs_embeds)
+        internal, last_hidden_state = self.encoder(self.standardize(inputs_embeds), masked_positions)
+        loss = None
+        if labels is not None:
+            rows = None if labels.is_floating_point() else labels
+            targets = labels if rows is None else self.item_embeddings(rows)
+            # The MSE term does not reach the table through its targets.
+            loss = self.compute_loss(
+                internal, targets, masked_positions, target_rows=rows, mse_targets=targets.detach()
+            )
+        return _output(self, internal, last_hidden_state, masked_positions, loss)
 
 
 __all__ = [
+    "UmBertEncoder",
     "UmBertOutput",
     "UmBertPreTrainedModel",
     "UmBertModel",

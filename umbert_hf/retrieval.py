@@ -404,7 +404,13 @@ class CategoryIndex:
         return torch.cat(ranks)[inverse], torch.cat(ties)[inverse]
 
 
+def distinct_rows(keys: torch.Tensor) -> torch.Tensor:
+    """(rows,) one id per distinct row of `keys`: equal ids for exact copies (the same item in another listing)."""
+    return torch.unique(keys.detach(), dim=0, return_inverse=True)[1]
+
+
 __all__ = [
+    "distinct_rows",
     "DISTANCES",
     "CategoryIndex",
     "DistinctKeys",

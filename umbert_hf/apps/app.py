@@ -20,6 +20,7 @@ from transformers.utils import logging
 
 from ..data.outfit_data import load_catalogue_details, load_dataset_config
 from ..utils.files import atomic_write
+from ..utils.paths import check_output, first_line
 
 logger = logging.get_logger(__name__)
 
@@ -29,7 +30,6 @@ MAX_TOP_K = 20
 PLACEHOLDER_COLOUR = (236, 236, 236)
 NOTHING_CHOSEN = "*Nothing chosen yet: search and click a tile, or upload a photo.*"
 MODEL_VARIABLE, DATASET_VARIABLE = "UMBERT_MODEL", "UMBERT_DATASET"
-SPACE_FILES = ("app.py", "requirements.txt", "README.md")
 
 SPACE_APP_TEMPLATE = '''"""umBERT outfit completion, as a Hugging Face Space (written by `umbert-hf app --write_space`).
 
@@ -217,10 +217,6 @@ class OutfitCompletionApp:
         return f"**{self.catalogue.describe(item_id)}**"
 
 
-def first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
 def build_app(model, dataset: str | os.PathLike | None = None, top_k: int = 5, seed: int | None = None):
     """The `gr.Blocks` page for `model` (a loaded umBERT/WumBERT, or a folder or Hub id to load) and `dataset`.
 
@@ -231,7 +227,7 @@ def build_app(model, dataset: str | os.PathLike | None = None, top_k: int = 5, s
     import gradio as gr
 
     if isinstance(model, (str, os.PathLike)):
-        from .cli import load_model
+        from .loading import load_model
 
         model = load_model(os.fspath(model))
     app = OutfitCompletionApp(model, AppCatalogue(model, dataset), seed=seed)
@@ -341,15 +337,11 @@ def write_space(directory: str | os.PathLike, model: str, dataset: str | None = 
     """Write `app.py`, `requirements.txt` and `README.md` of a Hugging Face Space that serves `build_app`.
 
     `model` and `dataset` become the Space's defaults (Hub ids; the Space variables UMBERT_MODEL and
-    UMBERT_DATASET override them). Refuses to overwrite any of the three files (e.g. a repository's own README.md);
-    each is written atomically.
+    UMBERT_DATASET override them). The folder must be new or empty (`utils.paths.check_output`: a repository's own
+    README.md is never replaced); each file is written atomically.
     """
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ValueError("is a file, not a folder.")
-    existing = [name for name in SPACE_FILES if (directory / name).exists()]
-    if existing:
-        raise ValueError(f"{directory / existing[0]} exists already; remove it or choose another folder.")
+    check_output(directory, {"model": model, "dataset": dataset}, flag="--write_space", existing="new")
     try:
         from importlib.metadata import version
 

@@ -5,7 +5,10 @@ import argparse
 import os
 import sys
 from collections import ChainMap
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+
+from ..utils.paths import check_output, first_line, run_command
+from .loading import catalogue_details, load_model
 
 EXAMPLES = """examples:
   umbert-hf synthesize --output_dir raw --num_items 2000 --num_outfits 3000
@@ -23,10 +26,6 @@ EXAMPLES = """examples:
 BLANK_MARKERS = ("?", "")
 
 
-class CliError(Exception):
-    """A user error: printed without a traceback, exit code 2."""
-
-
 def parse_outfit(assignments: Sequence[str]) -> dict[str, str | None]:
     """`["shoes=1", "tops=?"]` -> `{"shoes": "1", "tops": None}`; a value that is a file stays a path (a photo)."""
     outfit: dict[str, str | None] = {}
@@ -34,38 +33,11 @@ def parse_outfit(assignments: Sequence[str]) -> dict[str, str | None]:
         slot, separator, value = assignment.partition("=")
         slot, value = slot.strip(), value.strip()
         if not separator or not slot:
-            raise CliError(f"--outfit: expected SLOT=ITEM_ID, SLOT=IMAGE_FILE or SLOT=?, got {assignment!r}.")
+            raise ValueError(f"--outfit: expected SLOT=ITEM_ID, SLOT=IMAGE_FILE or SLOT=?, got {assignment!r}.")
         if slot in outfit:
-            raise CliError(f"--outfit: slot {slot!r} is given twice.")
+            raise ValueError(f"--outfit: slot {slot!r} is given twice.")
         outfit[slot] = None if value in BLANK_MARKERS else value
     return outfit
-
-
-def load_model(name_or_path: str, trust_remote_code: bool = False):
-    """`AutoModel.from_pretrained` with a clear message for a wrong path or an unreachable Hub id."""
-    from safetensors import SafetensorError
-    from transformers import AutoModel
-
-    try:
-        model = AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, SafetensorError) as error:  # SafetensorError: a truncated model.safetensors
-        where = "folder" if os.path.isdir(name_or_path) else "model folder or Hub repo id"
-        raise CliError(f"--model {name_or_path!r}: cannot load a {where}: {str(error).splitlines()[0]}") from None
-    if not hasattr(model, "complete"):
-        raise CliError(f"--model {name_or_path!r} is a {model.config.model_type!r} model, not umBERT or WumBERT.")
-    return model.eval()
-
-
-def catalogue_details(dataset: str | None) -> tuple[dict[str, str], Mapping]:
-    """Titles and images (item id -> PIL image, decoded on lookup) of a built dataset's catalogue; empty without one."""
-    if not dataset:
-        return {}, {}
-    from ..data.outfit_data import load_catalogue_details  # here: `umbert-hf --help` does not import torch
-
-    try:
-        return load_catalogue_details(dataset)
-    except ValueError as error:
-        raise CliError(f"--dataset {dataset!r}: {error}") from None
 
 
 def run_complete(args: argparse.Namespace) -> int:
@@ -74,6 +46,11 @@ def run_complete(args: argparse.Namespace) -> int:
     from .rendering import CompletionRow, render_completions
 
     outfit = parse_outfit(args.outfit)
+    if args.render:
+        photos = {f"outfit {slot}": value for slot, value in outfit.items()}
+        check_output(
+            args.render, {"model": args.model, "dataset": args.dataset, **photos}, flag="--render", kind="file"
+        )
     model = load_model(args.model, args.trust_remote_code)
     if args.trust_remote_code:  # the image encoder may ship its own code too (e.g. Marqo/marqo-fashionSigLIP)
         model.set_image_encoder_source(None, trust_remote_code=True)
@@ -86,12 +63,9 @@ def run_complete(args: argparse.Namespace) -> int:
             try:
                 query[slot] = Image.open(value).convert("RGB")
             except OSError as error:
-                raise CliError(f"--outfit {slot}={value}: not a readable image ({error}).") from None
+                raise ValueError(f"--outfit {slot}={value}: not a readable image ({error}).") from None
             images[value] = query[slot]
-    try:
-        suggestions = model.complete([query], top_k=args.top_k)[0]
-    except ValueError as error:
-        raise CliError(str(error)) from None
+    suggestions = model.complete([query], top_k=args.top_k)[0]
     blank = next(slot for slot, value in outfit.items() if value is None)
     print(f"Suggestions for {blank}:")
     for rank, entry in enumerate(suggestions, start=1):
@@ -99,7 +73,7 @@ def run_complete(args: argparse.Namespace) -> int:
         print(f"{rank:3d}. {entry['item_id']:>14s}  score {entry['score']:9.4f}  {title}")
     if args.render:
         if not images:
-            raise CliError("--render needs --dataset DIR (built with images) to draw the items.")
+            raise ValueError("--render needs --dataset DIR (built with images) to draw the items.")
         row = CompletionRow(outfit=outfit, blank=blank, suggestions=[entry["item_id"] for entry in suggestions])
         path = render_completions([row], images, args.render, slots=model.config.categories)
         print(f"Wrote {path}")
@@ -113,48 +87,45 @@ def run_app(args: argparse.Namespace) -> int:
     if args.write_space:
         from .app import write_space
 
-        try:
-            written = write_space(args.write_space, args.model, args.dataset)
-        except (OSError, ValueError) as error:
-            raise CliError(f"--write_space {args.write_space!r}: {error}") from None
+        written = write_space(args.write_space, args.model, args.dataset)
         print(f"Wrote {', '.join(str(path) for path in written)}")
         if os.path.exists(args.model) or (args.dataset and os.path.exists(args.dataset)):
             print("Note: a Space loads Hub ids; push the local model/dataset and set UMBERT_MODEL/UMBERT_DATASET.")
         return 0
     if importlib.util.find_spec("gradio") is None:
-        raise CliError("the app needs Gradio: pip install 'umbert-hf[app]'.")
+        raise ValueError("the app needs Gradio: pip install 'umbert-hf[app]'.")
     if args.top_k < 1 or not 0 < args.port < 65536:
-        raise CliError(f"--top_k must be at least 1 and --port in 1..65535, got {args.top_k} and {args.port}.")
+        raise ValueError(f"--top_k must be at least 1 and --port in 1..65535, got {args.top_k} and {args.port}.")
     from .app import build_app
 
     model = load_model(args.model, args.trust_remote_code)
     try:
         demo = build_app(model, args.dataset, top_k=args.top_k)
     except ValueError as error:
-        raise CliError(f"--dataset {args.dataset!r}: {str(error).splitlines()[0]}") from None
+        raise ValueError(f"--dataset {args.dataset!r}: {first_line(error)}") from None
     try:
         demo.launch(server_name=args.host, server_port=args.port)
     except OSError as error:  # the port is taken, or the host cannot be bound
-        raise CliError(f"--host {args.host} --port {args.port}: {str(error).splitlines()[0]}") from None
+        raise ValueError(f"--host {args.host} --port {args.port}: {first_line(error)}") from None
     return 0
 
 
 def _delegate_dataset_builder(argv: list[str]) -> int:
-    from dataset_builder.cli import main as dataset_main
+    from dataset_builder.cli import run
 
-    return dataset_main(argv, prog="umbert-hf")
+    return run(argv, prog="umbert-hf")
 
 
 def _delegate_augment(argv: list[str]) -> int:
     from ..data.augment import main as augment_main
 
-    return augment_main(argv) or 0
+    return augment_main(argv)
 
 
 def _delegate_demo(argv: list[str]) -> int:
     from .demo import main as demo_main
 
-    return demo_main(argv) or 0
+    return demo_main(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,7 +196,7 @@ DELEGATES = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _run(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATES:
         return DELEGATES[argv[0]](argv[1:])
@@ -234,14 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    try:
-        return run_app(args) if args.command == "app" else run_complete(args)
-    except CliError as error:
-        print(f"umbert-hf {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    return run_app(args) if args.command == "app" else run_complete(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `umbert-hf` console script; returns the exit status (a user error: one `error: ...` line and 2)."""
+    return run_command(_run, argv)
 
 
 if __name__ == "__main__":
     sys.exit(main())
-
-__all__ = ["CliError", "build_parser", "main", "parse_outfit"]

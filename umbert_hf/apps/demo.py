@@ -24,33 +24,26 @@ from pathlib import Path
 
 import datasets
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 from transformers import AutoModel
 
 from dataset_builder.cli import main as dataset_builder
 
-from ..data.extraction import bundled_text_encoder, compute_catalogue_embeddings
-from ..data.projection import project_table
-from ..training.image import IMAGE_ENCODER_DEFAULTS, add_image_encoder_args
-from ..training.image import train_image_encoder as train
-from ..training.loop import add_training_args, run_script
-from ..training.outfit import (
-    FINETUNE_DEFAULTS,
-    MODEL_DEFAULTS,
-    PRETRAIN_DEFAULTS,
-    add_data_args,
-    add_model_args,
-    run_evaluation,
-    train_outfit_model,
-)
-from ..utils.files import write_json
+from ..commands import compute_embeddings, evaluate, train_image_encoder
+from ..commands import finetune as finetune_command
+from ..commands import pretrain as pretrain_command
+from ..data.extraction import bundled_text_encoder
+from ..training.outfit import MODEL_DEFAULTS
+from ..utils.paths import check_output, run_command
 from .rendering import CompletionRow, render_completions
 
 REPORTED_METRICS = ("fitb_accuracy", "hit_rate@1", "hit_rate@10", "hit_rate@50", "mrr", "compatibility_auc")
 # What `accelerate launch --cpu --num_processes 1` sets for a script (a single process needs no more), and what the
 # steps need of the tokenizers: one process on the CPU, the same numbers on every machine.
 STEP_ENVIRONMENT = {"ACCELERATE_USE_CPU": "true", "TOKENIZERS_PARALLELISM": "false"}
+# Written into --output_dir first: the demo reuses or (--force) replaces the steps of a folder that holds it, and
+# takes no other non-empty folder. A demo folder of an earlier version is known by its pre-trained model.
+DEMO_MARKER = ".umbert_demo"
+DEMO_MARKERS = (DEMO_MARKER, "umbert_pretrained")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,8 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("num_items", "num_outfits", "image_size", "encoder_epochs", "pretrain_epochs", "finetune_epochs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}.")
-    if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
-        parser.error(f"--output_dir {args.output_dir!r} is a file, not a folder.")
+    check_output(args.output_dir, existing="reuse", markers=DEMO_MARKERS, command="the demo")
     return args
 
 
@@ -104,6 +96,7 @@ class Pipeline:
         self.args = args
         self.out = Path(args.output_dir).resolve()
         self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / DEMO_MARKER).touch()
         self.timings: dict[str, float] = {}
 
     def step(self, name: str, output: Path, run: Callable[[], int], arguments: list[str]) -> None:
@@ -121,82 +114,10 @@ class Pipeline:
         self.timings[name] = time.perf_counter() - start
 
 
-def as_script(function: Callable[[], object]) -> Callable[[], int]:
-    """Run a package function as a training script runs it: a user error prints one `error: ...` line, status 2."""
-    return lambda: run_script(lambda argv: function())
-
-
-def parse_flags(argv: list[str], *add_flags: Callable[[argparse.ArgumentParser], object]) -> argparse.Namespace:
-    """`argv` parsed with the flags (and defaults) that the package's `add_*_args` functions give a training script."""
-    parser = argparse.ArgumentParser()
-    for add in add_flags:
-        add(parser)
-    return parser.parse_args(argv)
-
-
-def train_image_encoder(argv: list[str]) -> dict:
-    """What `training_scripts/train_image_encoder.py ARGV` does."""
-    return train(
-        parse_flags(argv, add_image_encoder_args, lambda parser: add_training_args(parser, **IMAGE_ENCODER_DEFAULTS))
-    )
-
-
-def train_umbert(argv: list[str], objective: str) -> dict:
-    """What `training_scripts/pretrain.py ARGV` ("reconstruction") or `finetune.py ARGV` ("fill_in_the_blank") does."""
-    pretraining = objective == "reconstruction"
-    flags = [] if pretraining else [lambda parser: parser.add_argument("--model_name_or_path", default=None)]
-    flags += [
-        lambda parser: add_data_args(parser, embeddings_required=pretraining),
-        add_model_args,
-        lambda parser: add_training_args(parser, **(PRETRAIN_DEFAULTS if pretraining else FINETUNE_DEFAULTS)),
-    ]
-    return train_outfit_model(parse_flags(argv, *flags), objective=objective)
-
-
-def compute_embeddings(
-    dataset: Path, image_encoder: Path, text_encoder: str | None, output: Path, output_dim: int, seed: int
-) -> dict:
-    """What `training_scripts/compute_embeddings.py` does with these flags (and `--output_dim output_dim` when there is a
-    text encoder)."""
-    accelerator = Accelerator(mixed_precision="no")
-    set_seed(seed)
-    table, report = compute_catalogue_embeddings(
-        dataset, image_encoder=image_encoder, text_encoder=text_encoder, accelerator=accelerator
-    )
-    if text_encoder:
-        table = project_table(table, output_dim)
-    table.save(output)
-    report.update(output=str(output), embedding_dim=table.embedding_dim)
-    print(json.dumps(report, indent=2))
-    return report
-
-
-def evaluate(
-    dataset: Path,
-    output_file: Path,
-    seed: int,
-    model: Path | None = None,
-    baseline: str | None = None,
-    embeddings: Path | None = None,
-) -> dict:
-    """What `training_scripts/evaluate.py` does on the test split: of a saved `model`, or of a `baseline` that ranks
-    the `embeddings` by the distance new models use."""
-    args = argparse.Namespace(
-        model_name_or_path=str(model) if model else None,
-        baseline=baseline,
-        dataset=str(dataset),
-        embeddings=str(embeddings) if embeddings else None,
-        split="test",
-        distance=MODEL_DEFAULTS["distance"],
-        per_device_eval_batch_size=256,
-        mixed_precision="no",
-        seed=seed,
-        trust_remote_code=False,
-    )
-    metrics = run_evaluation(args)
-    write_json(output_file, metrics)
-    print(json.dumps(metrics, sort_keys=True))
-    return metrics
+def as_script(command: Callable[[list[str] | None], object], argv: list[str]) -> Callable[[], int]:
+    """Run a command's `main(argv)` as its script runs it (`run_command`): a user error prints one `error: ...` line
+    and gives status 2."""
+    return partial(run_command, command, argv)
 
 
 def encoder_arguments(args: argparse.Namespace) -> list[str]:
@@ -237,52 +158,42 @@ def run_pipeline(args: argparse.Namespace) -> dict:
     build = ["build", "--raw_dir", str(raw), "--output_dir", str(dataset), "--seed", seed]
     pipeline.step("build dataset", dataset, partial(dataset_builder, build), build)
     encoder_argv = ["--dataset", str(dataset), "--output_dir", str(encoder), *encoder_arguments(args)]
-    pipeline.step("train image encoder", encoder, as_script(partial(train_image_encoder, encoder_argv)), encoder_argv)
+    pipeline.step("train image encoder", encoder, as_script(train_image_encoder.main, encoder_argv), encoder_argv)
     text_encoder = find_text_encoder(args.text_encoder)
     embedding_arguments = ["--dataset", str(dataset), "--image_encoder", str(encoder), "--output", str(embeddings)]
+    embedding_arguments += ["--seed", seed]
     if text_encoder:
         # Titles name colour, pattern and formality; with the image part, projected back to a small umBERT size.
         embedding_arguments += ["--text_encoder", text_encoder, "--output_dim", str(args.embedding_dim)]
     pipeline.step(
         "compute embeddings",
         embeddings,
-        as_script(
-            partial(compute_embeddings, dataset, encoder, text_encoder, embeddings, args.embedding_dim, args.seed)
-        ),
-        [*embedding_arguments, "--seed", seed],
+        as_script(compute_embeddings.main, embedding_arguments),
+        embedding_arguments,
     )
     model_arguments = ["--num_hidden_layers", str(args.num_hidden_layers), "--num_attention_heads", "8", "--seed", seed]
     pretrain = ["--dataset", str(dataset), "--embeddings", str(embeddings), "--output_dir", str(pretrained)]
     pretrain += ["--num_train_epochs", str(args.pretrain_epochs), *model_arguments]
-    pipeline.step(
-        "pre-train umBERT", pretrained, as_script(partial(train_umbert, pretrain, "reconstruction")), pretrain
-    )
+    pipeline.step("pre-train umBERT", pretrained, as_script(pretrain_command.main, pretrain), pretrain)
     finetune = ["--model_name_or_path", str(pretrained), "--dataset", str(dataset), "--output_dir", str(model_dir)]
     finetune += ["--num_train_epochs", str(args.finetune_epochs), "--seed", seed]
     pipeline.step(
         "fine-tune umBERT (fill in the blank)",
         model_dir,
-        as_script(partial(train_umbert, finetune, "fill_in_the_blank")),
+        as_script(finetune_command.main, finetune),
         finetune,
     )
     eval_dir.mkdir(exist_ok=True)
     scores = eval_dir / "umbert_test.json"
     evaluate_model = ["--model_name_or_path", str(model_dir), "--dataset", str(dataset), "--output_file", str(scores)]
-    pipeline.step(
-        "evaluate umBERT",
-        scores,
-        as_script(partial(evaluate, dataset, scores, args.seed, model=model_dir)),
-        evaluate_model,
-    )
+    evaluate_model += ["--seed", seed]
+    pipeline.step("evaluate umBERT", scores, as_script(evaluate.main, evaluate_model), evaluate_model)
     for baseline in ("random", "context_mean"):
         scores = eval_dir / f"{baseline}_test.json"
         evaluate_baseline = ["--baseline", baseline, "--dataset", str(dataset), "--embeddings", str(embeddings)]
-        evaluate_baseline += ["--output_file", str(scores)]
+        evaluate_baseline += ["--output_file", str(scores), "--seed", seed, "--distance", MODEL_DEFAULTS["distance"]]
         pipeline.step(
-            f"evaluate the {baseline} baseline",
-            scores,
-            as_script(partial(evaluate, dataset, scores, args.seed, baseline=baseline, embeddings=embeddings)),
-            evaluate_baseline,
+            f"evaluate the {baseline} baseline", scores, as_script(evaluate.main, evaluate_baseline), evaluate_baseline
         )
     results = {
         name: json.loads((eval_dir / f"{name}_test.json").read_text()) for name in ("umbert", "random", "context_mean")
@@ -345,4 +256,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -29,6 +29,7 @@ from transformers.utils import logging
 
 from ..retrieval import DISTANCES, CategoryIndex
 from ..utils.files import atomic_path
+from ..utils.paths import check_output, run_command
 from .embeddings import EmbeddingsTable, read_embeddings_table
 
 logger = logging.get_logger(__name__)
@@ -232,52 +233,17 @@ def _card_section(summary: AugmentationSummary) -> str:
     )
 
 
-def _is_within(path: str, folder: str) -> bool:
-    """Whether `path` is `folder` or lies inside it (both absolute, symlinks resolved)."""
-    return path == folder or os.path.commonpath([path, folder]) == folder
-
-
 def check_output_dir(
     output_dir: str | os.PathLike,
     dataset_dir: str | os.PathLike,
     embeddings: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> str:
-    """The resolved output folder, or `ValueError`/`FileExistsError` when writing it could touch what the user owns.
-
-    Refused: the dataset folder itself, a folder inside it or containing it (nothing writes into its own inputs);
-    a folder that is or contains the embeddings (file or folder) or lies inside an embeddings folder; the working
-    folder or one above it; an existing non-empty folder without `overwrite`, or, with `overwrite`, one that augment
-    did not write (no `.umbert_augment` marker), since `--overwrite` deletes it.
-    """
-    output = os.path.realpath(output_dir)
-    dataset = os.path.realpath(dataset_dir)
-    if _is_within(output, dataset) or _is_within(dataset, output):
-        relation = "is" if output == dataset else ("is inside" if _is_within(output, dataset) else "contains")
-        raise ValueError(f"--output_dir {str(output_dir)!r} {relation} the input --dataset {str(dataset_dir)!r}.")
-    if embeddings is not None:
-        table = os.path.realpath(embeddings)
-        if _is_within(table, output):
-            raise ValueError(
-                f"--output_dir {str(output_dir)!r} is or contains the input --embeddings {str(embeddings)!r}."
-            )
-        if os.path.isdir(table) and _is_within(output, table):
-            raise ValueError(f"--output_dir {str(output_dir)!r} is inside the input --embeddings {str(embeddings)!r}.")
-    if _is_within(os.path.realpath(os.getcwd()), output):
-        raise ValueError(f"--output_dir {str(output_dir)!r} is the working folder or contains it; name a new folder.")
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise FileExistsError(f"--output_dir {str(output_dir)!r} exists and is not a folder.")
-    if os.path.isdir(output) and os.listdir(output):
-        if not overwrite:
-            raise FileExistsError(
-                f"--output_dir {str(output_dir)!r} exists and is not empty; pass --overwrite to replace it."
-            )
-        if not os.path.isfile(os.path.join(output, MARKER_FILE)):
-            raise FileExistsError(
-                f"--output_dir {str(output_dir)!r} was not written by augment (no {MARKER_FILE} marker); --overwrite "
-                "replaces only augment's own output folders, so choose a new folder."
-            )
-    return output
+    """The resolved output folder, or `OutputPathError` (`utils.paths.check_output`) when writing it could touch what
+    the user owns; with `overwrite`, only a folder that augment wrote (it holds the `.umbert_augment` marker) is
+    replaced, since `--overwrite` deletes it."""
+    inputs = {"dataset": dataset_dir, "embeddings": embeddings}
+    return str(check_output(output_dir, inputs, overwrite=overwrite, markers=(MARKER_FILE,), command="augment"))
 
 
 def write_augmented_dataset(
@@ -396,22 +362,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns 0, or 2 after printing one `error: ...` line for a bad input or output folder."""
+    """Run the command line (under `run_command`, a bad input or output folder is one `error: ...` line, status 2)."""
     args = parse_args(argv)
     logging.set_verbosity_info()
-    try:
-        summary = augment_dataset(
-            args.dataset,
-            args.embeddings,
-            args.output_dir,
-            k=args.k,
-            distance=args.distance,
-            neighbours=args.neighbours,
-            overwrite=args.overwrite,
-        )
-    except (ValueError, OSError) as error:  # includes FileNotFoundError and FileExistsError
-        print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
-        return 2
+    summary = augment_dataset(
+        args.dataset,
+        args.embeddings,
+        args.output_dir,
+        k=args.k,
+        distance=args.distance,
+        neighbours=args.neighbours,
+        overwrite=args.overwrite,
+    )
     print(
         f"{summary.num_original_outfits} training outfits + {summary.num_augmented_outfits} copies "
         f"({summary.num_duplicates_skipped} duplicates skipped) -> {os.path.abspath(args.output_dir)} "
@@ -421,4 +383,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

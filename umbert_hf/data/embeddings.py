@@ -18,6 +18,7 @@ import torch
 from transformers.utils import logging
 
 from ..utils.files import atomic_path
+from ..utils.paths import first_line
 
 logger = logging.get_logger(__name__)
 
@@ -169,26 +170,18 @@ def _read_arrow(path: str) -> tuple[pa.Table, dict]:
     return _read_parquet_files(path, files)
 
 
-def _first_line(error: BaseException) -> str:
-    """The first line of an underlying error, without control characters: pyarrow messages may span lines (and
-    quote raw bytes), and every error of this module is one line naming the file."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = lines[0] if lines else type(error).__name__
-    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
-
-
 def _read_parquet_files(path: str, files: list[str]) -> tuple[pa.Table, dict]:
     tables = []
     for file in files:
         try:
             tables.append(pq.read_table(file))
         except (pa.ArrowException, OSError) as error:
-            raise ValueError(f"{file}: not a readable parquet file ({_first_line(error)}).") from error
+            raise ValueError(f"{file}: not a readable parquet file ({first_line(error)}).") from error
     metadata = _decode_metadata(file=files[0], schema_metadata=tables[0].schema.metadata)
     try:
         table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     except pa.ArrowException as error:
-        raise ValueError(f"{path}: the parquet files have incompatible schemas ({_first_line(error)}).") from error
+        raise ValueError(f"{path}: the parquet files have incompatible schemas ({first_line(error)}).") from error
     return table, metadata
 
 
@@ -198,7 +191,7 @@ def _read_saved_dataset(path: str) -> tuple[pa.Table, dict]:
     try:
         dataset = datasets.load_from_disk(path)
     except (OSError, ValueError) as error:  # a damaged folder: `datasets` and pyarrow errors may span lines
-        raise ValueError(f"{path}: not a readable saved `datasets` dataset ({_first_line(error)}).") from error
+        raise ValueError(f"{path}: not a readable saved `datasets` dataset ({first_line(error)}).") from error
     if isinstance(dataset, datasets.DatasetDict):
         if len(dataset) != 1 and "train" not in dataset:
             raise ValueError(f"{path}: a dataset with splits {list(dataset)}; expected one split or 'train'.")
@@ -221,7 +214,7 @@ def _decode_metadata(file: str, schema_metadata: dict | None) -> dict:
         metadata = json.loads(raw)
     except json.JSONDecodeError as error:
         raise ValueError(
-            f"{file}: the `umbert_hf` parquet metadata is not valid JSON ({_first_line(error)})."
+            f"{file}: the `umbert_hf` parquet metadata is not valid JSON ({first_line(error)})."
         ) from error
     return metadata if isinstance(metadata, dict) else {}
 

@@ -395,43 +395,6 @@ def _name_or_path(name_or_path: str | os.PathLike) -> str:
     return os.path.abspath(name_or_path) if os.path.exists(name_or_path) else name_or_path
 
 
-def is_local_path(name_or_path: str | os.PathLike) -> bool:
-    """Whether a dataset or encoder reference is a path of this machine (absolute or existing), not a Hub id."""
-    name_or_path = os.fspath(name_or_path)
-    return os.path.isabs(name_or_path) or os.path.exists(name_or_path)
-
-
-def shareable_name(name_or_path: str | os.PathLike | None) -> str | None:
-    """A Hub id as given; a local path reduced to its base name (a machine-local path breaks once shared or moved)."""
-    if name_or_path is None or not os.fspath(name_or_path):
-        return None
-    name_or_path = os.fspath(name_or_path)
-    return os.path.basename(os.path.normpath(name_or_path)) if is_local_path(name_or_path) else name_or_path
-
-
-def shareable_metadata(metadata: dict) -> dict:
-    """A copy of embeddings metadata fit for a model's `config.json`: no machine-local paths.
-
-    `dataset`, `image_encoder` and `text_encoder` keep their Hub id or only their folder's base name, and so does any
-    other absolute path in the metadata (nested values included); everything else is kept as is.
-    """
-
-    def clean(value):
-        if isinstance(value, str):
-            return shareable_name(value) if os.path.isabs(value) else value
-        if isinstance(value, dict):
-            return {key: clean(item) for key, item in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(item) for item in value]
-        return value
-
-    shared = clean(dict(metadata))
-    for key in ("dataset", "image_encoder", "text_encoder"):
-        if isinstance(shared.get(key), str):
-            shared[key] = shareable_name(shared[key])
-    return shared
-
-
 # The recipe chosen on the MANGO validation split (see the README's "Results on real outfits"): frozen ImageNet
 # EfficientNet-Lite0 features of the photos and all-MiniLM-L6-v2 over the titles, each L2-normalised, concatenated.
 DEFAULT_IMAGE_ENCODER = "efficientnet_lite0"
@@ -695,10 +658,7 @@ __all__ = [
     "embed_new_items",
     "extract_image_embeddings",
     "extract_text_embeddings",
-    "is_local_path",
     "load_catalogue_dataset",
     "mean_pool",
     "shard_bounds",
-    "shareable_metadata",
-    "shareable_name",
 ]

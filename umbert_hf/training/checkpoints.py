@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from ..utils.files import install_folder, write_json
 from ..utils.logging import get_logger
+from ..utils.paths import first_line
 
 logger = get_logger(__name__)
 
@@ -81,11 +82,6 @@ def save_checkpoint(
         write_json(temporary / CHECKPOINT_FILES_NAME, sizes)
         install_folder(temporary, final)  # an older checkpoint of that name is removed only once this one is in place
     accelerator.wait_for_everyone()
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _weights_mismatch(saved: dict[str, list[int]], model_state: dict[str, torch.Tensor]) -> str | None:
@@ -220,7 +216,6 @@ __all__ = [
     "TRAINER_STATE_NAME",
     "TrainerState",
     "check_checkpoint",
-    "first_line",
     "load_checkpoint",
     "save_checkpoint",
     "state_dict_on_cpu",

@@ -22,8 +22,8 @@ from ..modeling_fashion_efficientnet import FashionEfficientNetModel
 from ..modeling_fashion_resnet import FashionResNetModel
 from ..modeling_ssim_autoencoder import SsimAutoEncoderModel
 from ..utils.logging import get_logger
+from .arguments import check_training_args
 from .loop import (
-    check_training_args,
     finish_run,
     fit,
     make_accelerator,

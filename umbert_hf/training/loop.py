@@ -1,15 +1,13 @@
 """The one training loop of the package: Accelerate, checkpoints, resumption, early stopping, curves and saving.
 
-Every script in `training_scripts/` parses its flags with `add_training_args`, builds its data and model, and hands
-a `training_step` and an `evaluate` function to `fit`; `finish_run` saves, writes the card and pushes.
+Every script in `training_scripts/` parses its flags with `training.arguments.add_training_args`, builds its data and
+model, and hands a `training_step` and an `evaluate` function to `fit`; `finish_run` saves, writes the card and pushes.
 """
 
 import argparse
 import json
-import logging
 import math
 import os
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,22 +15,26 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.tracking import get_available_trackers
-from accelerate.utils import DistributedDataParallelKwargs, LoggerType, ProjectConfiguration, set_seed
-from safetensors import SafetensorError
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from ..apps.modelcard import make_model_card
-from ..data.extraction import shareable_name
 from ..evaluation.metrics import VALIDATION_PREFIX
+from ..evaluation.modelcard import make_model_card
 from ..utils.files import atomic_path, write_json
 from ..utils.hub import push_folder_to_hub
 from ..utils.logging import get_logger
+from .arguments import (
+    CURVES_NAME,
+    FLAGS_NOT_IN_CARD,
+    HISTORY_NAME,
+    METRICS_NAME,
+    TRACKER_LOGS_NAME,
+    report_to_trackers,
+    tracker_config,
+)
 from .checkpoints import (
-    TRAINER_STATE_NAME,
     TrainerState,
-    first_line,
     load_checkpoint,
     save_checkpoint,
     state_dict_on_cpu,
@@ -40,242 +42,12 @@ from .checkpoints import (
 
 logger = get_logger(__name__)
 
-HISTORY_NAME = "history.json"
-CURVES_NAME = "training_curves.png"
-METRICS_NAME = "metrics.json"
-# Where --report_to trackers that write files (TensorBoard, Aim) log, as the Trainer's `runs/`: pushed with the model,
-# so the Hub shows the TensorBoard curves under "Training metrics" (an Aim repository is not pushed).
-TRACKER_LOGS_NAME = "runs"
-# Flags of the scripts naming local inputs that --output_dir must not overwrite (see `check_output_dir`).
-INPUT_FLAGS = ("dataset", "embeddings", "model_name_or_path")
-
 
 class TrainingDivergedError(ValueError):
     """The training loss, or the monitored validation metric of every epoch, is NaN or infinite.
 
     Raised by `fit` instead of saving weights that are NaN: such a run has no model worth keeping.
     """
-
-
-def add_training_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
-    """Add the flags shared by every training script (names as in the `*_no_trainer.py` examples).
-
-    `defaults` overrides per-script defaults, e.g. `add_training_args(parser, learning_rate=1e-4)`.
-    """
-    values = {
-        "seed": 42,
-        "num_train_epochs": 10,
-        "per_device_train_batch_size": 64,
-        "per_device_eval_batch_size": 256,
-        "learning_rate": 1e-3,
-        "weight_decay": 0.0,
-        "optimizer": "adamw",
-        "lr_scheduler_type": "linear",
-        "num_warmup_steps": 0,
-        "gradient_accumulation_steps": 1,
-        "max_grad_norm": 1.0,
-        "mixed_precision": "no",
-        "patience": 3,
-        "report_to": "none",
-        **defaults,
-    }
-    group = parser.add_argument_group("training")
-    group.add_argument("--output_dir", type=str, required=True, help="Where the model, metrics and curves go.")
-    group.add_argument("--seed", type=int, default=values["seed"], help="Same seed, same numbers on CPU.")
-    group.add_argument("--num_train_epochs", type=int, default=values["num_train_epochs"])
-    group.add_argument("--per_device_train_batch_size", type=int, default=values["per_device_train_batch_size"])
-    group.add_argument("--per_device_eval_batch_size", type=int, default=values["per_device_eval_batch_size"])
-    group.add_argument("--learning_rate", type=float, default=values["learning_rate"])
-    group.add_argument("--weight_decay", type=float, default=values["weight_decay"])
-    group.add_argument("--optimizer", choices=["adam", "adamw"], default=values["optimizer"])
-    group.add_argument(
-        "--lr_scheduler_type",
-        choices=["linear", "cosine", "constant", "constant_with_warmup"],
-        default=values["lr_scheduler_type"],
-    )
-    group.add_argument("--num_warmup_steps", type=int, default=values["num_warmup_steps"])
-    group.add_argument("--gradient_accumulation_steps", type=int, default=values["gradient_accumulation_steps"])
-    group.add_argument("--max_grad_norm", type=float, default=values["max_grad_norm"], help="0 disables clipping.")
-    group.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"], default=values["mixed_precision"])
-    group.add_argument(
-        "--checkpointing_steps",
-        type=str,
-        default=None,
-        help="Save the training state every N optimizer steps ('N') or at the end of every epoch ('epoch').",
-    )
-    group.add_argument(
-        "--resume_from_checkpoint", type=str, default=None, help="A `step_N` or `epoch_N` folder to resume from."
-    )
-    group.add_argument(
-        "--patience",
-        type=int,
-        default=values["patience"],
-        help="Stop after this many epochs without improvement of the validation metric (0: never).",
-    )
-    group.add_argument("--push_to_hub", action="store_true", help="Push the final folder to the Hub.")
-    group.add_argument("--hub_model_id", type=str, default=None, help="Repository id for --push_to_hub.")
-    group.add_argument("--hub_token", type=str, default=None, help="Token for --push_to_hub (default: HF_TOKEN).")
-    group.add_argument(
-        "--report_to",
-        type=str,
-        default=values["report_to"],
-        help=f"Trackers that log the training loss, learning rate and validation metrics: none, all, or a comma-separated "
-        f"list ({', '.join(name for name in LoggerType.list() if name != 'all')}). File-based ones (tensorboard) write "
-        f"into <output_dir>/{TRACKER_LOGS_NAME}/, which --push_to_hub uploads.",
-    )
-
-
-def check_training_args(args: argparse.Namespace) -> None:
-    """Validate the shared flags before anything is written; raises `ValueError` naming the flag.
-
-    Also refuses an --output_dir that is a file, or that would write into the script's own inputs (`check_output_dir`
-    on whichever of --dataset, --embeddings and --model_name_or_path the script has).
-    """
-    for name in ("num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}.")
-    if args.gradient_accumulation_steps < 1:
-        raise ValueError(f"--gradient_accumulation_steps must be at least 1, got {args.gradient_accumulation_steps}.")
-    # `<=` comparisons are False for NaN: test finiteness first, or NaN weights follow from the first step.
-    if not math.isfinite(args.learning_rate) or args.learning_rate <= 0:
-        raise ValueError(f"--learning_rate must be a positive finite number, got {args.learning_rate}.")
-    for name in ("weight_decay", "max_grad_norm", "item_embeddings_learning_rate"):
-        value = getattr(args, name, None)
-        if value is not None and not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"--{name} must be a finite number, 0 or more, got {value}.")
-    if args.num_warmup_steps < 0:
-        raise ValueError(f"--num_warmup_steps must be 0 or more, got {args.num_warmup_steps}.")
-    if args.checkpointing_steps not in (None, "epoch") and not (
-        str(args.checkpointing_steps).isdigit() and int(args.checkpointing_steps) > 0
-    ):
-        raise ValueError(
-            f"--checkpointing_steps must be a number of steps (1 or more) or 'epoch', got {args.checkpointing_steps!r}."
-        )
-    if args.resume_from_checkpoint and not Path(args.resume_from_checkpoint, TRAINER_STATE_NAME).is_file():
-        raise ValueError(
-            f"--resume_from_checkpoint {args.resume_from_checkpoint!r} is not a checkpoint folder "
-            f"(no {TRAINER_STATE_NAME} in it)."
-        )
-    if args.patience < 0:
-        raise ValueError(f"--patience must be 0 or more, got {args.patience}.")
-    report_to_trackers(args.report_to)
-    _check_output_dir_can_be_a_folder(args.output_dir)
-    check_output_dir(args.output_dir, {name: getattr(args, name, None) for name in INPUT_FLAGS})
-    _check_output_dir_is_ours(args.output_dir)
-
-
-# What a training run writes into its --output_dir; a non-empty folder holding none of them belongs to the user.
-RUN_FILES = ("history.json", METRICS_NAME, "config.json", CURVES_NAME, TRAINER_STATE_NAME, TRACKER_LOGS_NAME)
-
-
-def _check_output_dir_is_ours(output_dir: str | os.PathLike) -> None:
-    """Refuse a non-empty --output_dir that no training run wrote: the card, config and weights would replace the
-    user's own README.md and files. An earlier run's folder (to resume or redo) is fine."""
-    path = Path(output_dir)
-    if not path.is_dir():
-        return
-    entries = [entry.name for entry in path.iterdir()]
-    ours = any(name in RUN_FILES or name.startswith(("step_", "epoch_", ".tmp-")) for name in entries)
-    if entries and not ours:
-        raise ValueError(
-            f"--output_dir {str(output_dir)!r} holds files that no training run wrote (e.g. {sorted(entries)[0]!r}); "
-            "choose a new or empty folder."
-        )
-
-
-def _check_output_dir_can_be_a_folder(output_dir: str | os.PathLike) -> None:
-    """`os.makedirs` would fail with a raw `FileExistsError`/`NotADirectoryError` later, after the data loaded."""
-    path = Path(output_dir)
-    existing = next((folder for folder in (path, *path.parents) if folder.exists()), None)
-    if existing is None or existing.is_dir():
-        return
-    if existing == path:
-        raise ValueError(f"--output_dir {str(output_dir)!r} is a file, not a folder.")
-    raise ValueError(f"--output_dir {str(output_dir)!r} cannot be created: {str(existing)!r} is a file.")
-
-
-def check_output_dir(output_dir: str | os.PathLike, inputs: dict[str, str | os.PathLike | None]) -> None:
-    """Refuse an --output_dir that would write over an input; raises `ValueError` naming both flags.
-
-    `inputs` maps flag names (`"dataset"`, `"embeddings"`, ...) to their values; values that are not existing local
-    paths (Hub ids, `None`) are skipped. The output may not be, contain or lie inside an input folder: the model card
-    would replace a dataset's README (whose configs `datasets` reads), the weights a model being fine-tuned, and
-    `--push_to_hub` would upload the inputs. Nor may it be the folder of an input file (an embeddings table).
-    """
-    output = Path(os.path.realpath(output_dir))
-    for name, value in inputs.items():
-        if value is None or not os.path.exists(value):
-            continue
-        flag, source = f"--{name.lstrip('-')}", Path(os.path.realpath(value))
-        if source.is_dir():
-            if output == source:
-                relation = "is"
-            elif source in output.parents:
-                relation = "is inside"
-            elif output in source.parents:
-                relation = "contains"
-            else:
-                continue
-            raise ValueError(
-                f"--output_dir {str(output_dir)!r} {relation} the {flag} folder {str(value)!r}: training would "
-                "write into its own input; choose another --output_dir."
-            )
-        if output in (source, source.parent):
-            raise ValueError(
-                f"--output_dir {str(output_dir)!r} is the folder of {flag} {str(value)!r}: training would write "
-                "next to its own input; choose another --output_dir."
-            )
-
-
-def check_output_path(output: str | os.PathLike, inputs: dict[str, str | os.PathLike | None]) -> None:
-    """Refuse an output *file* that is an input file or lies inside an input folder (a dataset, an encoder): a
-    metrics file or an embeddings table written there would replace or add to what the user gave as input."""
-    target = Path(os.path.realpath(output))
-    for name, value in inputs.items():
-        if value is None or not os.path.exists(value):
-            continue
-        source = Path(os.path.realpath(value))
-        if target == source or (source.is_dir() and source in target.parents):
-            raise ValueError(
-                f"{str(output)!r} is or lies inside the --{name} {str(value)!r}: nothing is written into an input; "
-                "choose another output path."
-            )
-
-
-def report_to_trackers(report_to: str | None) -> list[str] | None:
-    """The trackers of `--report_to` for `Accelerator(log_with=...)`: None for `none`, else a list of names.
-
-    Takes `none`, `all` (every tracker installed) or a comma-separated list; raises `ValueError` for an unknown
-    tracker or one whose package is missing, which `Accelerator` would silently skip.
-    """
-    names = [name.strip() for name in (report_to or "none").split(",") if name.strip()]
-    if names in ([], ["none"]):
-        return None
-    known = LoggerType.list()
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise ValueError(f"--report_to {report_to!r}: unknown tracker {unknown[0]!r}; choose none or from {known}.")
-    installed = [tracker.value for tracker in get_available_trackers()]
-    missing = [name for name in names if name != "all" and name not in installed]
-    if missing:
-        hint = " (pip install 'umbert-hf[tensorboard]')" if missing[0] == "tensorboard" else ""
-        raise ValueError(f"--report_to {report_to!r}: the {missing[0]} package is not installed{hint}.")
-    if "all" in names and not installed:
-        logger.warning("--report_to all: no tracker is installed, nothing will be logged.")
-    return names
-
-
-def tracker_config(args: argparse.Namespace) -> dict[str, bool | int | float | str]:
-    """The run's flags for `init_trackers`, as the card shows them: no token or output folder, local paths by their
-    base name (the logs are pushed with the model), and every value a scalar or a string (TensorBoard's hparams)."""
-    config = {}
-    for key, value in vars(args).items():
-        if key in _FLAGS_NOT_IN_CARD:
-            continue
-        if isinstance(value, str) and "/" in value:
-            value = shareable_name(value)
-        config[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    return config
 
 
 def make_accelerator(args: argparse.Namespace) -> Accelerator:
@@ -540,7 +312,9 @@ def fit(
             entry = {"epoch": epoch + 1, "train_loss": train_loss, **metrics}
             state.history.append(entry)
             if metric_name not in metrics:
-                raise KeyError(f"evaluate() returned {sorted(metrics)}, without the monitored metric {metric_name!r}.")
+                raise ValueError(
+                    f"evaluate() returned {sorted(metrics)}, without the monitored metric {metric_name!r}."
+                )
             if _is_better(metrics[metric_name], state.best_metric, greater_is_better):
                 state.best_metric, state.best_epoch = metrics[metric_name], epoch + 1
                 state.epochs_without_improvement = 0
@@ -611,7 +385,6 @@ def _finish_fit(
 
 
 # Flags left out of a model card's hyperparameters: where the run wrote or resumed from, and the Hub token.
-_FLAGS_NOT_IN_CARD = {"output_dir", "hub_token", "push_to_hub", "resume_from_checkpoint"}
 
 
 def finish_run(
@@ -641,7 +414,7 @@ def finish_run(
         write_json(Path(args.output_dir, METRICS_NAME), metrics)
         for name, payload in (extra_files or {}).items():
             write_json(Path(args.output_dir, name), payload)
-        flags = {key: value for key, value in vars(args).items() if key not in _FLAGS_NOT_IN_CARD}
+        flags = {key: value for key, value in vars(args).items() if key not in FLAGS_NOT_IN_CARD}
         card = make_model_card(
             unwrapped.config.model_type,
             model_name=args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir)),
@@ -662,50 +435,10 @@ def finish_run(
     accelerator.end_training()
 
 
-# What a script reports as one `error: ...` line: bad flags and data (`ValueError`, including
-# `TrainingDivergedError`), and missing or unreadable files, Hub ids that do not resolve, a full disk (`OSError`).
-# A corrupt or truncated safetensors file (a model the user named) is bad input too, not a bug.
-USER_ERRORS = (ValueError, OSError, SafetensorError)
-
-
-def _show_info_messages() -> None:
-    """Show the package's INFO messages (a line per epoch, early stopping, trials) on stderr, as the Hugging Face
-    example scripts do; other libraries stay at WARNING. A root handler set up before (by the caller, pytest) is kept.
-    """
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S")
-    logging.getLogger("umbert_hf").setLevel(logging.INFO)
-
-
-def run_script(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> int:
-    """Run a training script's `main(argv)`; returns its exit status, 0 or 2 for a user error.
-
-    A user error (`USER_ERRORS`, or a `KeyError` whose message is a sentence, like `fit`'s missing metric) prints
-    one `error: ...` line on stderr instead of a traceback; anything else is a bug and raises. Use it as
-    `sys.exit(run_script(main))`.
-    """
-    _show_info_messages()
-    try:
-        main(argv)
-    except KeyError as error:
-        message = error.args[0] if len(error.args) == 1 and isinstance(error.args[0], str) else ""
-        if " " not in message.strip():  # a bare missing key is a bug
-            raise
-        print(f"error: {message.strip().splitlines()[0]}", file=sys.stderr)
-        return 2
-    except USER_ERRORS as error:
-        print(f"error: {first_line(error)}", file=sys.stderr)
-        return 2
-    return 0
-
-
 __all__ = [
     "EpochShuffleSampler",
     "FitResult",
     "TrainingDivergedError",
-    "add_training_args",
-    "check_output_dir",
-    "check_output_path",
-    "check_training_args",
     "create_optimizer_and_scheduler",
     "finish_run",
     "fit",
@@ -713,7 +446,4 @@ __all__ = [
     "make_dataloader",
     "plot_curves",
     "prepare_for_training",
-    "report_to_trackers",
-    "run_script",
-    "tracker_config",
 ]

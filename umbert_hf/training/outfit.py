@@ -16,8 +16,8 @@ from transformers import AutoConfig, AutoModel
 
 from ..configuration_umbert import CONTRASTIVE_NEGATIVES, DISTANCES, LOSS_TYPES, UmBertConfig, WumBertConfig
 from ..data.embeddings import EmbeddingsTable
-from ..data.extraction import is_local_path, shareable_metadata, shareable_name
 from ..data.image_processing import is_pretrained_image_encoder_name
+from ..data.model_image_encoder import IMAGE_ENCODER_FOLDER
 from ..data.outfit_data import (
     OutfitData,
     RowsDataset,
@@ -43,10 +43,11 @@ from ..evaluation.metrics import (
     without_chance_levels,
 )
 from ..masking import expand_fill_in_the_blank
-from ..modeling_umbert import IMAGE_ENCODER_FOLDER, UmBertModel, UmBertPreTrainedModel, WumBertModel
+from ..modeling_umbert import UmBertModel, UmBertPreTrainedModel, WumBertModel
 from ..utils.logging import get_logger
+from ..utils.paths import first_line, is_local_path, shareable_metadata, shareable_name
+from .arguments import check_training_args
 from .loop import (
-    check_training_args,
     finish_run,
     fit,
     make_accelerator,
@@ -531,9 +532,8 @@ def run_evaluation(args: argparse.Namespace) -> dict[str, Any]:
             model = AutoModel.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
         except (OSError, ValueError) as error:
             where = "folder" if os.path.isdir(args.model_name_or_path) else "model folder or Hub repo id"
-            reason = (str(error).splitlines() or [type(error).__name__])[0]
             raise ValueError(
-                f"--model_name_or_path {args.model_name_or_path!r}: cannot load a {where}: {reason}"
+                f"--model_name_or_path {args.model_name_or_path!r}: cannot load a {where}: {first_line(error)}"
             ) from error
         if not isinstance(model, UmBertPreTrainedModel):
             raise ValueError(

@@ -1,4 +1,19 @@
-"""Hyperparameter search over umBERT/WumBERT pre-training then fine-tuning: Optuna's TPE, or a seeded random search.
+"""Hyperparameter search for umBERT/WumBERT: each trial pre-trains then fine-tunes, scored on validation MRR.
+
+    pip install 'umbert-hf[search]'   # Optuna, for the default TPE sampler
+    python training_scripts/hparam_search.py --dataset DATA --embeddings EMB.parquet --output_dir OUT --n_trials 20
+    python training_scripts/hparam_search.py --dataset DATA --embeddings EMB.parquet --output_dir OUT \
+        --sampler random --n_trials 8 --num_train_epochs_pretrain 3 --num_train_epochs_finetune 3 \
+        --space '{"num_hidden_layers": [1, 2], "num_attention_heads": [1, 2]}'
+    python training_scripts/hparam_search.py ... --output_dir OUT --resume   # continue an interrupted search
+
+The space is the original project's: learning rates {1e-5, 1e-4, 1e-3} for each phase, layers {3, 6, 9, 12},
+heads {1, 2, 4, 8} (those that do not divide the embedding size are skipped), dropout [0, 0.2], weight decay
+[0, 0.01], Adam or AdamW. Trials run one after the other in this process (on the GPU when there is one).
+
+Writes OUT/trial_N/{pretrain,finetune} (the outputs of pretrain.py and finetune.py; with --keep_models best, only the
+best trial keeps its weights), and, after every trial, OUT/hparam_results.csv, OUT/hparam_results.json (one row per
+trial: params, objective, status, duration) and OUT/best_params.json.
 
 Each trial pre-trains (reconstruction) into `<output_dir>/trial_<n>/pretrain`, fine-tunes that model (fill in the
 blank) into `<output_dir>/trial_<n>/finetune`, and is scored by a validation metric of the fine-tuned model
@@ -24,17 +39,11 @@ from typing import Any, Protocol
 from ..configuration_umbert import DISTANCES, LOSS_TYPES
 from ..data.embeddings import read_embeddings_table
 from ..evaluation.metrics import VALIDATION_PREFIX, greater_is_better, is_chance_level
+from ..training.outfit import MODEL_DEFAULTS, dataset_slots, encoder_hidden_size
 from ..utils.files import atomic_write, write_json
 from ..utils.logging import get_logger
-from .loop import add_training_args, check_output_dir
-from .outfit import (
-    MODEL_DEFAULTS,
-    add_data_args,
-    add_model_args,
-    dataset_slots,
-    encoder_hidden_size,
-    train_outfit_model,
-)
+from ..utils.paths import check_output, run_command
+from . import finetune, pretrain
 
 logger = get_logger(__name__)
 
@@ -42,6 +51,8 @@ RESULTS_CSV = "hparam_results.csv"
 RESULTS_JSON = "hparam_results.json"
 BEST_PARAMS_JSON = "best_params.json"
 PHASES = ("pretrain", "finetune")
+# Each phase of a trial runs as its script does: the same parser (its flags, defaults and checks), the same `main`.
+PHASE_COMMANDS = {"pretrain": pretrain.main, "finetune": finetune.main}
 SAMPLERS = ("tpe", "random")
 KEEP_MODELS = ("best", "all")
 # What `--keep_models best` removes from the other trials: weights and checkpoint folders (metrics and cards stay).
@@ -225,7 +236,9 @@ def check_search_args(args: argparse.Namespace) -> None:
         raise ValueError(
             f"--num_train_epochs_pretrain must be 0 (no pre-training) or more, got {args.num_train_epochs_pretrain}."
         )
-    check_output_dir(args.output_dir, {"dataset": args.dataset, "embeddings": args.embeddings})
+    inputs = {"dataset": args.dataset, "embeddings": args.embeddings}
+    markers = (RESULTS_JSON, RESULTS_CSV, BEST_PARAMS_JSON, "trial_*")
+    check_output(args.output_dir, inputs, existing="reuse", markers=markers, command="a hyperparameter search")
     if not args.metric.startswith(VALIDATION_PREFIX):
         logger.warning(f"--metric {args.metric!r} is not a validation metric: selecting on it overfits that split.")
     if not args.resume and Path(args.output_dir, RESULTS_JSON).exists():
@@ -238,17 +251,6 @@ def check_search_args(args: argparse.Namespace) -> None:
         except json.JSONDecodeError as error:
             raise ValueError(f"--space is not valid JSON: {error}") from None
         override_space(SEARCH_SPACE, overrides)  # raises on unknown names or malformed ranges
-
-
-def _phase_parser(phase: str) -> argparse.ArgumentParser:
-    """The flags of `training_scripts/{pretrain,finetune}.py`; the search passes every value that differs by script."""
-    parser = argparse.ArgumentParser(prog=f"hparam_search {phase}")
-    if phase == "finetune":
-        parser.add_argument("--model_name_or_path", type=str, default=None)
-    add_data_args(parser, embeddings_required=phase == "pretrain")
-    add_model_args(parser)
-    add_training_args(parser)
-    return parser
 
 
 def phase_argv(
@@ -293,12 +295,12 @@ def run_trial(
     """Pre-train then fine-tune with `params`; returns the fine-tuned model's metrics (and `pretrain_val_loss`)."""
     trial_dir = Path(args.output_dir, f"trial_{number}")
     results = {}
-    for phase, objective in zip(PHASES, ("reconstruction", "fill_in_the_blank")):
+    for phase in PHASES:
         if phase == "pretrain" and args.num_train_epochs_pretrain == 0:
             continue
         argv = phase_argv(args, space, params, phase, trial_dir)
         logger.info(f"Trial {number} {phase}: {' '.join(argv)}")
-        results[phase] = train_outfit_model(_phase_parser(phase).parse_args(argv), objective=objective)
+        results[phase] = PHASE_COMMANDS[phase](argv)
     return {**results["finetune"], "pretrain_val_loss": results.get("pretrain", {}).get("val_loss")}
 
 
@@ -546,6 +548,18 @@ def run_search(args: argparse.Namespace, space: Sequence[Hyperparameter] | None 
     return {"rows": rows, "best": best}
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_search_args(parser)
+    args = parser.parse_args(argv)
+    check_search_args(args)
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_search(parse_args(argv))
+
+
 __all__ = [
     "BEST_PARAMS_JSON",
     "Choice",
@@ -559,10 +573,18 @@ __all__ = [
     "check_search_args",
     "constrain_space",
     "format_results_table",
+    "main",
     "override_space",
+    "parse_args",
     "phase_argv",
     "run_search",
     "run_trial",
     "sample_params",
     "write_results",
 ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(run_command(main))

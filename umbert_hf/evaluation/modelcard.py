@@ -15,8 +15,8 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, metadata_load
 from transformers.utils import logging
 
-from ..data.extraction import is_local_path, shareable_name
 from ..evaluation.metrics import SPLIT_PREFIXES, is_chance_level, split_and_metric, without_chance_levels
+from ..utils.paths import is_local_path, shareable_name
 
 logger = logging.get_logger(__name__)
 

@@ -1,0 +1,375 @@
+"""The retrieval catalogue of umBERT and WumBERT, and outfit completion: `OutfitCatalogueMixin`.
+
+The catalogue (item ids, slot categories, embeddings and standardisation statistics) lives in the model's buffers,
+so `save_pretrained` / `from_pretrained` keep it. This module travels with the model's remote code (relative imports
+only); embedding a user's photo needs the package (`umbert_hf.data.model_image_encoder`), imported on first use.
+"""
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from .retrieval import CategoryIndex, distinct_rows
+
+
+def _is_image(value: Any) -> bool:
+    """A PIL image, or a path to an existing file (read as an image by the encoder's preprocessing)."""
+    if isinstance(value, os.PathLike) or isinstance(value, str):
+        return os.path.isfile(value)
+    return type(value).__module__.startswith("PIL.")
+
+
+def _image_encoders():
+    """`umbert_hf.data.model_image_encoder`, or `ValueError` when the package is not installed (remote code)."""
+    try:  # in a `try`: transformers then does not require umbert_hf to load a saved folder's code
+        from umbert_hf.data import model_image_encoder
+    except ImportError as error:
+        raise ValueError("Embedding photos needs the umbert-hf package: pip install umbert-hf.") from error
+    return model_image_encoder
+
+
+class OutfitCatalogueMixin:
+    """Catalogue storage, retrieval and `complete` for a model with `config.categories`, an `encoder` and a forward
+    taking `inputs_embeds` and `masked_positions`. Subclasses say where the catalogue embeddings live
+    (`get_catalogue_embeddings`, `_store_catalogue_embeddings`): a buffer (umBERT) or the item table (WumBERT)."""
+
+    def _register_catalogue_buffers(self) -> None:
+        """Buffers saved in the safetensors file: item ids as padded UTF-8 bytes, category index, embeddings."""
+        size, id_length = self.config.catalogue_size, self.config.catalogue_id_length
+        self.register_buffer("catalogue_item_ids", torch.zeros(size, id_length, dtype=torch.uint8))
+        self.register_buffer("catalogue_categories", torch.zeros(size, dtype=torch.long))
+        # Standardisation of embeddings: (x - embedding_mean) / embedding_scale, set from the catalogue.
+        self.register_buffer("embedding_mean", torch.zeros(self.config.embedding_size))
+        self.register_buffer("embedding_scale", torch.ones(1))
+        self._catalogue_cache: dict[str, Any] | None = None
+        self._catalogue_cache_key: tuple | None = None
+
+    def get_catalogue_embeddings(self) -> torch.Tensor:
+        """(catalogue_size, hidden) embeddings of the catalogue items, used for context lookup and retrieval."""
+        raise NotImplementedError
+
+    def _store_catalogue_embeddings(self, embeddings: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def set_catalogue(self, item_ids: Sequence[str], embeddings: torch.Tensor, categories: Sequence[str]) -> None:
+        """Store the retrieval catalogue: item ids (str), their embeddings (N, hidden) and slot names.
+
+        Saved by `save_pretrained` and restored by `from_pretrained`, so a loaded model completes outfits with real
+        item ids. Raises `ValueError` for mismatched lengths, wrong embedding size, NaN or infinite embeddings (named
+        by item id: one such row would poison the standardisation statistics and every ranking), duplicate ids,
+        unknown categories, or a slot category with no items.
+        """
+        item_ids = list(item_ids)
+        categories = list(categories)
+        # A copy: the caller keeps its tensor, and one made under `torch.inference_mode` becomes a normal tensor.
+        embeddings = torch.as_tensor(embeddings, dtype=torch.float32).clone()
+        if not all(isinstance(item_id, str) for item_id in item_ids):
+            bad = next(item_id for item_id in item_ids if not isinstance(item_id, str))
+            raise ValueError(f"Catalogue item ids must be strings, got {bad!r} ({type(bad).__name__}).")
+        if embeddings.dim() != 2 or embeddings.shape[1] != self.config.embedding_size:
+            raise ValueError(
+                f"Catalogue embeddings must be (num_items, embedding_size={self.config.embedding_size}), "
+                f"got shape {tuple(embeddings.shape)}."
+            )
+        if not len(item_ids) == len(categories) == embeddings.shape[0]:
+            raise ValueError(
+                f"Catalogue lengths differ: {len(item_ids)} item ids, {len(categories)} categories, "
+                f"{embeddings.shape[0]} embeddings."
+            )
+        finite = torch.isfinite(embeddings).all(dim=1)
+        if not bool(finite.all()):
+            bad_rows = torch.nonzero(~finite).squeeze(1).tolist()
+            raise ValueError(
+                f"Catalogue embedding of item {item_ids[bad_rows[0]]!r} contains NaN or infinite values "
+                f"({len(bad_rows)} such item(s)); recompute or drop them."
+            )
+        if len(set(item_ids)) != len(item_ids):
+            seen: set[str] = set()
+            duplicate = next(item_id for item_id in item_ids if item_id in seen or seen.add(item_id))
+            raise ValueError(f"Catalogue item ids must be unique, got {duplicate!r} more than once.")
+        slot_index = {name: index for index, name in enumerate(self.config.categories)}
+        unknown = sorted(set(categories) - set(slot_index))
+        if unknown:
+            raise ValueError(f"Unknown catalogue categories {unknown}; the model's slots are {self.config.categories}.")
+        empty = [name for name in self.config.categories if name not in set(categories)]
+        if empty:
+            raise ValueError(f"The catalogue has no items of category {empty[0]!r}; every slot needs candidates.")
+
+        encoded = [item_id.encode("utf-8") for item_id in item_ids]
+        id_length = max(1, max(len(raw) for raw in encoded))
+        id_bytes = torch.zeros(len(encoded), id_length, dtype=torch.uint8)
+        flat = torch.frombuffer(bytearray(b"".join(raw.ljust(id_length, b"\0") for raw in encoded)), dtype=torch.uint8)
+        id_bytes.copy_(flat.view(len(encoded), id_length))
+        device = self.catalogue_categories.device
+        self.catalogue_item_ids = id_bytes.to(device)
+        self.catalogue_categories = torch.tensor([slot_index[name] for name in categories], device=device)
+        self._store_catalogue_embeddings(embeddings.to(device))
+        if self.config.standardize_embeddings:
+            self.embedding_mean = embeddings.mean(dim=0).to(device)
+            self.embedding_scale = (
+                (embeddings - embeddings.mean(dim=0)).pow(2).mean().sqrt().clamp_min(1e-8).view(1).to(device)
+            )
+        self.config.catalogue_size = len(item_ids)
+        self.config.catalogue_id_length = id_length
+        self._catalogue_cache = None
+
+    def _catalogue(self) -> dict[str, Any]:
+        """Id -> row lookup, decoded once and rebuilt whenever the buffers change."""
+        key = (
+            self.catalogue_item_ids.data_ptr(),
+            self.catalogue_item_ids._version,
+            self.catalogue_categories.data_ptr(),
+            self.catalogue_categories._version,
+        )
+        if self._catalogue_cache is None or self._catalogue_cache_key != key:
+            if self.catalogue_item_ids.shape[0] == 0:
+                raise ValueError("The model has no catalogue: call `set_catalogue(item_ids, embeddings, categories)`.")
+            raw = self.catalogue_item_ids.cpu().numpy().tobytes()
+            width = self.catalogue_item_ids.shape[1]
+            item_ids = [raw[i : i + width].rstrip(b"\0").decode("utf-8") for i in range(0, len(raw), width)]
+            self._catalogue_cache = {
+                "item_ids": item_ids,
+                "row_of": {item_id: row for row, item_id in enumerate(item_ids)},
+            }
+            self._catalogue_cache_key = key
+        return self._catalogue_cache
+
+    @property
+    def catalogue_item_id_list(self) -> list[str]:
+        """Catalogue item ids, in catalogue row order."""
+        return self._catalogue()["item_ids"]
+
+    def catalogue_rows(self, item_ids: Sequence[str]) -> torch.Tensor:
+        """Catalogue row of each item id; `ValueError` naming the first unknown id."""
+        row_of = self._catalogue()["row_of"]
+        try:
+            return torch.tensor([row_of[item_id] for item_id in item_ids], dtype=torch.long)
+        except KeyError as error:
+            raise ValueError(f"Unknown item id {error.args[0]!r}: it is not in the model's catalogue.") from None
+
+    def catalogue_rows_of_category(self, category: str) -> torch.Tensor:
+        """Catalogue rows of one slot category."""
+        if category not in self.config.categories:
+            raise ValueError(f"Unknown slot {category!r}; the model's slots are {self.config.categories}.")
+        return self.catalogue_index().rows[self.config.categories.index(category)]
+
+    def distinct_catalogue_rows(self) -> torch.Tensor:
+        """`distinct_rows` of the catalogue embeddings, recomputed only when they change (every step for WumBERT)."""
+        cache = self._catalogue()
+        embeddings = self.get_catalogue_embeddings()
+        key = (embeddings.data_ptr(), embeddings._version, self._catalogue_cache_key)
+        if cache.get("distinct_key") != key:
+            cache["distinct"], cache["distinct_key"] = distinct_rows(embeddings), key
+        return cache["distinct"]
+
+    def catalogue_index(self) -> CategoryIndex:
+        """The per-slot search index over the catalogue, rebuilt only when the embeddings or the catalogue change."""
+        cache = self._catalogue()
+        embeddings = self.get_catalogue_embeddings()
+        key = (embeddings.data_ptr(), embeddings._version, self.config.distance, self._catalogue_cache_key)
+        if cache.get("index_key") != key:
+            cache["index"] = CategoryIndex(
+                embeddings, self.catalogue_categories, self.config.distance, num_categories=self.config.num_categories
+            )
+            cache["index_key"] = key
+        return cache["index"]
+
+    def predict_masked(self, inputs_embeds: torch.Tensor, masked_positions: torch.Tensor) -> torch.Tensor:
+        """(batch, hidden) prediction of each outfit's masked slot, in eval mode without gradients."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return self(inputs_embeds=inputs_embeds, masked_positions=masked_positions).masked_predictions
+        finally:
+            self.train(was_training)
+
+    def retrieve(
+        self, predictions: torch.Tensor, categories: torch.Tensor, k: int, pad: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k catalogue rows of each prediction among items of its slot category (`categories` are slot indices).
+
+        Returns `(scores, rows)` of shape (batch, min(k, smallest category searched)); one batched search per slot.
+        With `pad`, each prediction gets min(k, its category's size) rows, whatever the rest of the batch, padded
+        with row -1 and a NaN score (see `CategoryIndex.top_k`).
+        """
+        return self.catalogue_index().top_k(predictions, categories, k, pad=pad)
+
+    def _outfit_inputs(self, outfits: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validate outfits and build (inputs_embeds, masked_positions), one outfit at a time with `outfit_input`."""
+        inputs = self.get_catalogue_embeddings().new_zeros(
+            len(outfits), len(self.config.categories), self.config.embedding_size
+        )
+        blanks = []
+        for number, outfit in enumerate(outfits):
+            inputs[number], blank = self.outfit_input(outfit, number)
+            blanks.append(blank)
+        return inputs, torch.tensor(blanks, dtype=torch.long, device=inputs.device)
+
+    def outfit_input(self, outfit: Mapping[str, Any], number: int = 0) -> tuple[torch.Tensor, int]:
+        """(slots, hidden) context embeddings of one outfit (zeros at the blank) and the blank's slot index.
+
+        The one validation behind `complete` and the `outfit-completion` pipeline: `ValueError` naming outfit `number`
+        for an unknown or missing slot, not exactly one blank, or a bad context value (see `_context_embedding`).
+        """
+        slots = self.config.categories
+        unknown = [slot for slot in outfit if slot not in slots]
+        if unknown:
+            raise ValueError(f"Outfit {number}: unknown slot {unknown[0]!r}; the model's slots are {slots}.")
+        missing = [slot for slot in slots if slot not in outfit]
+        if missing:
+            raise ValueError(f"Outfit {number}: slot {missing[0]!r} is missing; give an item id or None.")
+        blank_slots = [slot for slot in slots if outfit[slot] is None]
+        if len(blank_slots) != 1:
+            raise ValueError(
+                f"Outfit {number}: exactly one slot must be None (the blank), got {len(blank_slots)}: {blank_slots}."
+            )
+        inputs = self.get_catalogue_embeddings().new_zeros(len(slots), self.config.embedding_size)
+        for position, slot in enumerate(slots):
+            if outfit[slot] is not None:
+                inputs[position] = self._context_embedding(outfit[slot], slot, number)
+        return inputs, slots.index(blank_slots[0])
+
+    def _context_embedding(self, value: Any, slot: str, number: int) -> torch.Tensor:
+        """Embedding of one context item: a catalogue item id, an embedding tensor, or an image (PIL image or path).
+
+        An item id must belong to the slot's category and an embedding must be finite: a shoe in the `tops` slot or a
+        NaN would silently give meaningless suggestions, so both raise `ValueError` naming the outfit and slot.
+        """
+        row_of = self._catalogue()["row_of"]
+        if isinstance(value, str) and value in row_of:
+            row = row_of[value]
+            category = self.config.categories[int(self.catalogue_categories[row])]
+            if category != slot:
+                raise ValueError(
+                    f"Outfit {number}, slot {slot!r}: item {value!r} is of category {category!r}, not {slot!r}; "
+                    f"give it in the {category!r} slot."
+                )
+            return self.get_catalogue_embeddings()[row]
+        if isinstance(value, torch.Tensor):
+            if value.shape != (self.config.embedding_size,):
+                raise ValueError(
+                    f"Outfit {number}, slot {slot!r}: embedding must have shape ({self.config.embedding_size},), "
+                    f"got {tuple(value.shape)}."
+                )
+            return self._finite_context(value.to(self.get_catalogue_embeddings()), slot, number, "embedding")
+        if _is_image(value):
+            embedding = self.embed_images([value], categories=[slot])[0].to(self.get_catalogue_embeddings())
+            return self._finite_context(embedding, slot, number, "image embedding")
+        if isinstance(value, str):
+            raise ValueError(
+                f"Outfit {number}, slot {slot!r}: unknown item id {value!r} (not in the catalogue, nor an image file)."
+            )
+        raise ValueError(
+            f"Outfit {number}, slot {slot!r}: expected an item id (str), an image (PIL image or file path), "
+            f"an embedding tensor or None, got {type(value).__name__}."
+        )
+
+    @staticmethod
+    def _finite_context(embedding: torch.Tensor, slot: str, number: int, what: str) -> torch.Tensor:
+        """`embedding`, or `ValueError` naming the outfit and slot when it holds NaN or infinite values."""
+        if not bool(torch.isfinite(embedding).all()):
+            raise ValueError(f"Outfit {number}, slot {slot!r}: the {what} contains NaN or infinite values.")
+        return embedding
+
+    def set_image_embedder(self, embedder: Callable[[list[Any]], torch.Tensor] | None) -> None:
+        """Use `embedder(images) -> (n, hidden)` for image contexts instead of the encoder recorded in the config."""
+        self._image_embedder = embedder
+
+    def embed_images(self, images: list[Any], categories: Sequence[str] | None = None) -> torch.Tensor:
+        """Embed photos like the catalogue was embedded: with the image encoder and preprocessing in the config.
+
+        The encoder (see `load_image_encoder`) is loaded once, on first use. When the catalogue's embeddings also have
+        a title part (photos + titles, the default recipe), a photo has no title: its text part is the mean text part
+        of its slot category's catalogue items (`categories`, one per photo), as missing photos are imputed at
+        extraction.
+        """
+        if getattr(self, "_image_embedder", None) is None:
+            self._image_embedder = _image_encoders().recorded_image_embedder(self)
+        embeddings = self._image_embedder(list(images))
+        image_dim, embedding_size = embeddings.shape[-1], self.config.embedding_size
+        parts = (self.config.embedding_metadata or {}).get("parts")
+        if image_dim < embedding_size and parts == ["image", "text"] and categories is not None:
+            embeddings = torch.cat([embeddings, self._mean_text_parts(list(categories), image_dim)], dim=-1)
+        elif image_dim < embedding_size and parts == ["image", "text"]:
+            raise ValueError("This model's embeddings have a title part: give the slot category of each photo.")
+        if embeddings.shape[-1] != embedding_size:
+            raise ValueError(f"The image encoder gives {image_dim}-d embeddings, the model expects {embedding_size}.")
+        return embeddings
+
+    def _mean_text_parts(self, categories: list[str], image_dim: int) -> torch.Tensor:
+        """(len(categories), embedding_size - image_dim): the mean title part of each category's catalogue items."""
+        embeddings = self.get_catalogue_embeddings().detach()
+        means = {
+            category: embeddings[self.catalogue_rows_of_category(category), image_dim:].float().mean(dim=0).cpu()
+            for category in set(categories)
+        }
+        return torch.stack([means[category] for category in categories])
+
+    def set_image_encoder_source(self, name_or_path: str | os.PathLike | None, trust_remote_code: bool = False) -> None:
+        """Where the image encoder lives until `save_image_encoder` saves it with the model (not saved in the config).
+
+        A new model records `config.image_encoder = "image_encoder"`, the sub-folder of the model's own folder; until
+        it is saved there, photos are embedded with the encoder found here (e.g. the folder it was trained in).
+        `trust_remote_code` lets an encoder that ships its own modeling code load (e.g. Marqo/marqo-fashionSigLIP);
+        it is never read from the config, which may come from anyone's Hub repo.
+        """
+        self._image_encoder_source = None if name_or_path is None else os.fspath(name_or_path)
+        self._image_encoder_trust_remote_code = trust_remote_code
+
+    def load_image_encoder(self):
+        """The image encoder that embedded the catalogue (`umbert_hf.data.model_image_encoder.load_model_image_encoder`):
+        a `FashionResNetModel`, `FashionEfficientNetModel`, `SsimAutoEncoderModel`, or any `transformers` image model
+        with its processor. Raises `ValueError` with one line when it cannot be loaded."""
+        return _image_encoders().load_model_image_encoder(self)
+
+    def save_image_encoder(self, save_directory: str | os.PathLike) -> str | None:
+        """Save the image encoder in `save_directory/image_encoder/`, so the model embeds photos wherever its folder
+        goes (`umbert_hf.data.model_image_encoder.save_model_image_encoder`); returns the folder written, or None."""
+        return _image_encoders().save_model_image_encoder(self, save_directory)
+
+    def complete(self, outfits: Sequence[Mapping[str, Any]], top_k: int = 10) -> list[list[dict[str, Any]]]:
+        """Suggest items for the blank slot of each outfit.
+
+        Args:
+            outfits: dicts slot -> item id, embedding tensor or image (PIL image or file path), with exactly one slot
+                set to None (the blank).
+            top_k: number of suggestions per outfit.
+
+        Returns:
+            Per outfit, a list of `{"item_id": str, "score": float}` for the `top_k` catalogue items of the blank's
+            category, best first (score: minus the distance, or cosine similarity).
+
+        Raises:
+            ValueError: naming the outfit number and slot, for an unknown slot or item id, not exactly one blank, an
+                item id of another category than its slot (e.g. a shoe given as `tops`: the model was trained on
+                one item per category, so it is refused rather than silently scored), or an embedding of the wrong
+                shape or with NaN or infinite values.
+        """
+        if isinstance(outfits, Mapping):
+            outfits = [outfits]
+        if top_k < 1:
+            raise ValueError(f"`top_k` must be at least 1, got {top_k}.")
+        if len(outfits) == 0:
+            return []
+        inputs_embeds, blanks = self._outfit_inputs(outfits)
+        predictions = self.predict_masked(inputs_embeds, blanks)
+        scores, rows = self.retrieve(predictions, blanks, top_k, pad=True)
+        item_ids = self.catalogue_item_id_list
+        return [
+            [{"item_id": item_ids[row], "score": score} for row, score in zip(row_list, score_list) if row >= 0]
+            for row_list, score_list in zip(rows.tolist(), scores.tolist())
+        ]
+
+    def standardize(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Map item embeddings to the model's internal space (centred, unit overall spread)."""
+        return (embeddings - self.embedding_mean.to(embeddings.dtype)) / self.embedding_scale.to(embeddings.dtype)
+
+    def unstandardize(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Map internal reconstructions back to the space of the item embeddings."""
+        return embeddings * self.embedding_scale.to(embeddings.dtype) + self.embedding_mean.to(embeddings.dtype)
+
+
+__all__ = ["OutfitCatalogueMixin"]
