@@ -7,4 +7,4 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from support.hub_fixtures import *  # noqa: F403
-from support.outfit_fixtures import outfit_dataset  # noqa: F401
+from support.outfit_fixtures import outfit_dataset, pretrained_umbert  # noqa: F401

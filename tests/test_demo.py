@@ -64,6 +64,13 @@ def test_reduced_demo_pipeline(tmp_path):
     picture = Image.open(output / "outfit_completion.png")
     assert picture.size == layout(num_slots=4, num_suggestions=5, num_rows=2)
     assert "fitb_accuracy" in printed and "chance" in printed
+    # The steps are the scripts' own `main`s: the table records its dataset as compute_embeddings.py does, and the
+    # model card names the flags that finetune.py's parser gives.
+    from umbert_hf.data.embeddings import read_embeddings_table
+
+    assert read_embeddings_table(output / "embeddings.parquet").metadata["dataset"] == str(output / "dataset")
+    card = (output / "umbert" / "README.md").read_text()
+    assert "per_device_train_batch_size" in card and "model_name_or_path" in card
     again = run_demo(output)
     assert again.count("reusing") == 9
 

@@ -44,3 +44,35 @@ def outfit_dataset(tmp_path_factory):
     table = root / "embeddings.parquet"
     write_embeddings_table(table, catalogue["item_id"], catalogue["category"], embeddings, {"text_encoder": "bow-hash"})
     return root / "dataset", table
+
+
+# The tiny umBERT that `pretrained_umbert` trains: 1 layer, 2 heads, 2 epochs (the flags of test_training_scripts.py).
+PRETRAIN_FLAGS = ["--num_train_epochs", "2", "--num_hidden_layers", "1", "--num_attention_heads", "2"]
+PRETRAIN_FLAGS += ["--hidden_dropout_prob", "0.1", "--per_device_train_batch_size", "32"]
+PRETRAIN_FLAGS += ["--per_device_eval_batch_size", "64", "--seed", "7"]
+
+
+@pytest.fixture(scope="session")
+def pretrained_umbert(outfit_dataset, tmp_path_factory):
+    """The folder of a tiny umBERT pre-trained by `training_scripts/pretrain.py` (a fresh process, as a user runs it)
+    on `outfit_dataset`, once per session: shared by the tests of the scripts' outputs, evaluation and model card."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dataset, embeddings = outfit_dataset
+    output = tmp_path_factory.mktemp("pretrain") / "model"
+    script = Path(__file__).resolve().parents[2] / "training_scripts" / "pretrain.py"
+    argv = ["--dataset", str(dataset), "--embeddings", str(embeddings), "--output_dir", str(output), *PRETRAIN_FLAGS]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(script), *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=script.parents[1],
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return output
