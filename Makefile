@@ -41,7 +41,7 @@ MUTATION_TARGETS ?= 'umbert_hf.evaluation.metrics.*' 'umbert_hf.retrieval.*' 'um
 	'umbert_hf.modeling_umbert.x__similarity_logits__mutmut_*' 'umbert_hf.modeling_umbert.x_contrastive_loss__mutmut_*' \
 	'umbert_hf.modeling_umbert.x_catalogue_contrastive_loss__mutmut_*' 'umbert_hf.modeling_umbert.x_outfit_loss__mutmut_*'
 # The output-safety module: the output check and the error reporting of umbert_hf/utils/paths.py.
-MUTATION_TARGETS += $(foreach f,_inside _protected_folders _holds_marker foreign_file check_output first_line run_command,'umbert_hf.utils.paths.x_$(f)__mutmut_*')
+MUTATION_TARGETS += $(foreach f,_inside _protected_folders _holds_marker foreign_file _matches check_output first_line run_command,'umbert_hf.utils.paths.x_$(f)__mutmut_*')
 
 mutation: $(STAMP)
 	test -x $(VENV)/bin/mutmut || $(PY) -m pip install --quiet --disable-pip-version-check -e '.[mutation]'

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -19,7 +17,7 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCardData
 from transformers.utils import logging
 
-from umbert_hf.utils.files import HOST_TAG, atomic_path, install_folder
+from umbert_hf.utils.files import atomic_path, clean_stale_temporaries
 from umbert_hf.utils.hub import push_folder_to_hub
 from umbert_hf.utils.paths import check_output
 
@@ -185,57 +183,6 @@ def check_output_dir(
     check_output(
         output, inputs, overwrite=overwrite, markers=(marker,), written=WRITTEN_FILES.get(marker), command=command
     )
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process `pid` of this machine runs; unknown counts as alive (never remove a live run's folder)."""
-    if pid <= 0 or os.name == "nt":  # on Windows os.kill(pid, 0) would terminate the process
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OverflowError:  # beyond any pid
-        return False
-    except OSError:  # PermissionError: it exists, under another user
-        return True
-    return True
-
-
-def clean_stale_temporaries(output: Path) -> list[Path]:
-    """Remove the `.tmp-<name>-<pid>.<host>-*` and `.old-<name>-...` folders (as `umbert_hf.utils.files` names its
-    temporaries) beside `output` that a killed run of this machine left (its process is gone); return them. The
-    folder a killed `--overwrite` had moved aside is put back first when `output` is missing. Folders of live runs,
-    of other machines and of unknown owner are left alone."""
-    parent = output.parent
-    if not parent.is_dir():
-        return []
-    pattern = re.compile(rf"\.(tmp|old)-{re.escape(output.name)}-(?:(\d+)\.([0-9a-f]{{6}})-)?[a-z0-9_]+")
-    removed = []
-    with os.scandir(parent) as entries:
-        leftovers = sorted(entry.name for entry in entries if entry.name.startswith((".tmp-", ".old-")))
-    for name in leftovers:
-        match = pattern.fullmatch(name)
-        path = parent / name
-        if match is None or path.is_symlink() or not path.is_dir():
-            continue
-        kind, pid, host = match.groups()
-        if pid is None:
-            logger.warning("%s: leftover of an earlier run of unknown owner; remove it yourself", path)
-            continue
-        if host != HOST_TAG or _process_alive(int(pid)):
-            continue
-        aside = path / output.name
-        if kind == "old" and (aside.exists() or aside.is_symlink()) and not (output.exists() or output.is_symlink()):
-            install_folder(aside, output)
-            logger.warning("%s: put back from %s, where a killed run (pid %s) had moved it aside", output, path, pid)
-        shutil.rmtree(path, ignore_errors=True)
-        if path.exists():
-            logger.warning("%s: could not remove this leftover of a killed run (pid %s)", path, pid)
-            continue
-        logger.warning("%s: removed, the leftover of a killed run (pid %s)", path, pid)
-        removed.append(path)
-    return removed
 
 
 @contextlib.contextmanager
@@ -483,7 +430,6 @@ __all__ = [
     "check_output_dir",
     "atomic_output_dir",
     "build_dataset",
-    "clean_stale_temporaries",
     "dataset_card",
     "push_to_hub",
     "write_dataset_folder",

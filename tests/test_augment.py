@@ -134,7 +134,15 @@ def test_cli_writes_a_loadable_outfits_augmented_config_and_leaves_the_source_un
             source_row = by_id[row["source_outfit_id"]]
             changed = [slot for slot in slot_names(train) if row[slot] != source_row[slot]]
             assert changed == [row["swapped_slot"]] and category[row[changed[0]]] == changed[0]
-    # The other configs are still there, and the source folder was not modified (the copy is hard links).
+    # The other configs are still there, and the source folder was not modified. The output holds copies, not hard
+    # links: no file of the output shares an inode with the source, so writing into the output never changes it.
+    for copied in (output / "catalogue").rglob("*.parquet"):
+        original = source / copied.relative_to(output)
+        assert copied.stat().st_ino != original.stat().st_ino and copied.stat().st_nlink == 1
+        before = original.read_bytes()
+        with open(copied, "ab") as handle:
+            handle.write(b"edited in the output")
+        assert original.read_bytes() == before
     assert datasets.load_dataset(str(output), "outfits", cache_dir=cache)["test"].num_rows > 0
     assert (source / "README.md").read_text() == readme_before
     assert not (source / CONFIG_NAME).exists()

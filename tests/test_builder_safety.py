@@ -22,10 +22,10 @@ from PIL import Image, ImageFile
 from test_dataset_builder import EXPECTED_OUTFITS, HAND_FITB_VALID, SLOTS, load, make_hand_raw, tree_digest
 from test_mango import make_checkout
 
-import dataset_builder.export as export
 from dataset_builder import OutputPathError, build_dataset, synthesize_polyvore
 from dataset_builder.cli import main
 from dataset_builder.raw import read_image_bytes
+from umbert_hf.utils.files import HOST_TAG
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -161,7 +161,7 @@ def test_temporary_folders_of_a_killed_build_are_removed_by_the_next_build(hand_
 
 
 def test_only_leftovers_of_dead_processes_of_this_machine_are_removed(hand_raw, tmp_path, caplog):
-    host, dead, alive = export.HOST_TAG, dead_pid(), os.getpid()
+    host, dead, alive = HOST_TAG, dead_pid(), os.getpid()
     other_host = "000000" if host != "000000" else "ffffff"
     names = {
         f".tmp-out-{dead}.{host}-abcd1234": False,  # a killed build: removed
@@ -188,10 +188,10 @@ def test_a_dataset_moved_aside_by_a_killed_overwrite_is_put_back(hand_raw, tmp_p
     build_dataset(hand_raw, output, with_images=False)
     before = tree_digest(output)
     dead = dead_pid()
-    aside = tmp_path / f".old-out-{dead}.{export.HOST_TAG}-abcd1234"
+    aside = tmp_path / f".old-out-{dead}.{HOST_TAG}-abcd1234"
     aside.mkdir()
     os.replace(output, aside / "out")  # killed between moving the old folder aside and moving the new one in
-    (tmp_path / f".tmp-out-{dead}.{export.HOST_TAG}-abcd1234").mkdir()
+    (tmp_path / f".tmp-out-{dead}.{HOST_TAG}-abcd1234").mkdir()
     with pytest.raises(OutputPathError, match="already exists"):
         build_dataset(hand_raw, output, with_images=False)
     assert tree_digest(output) == before
@@ -208,7 +208,7 @@ def other_command(command: str, tmp_path: Path, output: Path) -> list[str]:
 
 @pytest.mark.parametrize("command", ["synthesize", "convert-mango"])
 def test_leftovers_of_killed_runs_are_removed_by_synthesize_and_convert_mango_too(tmp_path, capsys, command):
-    host, dead, alive = export.HOST_TAG, dead_pid(), os.getpid()
+    host, dead, alive = HOST_TAG, dead_pid(), os.getpid()
     stale = {f".tmp-out-{dead}.{host}-abcd1234", f".old-out-{dead}.{host}-abcd1234"}  # a killed run's: removed
     running = {f".tmp-out-{alive}.{host}-abcd1234"}  # a running one's: kept
     for name in stale | running:
@@ -228,10 +228,10 @@ def test_a_folder_moved_aside_by_a_killed_overwrite_is_put_back_by_synthesize_an
     assert run(argv, capsys) == (0, "")
     before = tree_digest(output)
     dead = dead_pid()
-    aside = tmp_path / f".old-out-{dead}.{export.HOST_TAG}-abcd1234"
+    aside = tmp_path / f".old-out-{dead}.{HOST_TAG}-abcd1234"
     aside.mkdir()
     os.replace(output, aside / "out")  # killed between moving the old folder aside and moving the new one in
-    (tmp_path / f".tmp-out-{dead}.{export.HOST_TAG}-abcd1234").mkdir()
+    (tmp_path / f".tmp-out-{dead}.{HOST_TAG}-abcd1234").mkdir()
     code, err = run([*argv, "--seed", "5"], capsys)
     assert code == 2 and one_line_error(err) and "already exists" in err, err
     assert tree_digest(output) == before

@@ -323,6 +323,9 @@ def test_unknown_metric_stops_the_search(outfit_dataset, tmp_path, monkeypatch):
 
 def test_existing_search_needs_resume(outfit_dataset, tmp_path):
     (tmp_path / RESULTS_JSON).write_text("[]")
+    with pytest.raises(ValueError, match="was not written by a hyperparameter search"):
+        load_script("hparam_search").parse_args(search_argv(outfit_dataset, tmp_path))
+    (tmp_path / ".umbert_hparam_search").touch()
     with pytest.raises(ValueError, match="holds a search already"):
         load_script("hparam_search").parse_args(search_argv(outfit_dataset, tmp_path))
 

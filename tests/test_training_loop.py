@@ -554,11 +554,14 @@ def test_a_user_folder_is_never_an_output_dir_but_an_earlier_run_is(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "README.md").write_text("my notes")
-    with pytest.raises(ValueError, match="was not written by a training run .it holds no history.json"):
-        check_run_output_dir(mine, {})
+    # Files named as a run's are still the user's: only the marker a run writes first makes a folder a run's.
+    for name in ("config.json", "history.json", "metrics.json", "step_10", "runs"):
+        (mine / name).write_text('{"theme": 1}')
+        with pytest.raises(ValueError, match="was not written by a training run .it holds no .umbert_run"):
+            check_run_output_dir(mine, {})
     earlier = tmp_path / "run"
     earlier.mkdir()
-    (earlier / "history.json").write_text("[]")
+    (earlier / ".umbert_run").touch()
     (earlier / "README.md").write_text("the card of that run")
     check_run_output_dir(earlier, {})
     check_run_output_dir(tmp_path / "new", {})

@@ -31,6 +31,7 @@ MODULES: dict[str, set[str] | None] = {
         "_protected_folders",
         "_holds_marker",
         "foreign_file",
+        "_matches",
         "check_output",
         "first_line",
         "run_command",

@@ -68,6 +68,10 @@ class OutfitCatalogueMixin:
         if not all(isinstance(item_id, str) for item_id in item_ids):
             bad = next(item_id for item_id in item_ids if not isinstance(item_id, str))
             raise ValueError(f"Catalogue item ids must be strings, got {bad!r} ({type(bad).__name__}).")
+        # Ids are stored as NUL-padded bytes: an id with a NUL would read back as another one ("a\0" as "a").
+        bad = next((item_id for item_id in item_ids if "\0" in item_id), None)
+        if bad is not None:
+            raise ValueError(f"Catalogue item ids must hold no NUL character, got {bad!r}.")
         if embeddings.dim() != 2 or embeddings.shape[1] != self.config.embedding_size:
             raise ValueError(
                 f"Catalogue embeddings must be (num_items, embedding_size={self.config.embedding_size}), "
@@ -96,6 +100,15 @@ class OutfitCatalogueMixin:
         empty = [name for name in self.config.categories if name not in set(categories)]
         if empty:
             raise ValueError(f"The catalogue has no items of category {empty[0]!r}; every slot needs candidates.")
+        mean = embeddings.mean(dim=0)
+        scale = (embeddings - mean).pow(2).mean().sqrt().clamp_min(1e-8).view(1)
+        # Finite but huge values (1e30) overflow the squared spread: every score would be NaN and the loss 0.
+        if not bool(torch.isfinite(mean).all() and torch.isfinite(scale).all()):
+            largest = embeddings.abs().amax(dim=1).argsort(descending=True)[:3].tolist()
+            raise ValueError(
+                f"Catalogue embeddings too large to standardise (their spread overflows): e.g. items "
+                f"{[item_ids[row] for row in largest]} reach {float(embeddings.abs().max()):.3g}; rescale the table."
+            )
 
         encoded = [item_id.encode("utf-8") for item_id in item_ids]
         id_length = max(1, max(len(raw) for raw in encoded))
@@ -107,10 +120,8 @@ class OutfitCatalogueMixin:
         self.catalogue_categories = torch.tensor([slot_index[name] for name in categories], device=device)
         self._store_catalogue_embeddings(embeddings.to(device))
         if self.config.standardize_embeddings:
-            self.embedding_mean = embeddings.mean(dim=0).to(device)
-            self.embedding_scale = (
-                (embeddings - embeddings.mean(dim=0)).pow(2).mean().sqrt().clamp_min(1e-8).view(1).to(device)
-            )
+            self.embedding_mean = mean.to(device)
+            self.embedding_scale = scale.to(device)
         self.config.catalogue_size = len(item_ids)
         self.config.catalogue_id_length = id_length
         self._catalogue_cache = None
@@ -350,8 +361,8 @@ class OutfitCatalogueMixin:
         """
         if isinstance(outfits, Mapping):
             outfits = [outfits]
-        if top_k < 1:
-            raise ValueError(f"`top_k` must be at least 1, got {top_k}.")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"`top_k` must be at least 1, got {top_k!r} (a whole number).")
         if len(outfits) == 0:
             return []
         inputs_embeds, blanks = self._outfit_inputs(outfits)

@@ -49,7 +49,11 @@ def run_complete(args: argparse.Namespace) -> int:
     if args.render:
         photos = {f"outfit {slot}": value for slot, value in outfit.items()}
         check_output(
-            args.render, {"model": args.model, "dataset": args.dataset, **photos}, flag="--render", kind="file"
+            args.render,
+            {"model": args.model, "dataset": args.dataset, **photos},
+            flag="--render",
+            kind="file",
+            overwrite=args.overwrite,
         )
     model = load_model(args.model, args.trust_remote_code)
     if args.trust_remote_code:  # the image encoder may ship its own code too (e.g. Marqo/marqo-fashionSigLIP)
@@ -152,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     complete.add_argument("--top_k", type=int, default=5)
     complete.add_argument("--render", type=str, default=None, help="Write a PNG of the outfit and the suggestions.")
+    complete.add_argument("--overwrite", action="store_true", help="Replace an existing --render file.")
     complete.add_argument("--dataset", type=str, default=None, help="Built dataset: titles and images of the items.")
     complete.add_argument(
         "--trust_remote_code",

@@ -41,9 +41,8 @@ REPORTED_METRICS = ("fitb_accuracy", "hit_rate@1", "hit_rate@10", "hit_rate@50",
 # steps need of the tokenizers: one process on the CPU, the same numbers on every machine.
 STEP_ENVIRONMENT = {"ACCELERATE_USE_CPU": "true", "TOKENIZERS_PARALLELISM": "false"}
 # Written into --output_dir first: the demo reuses or (--force) replaces the steps of a folder that holds it, and
-# takes no other non-empty folder. A demo folder of an earlier version is known by its pre-trained model.
+# takes no other non-empty folder.
 DEMO_MARKER = ".umbert_demo"
-DEMO_MARKERS = (DEMO_MARKER, "umbert_pretrained")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("num_items", "num_outfits", "image_size", "encoder_epochs", "pretrain_epochs", "finetune_epochs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}.")
-    check_output(args.output_dir, existing="reuse", markers=DEMO_MARKERS, command="the demo")
+    check_output(args.output_dir, existing="reuse", markers=(DEMO_MARKER,), command="the demo")
     return args
 
 

@@ -57,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "tower); may be the same id as --image_encoder.",
     )
     parser.add_argument("--output", required=True, help="Parquet file to write.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing --output file.")
     parser.add_argument("--batch_size", type=int, default=64, help="Items per forward pass and process.")
     parser.add_argument(
         "--num_workers",
@@ -95,9 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}.")
-    check_output(
-        args.output, {"dataset": args.dataset, "image_encoder": args.image_encoder}, flag="--output", kind="file"
-    )
+    inputs = {"dataset": args.dataset, "image_encoder": args.image_encoder}
+    check_output(args.output, inputs, flag="--output", kind="file", overwrite=args.overwrite)
     return args
 
 

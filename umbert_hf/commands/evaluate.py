@@ -39,12 +39,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="JSON file for the metrics. Default: <model>/eval_<split>.json for a saved model folder; for a baseline "
         "or a Hub id, no file (the JSON is only printed): nothing is written outside the folders you name.",
     )
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing --output_file.")
     args = parser.parse_args(argv)
     if args.baseline and not args.embeddings:
         parser.error("--baseline needs --embeddings (the catalogue to rank).")
     if args.output_file is not None:
         inputs = {"dataset": args.dataset, "embeddings": args.embeddings, "model_name_or_path": args.model_name_or_path}
-        check_output(args.output_file, inputs, flag="--output_file", kind="file")
+        check_output(args.output_file, inputs, flag="--output_file", kind="file", overwrite=args.overwrite)
     if args.output_file is None and args.model_name_or_path and os.path.isdir(args.model_name_or_path):
         args.output_file = os.path.join(args.model_name_or_path, f"eval_{args.split}.json")
     return args

@@ -51,6 +51,8 @@ RESULTS_CSV = "hparam_results.csv"
 RESULTS_JSON = "hparam_results.json"
 BEST_PARAMS_JSON = "best_params.json"
 PHASES = ("pretrain", "finetune")
+# Written into --output_dir when a search starts: only a folder holding it is continued (`--resume`).
+SEARCH_MARKER = ".umbert_hparam_search"
 # Each phase of a trial runs as its script does: the same parser (its flags, defaults and checks), the same `main`.
 PHASE_COMMANDS = {"pretrain": pretrain.main, "finetune": finetune.main}
 SAMPLERS = ("tpe", "random")
@@ -237,7 +239,7 @@ def check_search_args(args: argparse.Namespace) -> None:
             f"--num_train_epochs_pretrain must be 0 (no pre-training) or more, got {args.num_train_epochs_pretrain}."
         )
     inputs = {"dataset": args.dataset, "embeddings": args.embeddings}
-    markers = (RESULTS_JSON, RESULTS_CSV, BEST_PARAMS_JSON, "trial_*")
+    markers = (SEARCH_MARKER,)
     check_output(args.output_dir, inputs, existing="reuse", markers=markers, command="a hyperparameter search")
     if not args.metric.startswith(VALIDATION_PREFIX):
         logger.warning(f"--metric {args.metric!r} is not a validation metric: selecting on it overfits that split.")
@@ -491,6 +493,7 @@ def run_search(args: argparse.Namespace, space: Sequence[Hyperparameter] | None 
     maximize = greater_is_better(args.metric)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / SEARCH_MARKER).touch()
     rows = _load_previous_rows(output_dir)
 
     if args.sampler == "tpe":

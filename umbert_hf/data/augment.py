@@ -1,9 +1,9 @@
 """Outfit augmentation as in the original WumBERT data: copies of each training outfit with one item swapped for
 one of its nearest same-category neighbours in embedding space.
 
-The result is written as a new dataset folder holding everything the input folder holds (hard links where possible)
-plus a config `outfits_augmented` with one `train` split: the original training outfits, each followed by its new
-copies. Training scripts read it with `datasets.load_dataset(OUT, "outfits_augmented")["train"]`.
+The result is written as a new dataset folder holding a copy of everything the input folder holds (copies, not hard
+links: writing into one folder never changes the other) plus a config `outfits_augmented` with one `train` split: the
+original training outfits, each followed by its new copies. Training scripts read it with `datasets.load_dataset(OUT, "outfits_augmented")["train"]`.
 
 Nothing the user owns is deleted: the output folder may not be, contain or lie inside the input dataset, may not
 contain the embeddings, nor be the working folder or one above it; `--overwrite` replaces only a folder that augment
@@ -20,6 +20,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import datasets
 import pyarrow.parquet as pq
@@ -28,7 +29,7 @@ from huggingface_hub import DatasetCard
 from transformers.utils import logging
 
 from ..retrieval import DISTANCES, CategoryIndex
-from ..utils.files import atomic_path
+from ..utils.files import atomic_path, clean_stale_temporaries
 from ..utils.paths import check_output, run_command
 from .embeddings import EmbeddingsTable, read_embeddings_table
 
@@ -200,15 +201,8 @@ def _check_items(table: EmbeddingsTable, columns: dict[str, list[str]], slots: l
             )
 
 
-def _link_or_copy(source: str, destination: str) -> None:
-    try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copy2(source, destination)
-
-
 def _write_atomically(path: str, write) -> None:
-    """`write(temporary_path)`, then rename over `path` (a hard-linked original is replaced, never modified)."""
+    """`write(temporary_path)`, then rename over `path`."""
     with atomic_path(path) as temporary:
         write(str(temporary))
 
@@ -254,7 +248,7 @@ def write_augmented_dataset(
     overwrite: bool = False,
     embeddings: str | os.PathLike | None = None,
 ) -> str:
-    """Write `output_dir` = the dataset folder (hard links or copies) + the `outfits_augmented` config + a marker.
+    """Write `output_dir` = a copy of the dataset folder + the `outfits_augmented` config + a marker.
 
     The folder is built in a temporary sibling and renamed into place (an older augment output it replaces is
     removed only then), so a failure leaves `output_dir` as it was. See `check_output_dir` for the folders refused.
@@ -263,12 +257,13 @@ def write_augmented_dataset(
     readme = os.path.join(dataset_dir, "README.md")
     if not os.path.isfile(readme):
         raise FileNotFoundError(f"{dataset_dir} has no README.md with the dataset configs; is it a built dataset?")
+    clean_stale_temporaries(Path(output_dir))  # first: it may put back a folder that a killed --overwrite moved aside
     output_dir = check_output_dir(output_dir, dataset_dir, embeddings, overwrite=overwrite)
     with atomic_path(output_dir, folder=True) as building:
         shutil.copytree(
             dataset_dir,
             building,
-            copy_function=_link_or_copy,
+            copy_function=shutil.copy2,  # copies, never hard links: the two folders share no writable file
             ignore=shutil.ignore_patterns(CONFIG_NAME, ".cache", MARKER_FILE),
             dirs_exist_ok=True,
         )
@@ -302,7 +297,7 @@ def _write_contents(folder: str, augmented: datasets.Dataset, summary: Augmentat
 
         return write
 
-    _write_atomically(os.path.join(folder, "README.md"), write_text(content))  # replaces the hard link
+    _write_atomically(os.path.join(folder, "README.md"), write_text(content))
     _write_atomically(os.path.join(folder, MARKER_FILE), write_text(json.dumps(asdict(summary), indent=2) + "\n"))
 
 

@@ -157,6 +157,24 @@ def read_embeddings_table(path: str | os.PathLike) -> EmbeddingsTable:
     )
 
 
+def read_embeddings_metadata(path: str | os.PathLike) -> dict:
+    """The metadata of an embeddings table in a parquet file, read from its footer alone (no rows); empty when there
+    is none or the file cannot be read (`read_embeddings_table` then says why)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        return _decode_metadata(path, pq.read_schema(path).metadata)
+    except (OSError, ValueError, pa.ArrowException):
+        return {}
+
+
+def recorded_image_encoder_folder(metadata: dict) -> str | None:
+    """The local folder of the image encoder that made a table (`metadata["image_encoder"]`), when it exists here."""
+    encoder = (metadata or {}).get("image_encoder")
+    return encoder if isinstance(encoder, str) and os.path.isabs(encoder) and os.path.isdir(encoder) else None
+
+
 def _read_arrow(path: str) -> tuple[pa.Table, dict]:
     if os.path.isfile(path):
         return _read_parquet_files(path, [path])
@@ -284,4 +302,11 @@ def _check_values(path: str, item_ids: list[str], categories: list[str], embeddi
         raise ValueError(f"{path}: column 'embedding' has NaN or infinite values, e.g. item {item_ids[row]!r}.")
 
 
-__all__ = ["EmbeddingsTable", "METADATA_KEY", "read_embeddings_table", "write_embeddings_table"]
+__all__ = [
+    "EmbeddingsTable",
+    "METADATA_KEY",
+    "read_embeddings_metadata",
+    "read_embeddings_table",
+    "recorded_image_encoder_folder",
+    "write_embeddings_table",
+]

@@ -135,16 +135,16 @@ def check_training_args(args: argparse.Namespace) -> None:
     check_run_output_dir(args.output_dir, {name: getattr(args, name, None) for name in INPUT_FLAGS})
 
 
-# What a training run writes into its --output_dir; a non-empty folder holding none of them belongs to the user.
-RUN_MARKERS = ("history.json", METRICS_NAME, "config.json", CURVES_NAME, TRAINER_STATE_NAME, TRACKER_LOGS_NAME)
-RUN_MARKERS += ("step_*", "epoch_*", ".tmp-*")
+# Written into every --output_dir first (`make_accelerator`): the folder of an earlier run (to resume or redo) holds
+# it, and no other non-empty folder is taken, whatever its files are called (a user's own config.json, README.md).
+RUN_MARKER = ".umbert_run"
 
 
 def check_run_output_dir(output_dir: str | os.PathLike, inputs: dict[str, str | os.PathLike | None]) -> None:
     """Refuse an --output_dir that overlaps an input, or that no training run wrote (`utils.paths.check_output`):
     the card, config and weights would replace the user's own README.md and files. An earlier run's folder (to
     resume or redo) is fine."""
-    check_output(output_dir, inputs, existing="reuse", markers=RUN_MARKERS, command="a training run")
+    check_output(output_dir, inputs, existing="reuse", markers=(RUN_MARKER,), command="a training run")
 
 
 def report_to_trackers(report_to: str | None) -> list[str] | None:
@@ -189,7 +189,7 @@ __all__ = [
     "HISTORY_NAME",
     "INPUT_FLAGS",
     "METRICS_NAME",
-    "RUN_MARKERS",
+    "RUN_MARKER",
     "TRACKER_LOGS_NAME",
     "add_training_args",
     "check_run_output_dir",

@@ -29,6 +29,7 @@ from .arguments import (
     FLAGS_NOT_IN_CARD,
     HISTORY_NAME,
     METRICS_NAME,
+    RUN_MARKER,
     TRACKER_LOGS_NAME,
     report_to_trackers,
     tracker_config,
@@ -69,6 +70,7 @@ def make_accelerator(args: argparse.Namespace) -> Accelerator:
     set_seed(args.seed)
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
+        Path(args.output_dir, RUN_MARKER).touch()
     accelerator.wait_for_everyone()
     return accelerator
 
@@ -428,7 +430,8 @@ def finish_run(
         card.save(str(Path(args.output_dir, "README.md")))
         if args.push_to_hub:
             repo_id = args.hub_model_id or Path(args.output_dir).name
-            not_pushed = ["epoch_*", "step_*", f"{TRACKER_LOGS_NAME}/.aim/*"]  # checkpoints, an Aim repository
+            # checkpoints, an Aim repository, the marker of this machine's run folder
+            not_pushed = ["epoch_*", "step_*", f"{TRACKER_LOGS_NAME}/.aim/*", RUN_MARKER]
             commit = push_folder_to_hub(args.output_dir, repo_id, token=args.hub_token, ignore_patterns=not_pushed)
             logger.info(f"Pushed {args.output_dir} to {commit.repo_url.repo_id}")
     accelerator.wait_for_everyone()

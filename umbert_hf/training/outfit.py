@@ -15,7 +15,7 @@ from accelerate.utils import set_seed
 from transformers import AutoConfig, AutoModel
 
 from ..configuration_umbert import CONTRASTIVE_NEGATIVES, DISTANCES, LOSS_TYPES, UmBertConfig, WumBertConfig
-from ..data.embeddings import EmbeddingsTable
+from ..data.embeddings import EmbeddingsTable, read_embeddings_metadata, recorded_image_encoder_folder
 from ..data.image_processing import is_pretrained_image_encoder_name
 from ..data.model_image_encoder import IMAGE_ENCODER_FOLDER
 from ..data.outfit_data import (
@@ -46,7 +46,7 @@ from ..masking import expand_fill_in_the_blank
 from ..modeling_umbert import UmBertModel, UmBertPreTrainedModel, WumBertModel
 from ..utils.logging import get_logger
 from ..utils.paths import first_line, is_local_path, shareable_metadata, shareable_name
-from .arguments import check_training_args
+from .arguments import check_run_output_dir, check_training_args
 from .loop import (
     finish_run,
     fit,
@@ -424,6 +424,9 @@ def train_outfit_model(args: argparse.Namespace, objective: str) -> dict[str, An
     check_training_args(args)
     if not getattr(args, "model_name_or_path", None):
         check_model_args(args)
+    # The image encoder that made the embeddings is an input too: no run writes into it.
+    encoder = recorded_image_encoder_folder(read_embeddings_metadata(args.embeddings) if args.embeddings else {})
+    check_run_output_dir(args.output_dir, {"image_encoder (of --embeddings)": encoder})
     accelerator = make_accelerator(args)
     with accelerator.main_process_first():
         if getattr(args, "model_name_or_path", None):

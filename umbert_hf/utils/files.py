@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -16,8 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
 # Temporaries are named `.tmp-<name>-<pid>.<host>-<random>` (`.old-` for a folder moved aside), so that a later run can
-# tell the leftovers of a killed process from those of a live one (`dataset_builder.export.clean_stale_temporaries`).
+# tell the leftovers of a killed process from those of a live one (`clean_stale_temporaries`).
 HOST_TAG = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
 # What a Hub upload of a folder never sends: the temporaries above, at any depth (fnmatch's `*` matches `/`).
 TEMPORARY_PATTERNS = (".tmp-*", ".old-*", "*/.tmp-*", "*/.old-*")
@@ -43,7 +48,7 @@ def install_folder(folder: str | os.PathLike, target: str | os.PathLike) -> None
 
     An existing `target` is first moved aside (into a `.old-<name>-...` sibling), removed once `folder` is in place,
     and put back if that move fails: `target` is always the old folder or the new one. Only a crash between the two
-    renames leaves it aside, where `dataset_builder.export.clean_stale_temporaries` puts it back.
+    renames leaves it aside, where `clean_stale_temporaries` puts it back.
     """
     folder, target = Path(folder), Path(target)
     if not (target.exists() or target.is_symlink()):
@@ -59,6 +64,57 @@ def install_folder(folder: str | os.PathLike, target: str | os.PathLike) -> None
         shutil.rmtree(aside, ignore_errors=True)
         raise
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine runs; unknown counts as alive (never remove a live run's folder)."""
+    if pid <= 0 or os.name == "nt":  # on Windows os.kill(pid, 0) would terminate the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OverflowError:  # beyond any pid
+        return False
+    except OSError:  # PermissionError: it exists, under another user
+        return True
+    return True
+
+
+def clean_stale_temporaries(output: Path) -> list[Path]:
+    """Remove the `.tmp-<name>-<pid>.<host>-*` and `.old-<name>-...` folders (as `temporary_sibling` names them)
+    beside `output` that a killed run of this machine left (its process is gone); return them. The folder a killed
+    `--overwrite` had moved aside is put back first when `output` is missing. Folders of live runs, of other machines
+    and of unknown owner are left alone."""
+    parent = output.parent
+    if not parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.(tmp|old)-{re.escape(output.name)}-(?:(\d+)\.([0-9a-f]{{6}})-)?[a-z0-9_]+")
+    removed = []
+    with os.scandir(parent) as entries:
+        leftovers = sorted(entry.name for entry in entries if entry.name.startswith((".tmp-", ".old-")))
+    for name in leftovers:
+        match = pattern.fullmatch(name)
+        path = parent / name
+        if match is None or path.is_symlink() or not path.is_dir():
+            continue
+        kind, pid, host = match.groups()
+        if pid is None:
+            logger.warning(f"{path}: leftover of an earlier run of unknown owner; remove it yourself")
+            continue
+        if host != HOST_TAG or _process_alive(int(pid)):
+            continue
+        aside = path / output.name
+        if kind == "old" and (aside.exists() or aside.is_symlink()) and not (output.exists() or output.is_symlink()):
+            install_folder(aside, output)
+            logger.warning(f"{output}: put back from {path}, where a killed run (pid {pid}) had moved it aside")
+        shutil.rmtree(path, ignore_errors=True)
+        if path.exists():
+            logger.warning(f"{path}: could not remove this leftover of a killed run (pid {pid})")
+            continue
+        logger.warning(f"{path}: removed, the leftover of a killed run (pid {pid})")
+        removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager
@@ -109,6 +165,7 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
 
 
 __all__ = [
+    "clean_stale_temporaries",
     "HOST_TAG",
     "TEMPORARY_PATTERNS",
     "atomic_path",

@@ -6,7 +6,8 @@ table, `evaluate --output_file`, the hyperparameter search, the demo and `app --
 
 - the output is never an input, inside an input folder, or around an input (a folder holding it);
 - the output is never the working folder or the home folder, nor a folder holding either;
-- a folder output is never a file (nor below one), a file output never a folder;
+- a folder output is never a file (nor below one), a file output never a folder, and an existing file is replaced
+  only with `--overwrite` (`overwrite=True`);
 - an existing non-empty folder is taken only when the command wrote it (it holds one of the command's `markers`):
   to resume or extend it (`existing="reuse"`), or with `--overwrite` to replace it (`existing="replace"`), and
   never when it also holds a file the command does not write (`written`); `existing="new"` takes only an empty one.
@@ -72,15 +73,22 @@ def _holds_marker(folder: Path, markers: Sequence[str]) -> bool:
 
 
 def foreign_file(folder: str | os.PathLike, written: Sequence[str]) -> str | None:
-    """The first file under `folder` (a relative path) that matches none of the `written` patterns, if any."""
+    """The first file under `folder` (a relative path, in sorted order) that matches none of the `written` patterns
+    (`_matches`), if any: a file of the user's, which replacing the folder would delete."""
     folder = Path(folder)
     for path in sorted(folder.rglob("*")):
         if path.is_dir() and not path.is_symlink():
             continue
         relative = path.relative_to(folder).as_posix()
-        if not any(fnmatch.fnmatchcase(relative, pattern) for pattern in written):
+        if not any(_matches(relative, pattern) for pattern in written):
             return relative
     return None
+
+
+def _matches(relative: str, pattern: str) -> bool:
+    """Whether a relative path matches a pattern part by part: `*` never crosses a `/` (`*.json` is a top-level file)."""
+    parts, pattern_parts = relative.split("/"), pattern.split("/")
+    return len(parts) == len(pattern_parts) and all(map(fnmatch.fnmatchcase, parts, pattern_parts))
 
 
 def check_output(
@@ -128,6 +136,8 @@ def check_output(
             raise OutputPathError(f"{flag} {str(output)!r} is a folder, not a file.")
         if existing_path is not None and existing_path != resolved and not existing_path.is_dir():
             raise OutputPathError(f"{flag} {str(output)!r} cannot be created: {str(existing_path)!r} is a file.")
+        if os.path.lexists(resolved) and not overwrite:
+            raise OutputPathError(f"{flag} {str(output)!r} already exists; pass --overwrite to replace it.")
         return resolved
     if existing_path is not None and not existing_path.is_dir():
         if existing_path == resolved:

@@ -1,0 +1,146 @@
+"""Every input is an input, and no file of the user's is replaced unasked (issue 18): each case here wrote over, or
+silently mangled, something the user owned before its fix."""
+
+import os
+import shutil
+
+import pytest
+import torch
+from support.umbert_testing import UmBertModelTester
+
+from umbert_hf.apps.cli import main as umbert_hf_cli
+from umbert_hf.commands import compute_embeddings, evaluate, finetune, pretrain
+from umbert_hf.data.embeddings import write_embeddings_table
+from umbert_hf.utils.files import HOST_TAG
+from umbert_hf.utils.paths import run_command
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def model_folder(tmp_path):
+    folder = tmp_path / "model"
+    UmBertModelTester().umbert().save_pretrained(folder)
+    return folder
+
+
+def test_evaluate_never_writes_into_the_model_it_evaluates(model_folder, tmp_path, capsys):
+    before = {path.name: path.read_bytes() for path in model_folder.iterdir() if path.is_file()}
+    for name in ("config.json", "model.safetensors", "eval_test.json"):
+        argv = ["--model_name_or_path", str(model_folder), "--dataset", str(tmp_path / "ds"), "--output_file"]
+        assert run_command(evaluate.main, [*argv, str(model_folder / name), "--overwrite"]) == 2
+        assert "is inside the input --model_name_or_path" in one_error_line(capsys)
+    assert {path.name: path.read_bytes() for path in model_folder.iterdir() if path.is_file()} == before
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compute_embeddings", "complete --render"])
+def test_an_existing_file_is_replaced_only_with_overwrite(command, model_folder, tmp_path, capsys):
+    mine = tmp_path / "mine.txt"
+    mine.write_text("the user's file")
+    dataset = tmp_path / "ds"
+    dataset.mkdir()
+    if command == "evaluate":
+        status = run_command(
+            evaluate.main,
+            ["--model_name_or_path", str(model_folder), "--dataset", str(dataset), "--output_file", str(mine)],
+        )
+    elif command == "compute_embeddings":
+        status = run_command(compute_embeddings.main, ["--dataset", str(dataset), "--output", str(mine)])
+    else:
+        outfit = ["shoes=?", "tops=100001", "accessories=100002", "bottoms=100003"]
+        status = umbert_hf_cli(["complete", "--model", str(model_folder), "--outfit", *outfit, "--render", str(mine)])
+    assert status == 2
+    assert "already exists; pass --overwrite to replace it" in one_error_line(capsys)
+    assert mine.read_text() == "the user's file"
+
+
+def test_a_users_folder_with_a_config_json_is_not_a_training_run(tmp_path, capsys):
+    """Familiar file names (config.json, history.json) do not make a folder a run's: only the marker a run writes."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"theme": 1}')
+    (mine / "README.md").write_text("# My project")
+    (tmp_path / "e.parquet").write_bytes(b"PAR1")
+    argv = ["--dataset", str(tmp_path / "ds"), "--embeddings", str(tmp_path / "e.parquet"), "--output_dir", str(mine)]
+    assert run_command(pretrain.main, argv) == 2
+    assert "was not written by a training run" in one_error_line(capsys)
+    assert (mine / "config.json").read_text() == '{"theme": 1}' and (mine / "README.md").read_text() == "# My project"
+
+
+def test_the_image_encoder_that_made_the_embeddings_is_an_input_of_training(tmp_path, capsys):
+    encoder = tmp_path / "encoder"
+    encoder.mkdir()
+    (encoder / ".umbert_run").touch()  # written by train_image_encoder.py: a training run's folder
+    (encoder / "config.json").write_text('{"model_type": "fashion-resnet"}')
+    metadata = {"image_encoder": str(encoder)}
+    write_embeddings_table(tmp_path / "e.parquet", ["1", "2"], ["shoes", "tops"], torch.ones(2, 4), metadata)
+    argv = [
+        "--dataset",
+        str(tmp_path / "ds"),
+        "--embeddings",
+        str(tmp_path / "e.parquet"),
+        "--output_dir",
+        str(encoder),
+    ]
+    assert run_command(finetune.main, argv) == 2
+    assert "is the input --image_encoder (of --embeddings)" in one_error_line(capsys)
+    assert sorted(path.name for path in encoder.iterdir()) == [".umbert_run", "config.json"]
+
+
+def test_huge_finite_embeddings_are_refused_naming_the_items():
+    tester = UmBertModelTester()
+    embeddings = tester.item_embeddings.clone()
+    embeddings[3] *= 1e30
+    model = UmBertModelTester().umbert()
+    with pytest.raises(ValueError, match=r"too large to standardise .* items \['100003'"):
+        model.set_catalogue(tester.item_ids, embeddings, tester.item_categories)
+    assert model.catalogue_item_id_list == tester.item_ids  # the catalogue it had is kept
+
+
+def test_ids_that_differ_by_a_nul_are_refused():
+    tester = UmBertModelTester()
+    ids = list(tester.item_ids)
+    ids[1] = ids[0] + "\0"
+    with pytest.raises(ValueError, match="hold no NUL character"):
+        tester.umbert().set_catalogue(ids, tester.item_embeddings, tester.item_categories)
+
+
+@pytest.mark.parametrize("top_k", [2.5, "3", True, 0])
+def test_a_top_k_that_is_not_a_whole_number_is_a_value_error(top_k):
+    tester = UmBertModelTester()
+    outfit = tester.outfit_dict(tester.outfit_rows(1)[0].tolist(), blank=0)
+    with pytest.raises(ValueError, match="`top_k` must be at least 1"):
+        tester.umbert().complete([outfit], top_k=top_k)
+
+
+def dead_pid() -> int:
+    """A process id that no process of this machine has."""
+    pid = 2**22 + 12345
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except OSError:
+            pass
+        pid += 1
+
+
+def test_augment_removes_the_leftovers_of_a_killed_run_and_keeps_a_live_ones(tmp_path):
+    from umbert_hf.data.augment import write_augmented_dataset
+
+    dataset = tmp_path / "ds"
+    dataset.mkdir()
+    (dataset / "README.md").write_text("---\nconfigs: []\n---\n")
+    killed = tmp_path / f".tmp-augmented-{dead_pid()}.{HOST_TAG}-abcd1234"
+    (killed / "outfits").mkdir(parents=True)
+    alive = tmp_path / f".tmp-augmented-{os.getpid()}.{HOST_TAG}-abcd1234"
+    alive.mkdir()
+    with pytest.raises(AttributeError):  # nothing to write: the run stops after its checks and the copy
+        write_augmented_dataset(dataset, tmp_path / "augmented", None, None)
+    assert not killed.exists() and alive.exists() and not (tmp_path / "augmented").exists()
+    shutil.rmtree(alive)
