@@ -11,6 +11,8 @@ from pathlib import Path
 from PIL import Image, ImageFile
 from transformers.utils import logging
 
+from umbert_hf.utils.images import check_image_size
+
 logger = logging.get_logger(__name__)
 
 METADATA_FILE = "polyvore_item_metadata.json"
@@ -315,6 +317,7 @@ def read_image_bytes(path: Path) -> bytes:
     the image is therefore reopened (verify leaves it unusable) and decoded with `load()`, which raises on truncation.
     """
     data = path.read_bytes()
+    check_image_size(io.BytesIO(data), name=path.name)  # a decompression bomb is refused before it is decoded
     with Image.open(io.BytesIO(data)) as image:
         image.verify()
     tolerant = ImageFile.LOAD_TRUNCATED_IMAGES  # other code may set it; it would pad a truncated image silently

@@ -72,6 +72,11 @@ def load_script(name: str):
     return script
 
 
+def cli_value(value) -> str:
+    """How the command line gives an outfit value: `?` for the blank, a photo by its file name."""
+    return "?" if value is None else value["image"] if isinstance(value, dict) else value
+
+
 @pytest.fixture(scope="module")
 def moved(tmp_path_factory):
     """Pretrain then fine-tune (the scripts) on the embeddings of a tiny encoder, complete with a photo, then move the
@@ -102,7 +107,8 @@ def moved(tmp_path_factory):
     first_item = {
         slot: items[int(torch.nonzero(model.catalogue_categories == index)[0])] for index, slot in enumerate(slots)
     }
-    outfit = {slots[0]: None, slots[1]: str(photo), **{slot: first_item[slot] for slot in slots[2:]}}
+    # A photo is named explicitly ({"image": path}; a bare string is an item id), in a form JSON carries.
+    outfit = {slots[0]: None, slots[1]: {"image": str(photo)}, **{slot: first_item[slot] for slot in slots[2:]}}
     before = model.complete([outfit], top_k=5)[0]
     by_embedding = model.complete([{**outfit, slots[1]: photo_embedding}], top_k=5)[0]
 
@@ -134,7 +140,7 @@ def test_a_moved_model_completes_photos_as_before(moved, capsys):
     after = model.complete([moved["outfit"]], top_k=5)[0]
     assert ids(after) == ids(moved["before"])
     assert [entry["score"] for entry in after] == pytest.approx([entry["score"] for entry in moved["before"]])
-    outfit = [f"{slot}={'?' if value is None else value}" for slot, value in moved["outfit"].items()]
+    outfit = [f"{slot}={cli_value(value)}" for slot, value in moved["outfit"].items()]
     assert cli_main(["complete", "--model", str(moved["folder"]), "--outfit", *outfit, "--top_k", "5"]) == 0
     printed = [line.split()[1] for line in capsys.readouterr().out.strip().splitlines()[1:]]
     assert printed == ids(moved["before"])
@@ -147,7 +153,7 @@ def test_a_model_copied_without_its_encoder_gives_one_clear_line(moved, tmp_path
     with pytest.raises(ValueError, match="image_encoder") as error:
         model.complete([moved["outfit"]], top_k=5)
     assert len(str(error.value).splitlines()) == 1 and str(tmp_path / "copy") in str(error.value)
-    outfit = [f"{slot}={'?' if value is None else value}" for slot, value in moved["outfit"].items()]
+    outfit = [f"{slot}={cli_value(value)}" for slot, value in moved["outfit"].items()]
     assert cli_main(["complete", "--model", str(tmp_path / "copy"), "--outfit", *outfit]) == 2
     err = capsys.readouterr().err
     assert "image_encoder" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -105,7 +105,7 @@ def photo_outfit(model, photo: Path) -> dict:
     first_item = {
         slot: items[int(torch.nonzero(model.catalogue_categories == index)[0])] for index, slot in enumerate(slots)
     }
-    return {slots[0]: None, slots[1]: str(photo), **{slot: first_item[slot] for slot in slots[2:]}}
+    return {slots[0]: None, slots[1]: {"image": str(photo)}, **{slot: first_item[slot] for slot in slots[2:]}}
 
 
 # --------------------------------------------------------------------------------------------------- Fixtures
@@ -300,7 +300,8 @@ def test_a_moved_model_completes_a_photo_through_its_saved_encoder(moved_models,
 
 def test_the_cli_completes_a_photo_with_a_clip_trained_model(moved_models, capsys):
     entry = moved_models["clip"]
-    outfit = [f"{slot}={'?' if value is None else value}" for slot, value in entry["outfit"].items()]
+    given = {slot: value["image"] if isinstance(value, dict) else value for slot, value in entry["outfit"].items()}
+    outfit = [f"{slot}={'?' if value is None else value}" for slot, value in given.items()]
     assert cli_main(["complete", "--model", str(entry["folder"]), "--outfit", *outfit, "--top_k", "5"]) == 0
     printed = [line.split()[1] for line in capsys.readouterr().out.strip().splitlines()[1:]]
     assert printed == ids(entry["by_embedding"])

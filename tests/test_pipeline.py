@@ -100,7 +100,11 @@ def test_photos_are_embedded_like_in_complete(tester, tmp_path):
     assert expected != saved.complete([outfit], top_k=5)[0]  # the photo, not the item it replaces, decides
     pipe = pipeline("outfit-completion", model=saved, device="cpu")
     assert pipe({**outfit, context_slot: photo}, top_k=5) == expected
-    assert pipe({**outfit, context_slot: str(tmp_path / "photo.png")}, top_k=5) == expected
+    assert pipe({**outfit, context_slot: tmp_path / "photo.png"}, top_k=5) == expected  # a pathlib.Path
+    assert pipe({**outfit, context_slot: {"image": str(tmp_path / "photo.png")}}, top_k=5) == expected
+    # A bare string is an item id, never a file to read, even when a file of that name exists.
+    with pytest.raises(ValueError, match="unknown item id"):
+        pipe({**outfit, context_slot: str(tmp_path / "photo.png")}, top_k=5)
 
 
 def test_titles_from_a_mapping_or_the_catalogue_split(tester):

@@ -144,3 +144,77 @@ def test_augment_removes_the_leftovers_of_a_killed_run_and_keeps_a_live_ones(tmp
         write_augmented_dataset(dataset, tmp_path / "augmented", None, None)
     assert not killed.exists() and alive.exists() and not (tmp_path / "augmented").exists()
     shutil.rmtree(alive)
+
+
+# --- photos are untrusted input -------------------------------------------------------------------------------------
+
+
+def bomb_png(path, width: int = 30_000, height: int = 30_000):
+    """A tiny PNG whose header declares `width` x `height` pixels (a decompression bomb): a real 1 x 1 PNG with its
+    IHDR size rewritten and its checksum fixed, so that only decoding it would allocate the pixels."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR data starts after the signature, length and type
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded_by_every_reader(tmp_path, capsys):
+    from umbert_hf.data.image_processing import ImageDecodeError, decode_image, read_image
+    from umbert_hf.utils.images import MAX_IMAGE_PIXELS
+
+    bomb = bomb_png(tmp_path / "bomb.png")  # 900 million pixels: PIL's own limit says so first
+    large = bomb_png(tmp_path / "large.png", 7_000, 7_000)  # 49 million: only ours refuses it
+    limit = f"7000 x 7000 pixels, more than the limit of {MAX_IMAGE_PIXELS:,}"
+    for reader in (decode_image, read_image):
+        for source in (bomb, str(bomb), bomb.read_bytes(), {"bytes": bomb.read_bytes()}):
+            with pytest.raises(ImageDecodeError, match="image is too large to decode safely"):
+                reader(source)
+        for source in (large, large.read_bytes(), {"path": str(large)}):
+            with pytest.raises(ImageDecodeError, match=limit):
+                reader(source)
+    ok = bomb_png(tmp_path / "small.png", 40, 30)  # the same rewrite, a sane size: the header check lets it through
+    with pytest.raises(ImageDecodeError, match="cannot decode"):  # (its pixel data is 1 x 1: not a valid image)
+        decode_image(ok)
+
+
+def test_the_command_line_refuses_a_bomb_photo_in_one_line(model_folder, tmp_path, capsys):
+    bomb = bomb_png(tmp_path / "bomb.png", 7_000, 7_000)
+    outfit = ["shoes=?", f"tops={bomb}", "accessories=100002", "bottoms=100003"]
+    assert umbert_hf_cli(["complete", "--model", str(model_folder), "--outfit", *outfit]) == 2
+    assert "7000 x 7000 pixels" in one_error_line(capsys)
+
+
+def test_the_builder_counts_a_bomb_as_an_unreadable_image(tmp_path):
+    from dataset_builder.raw import read_image_bytes
+
+    with pytest.raises(ValueError, match="bomb.png has 7000 x 7000 pixels"):
+        read_image_bytes(bomb_png(tmp_path / "bomb.png", 7_000, 7_000))
+
+
+def test_a_bare_string_is_an_item_id_never_a_file_to_read(tmp_path):
+    from pathlib import Path
+
+    from PIL import Image
+
+    tester = UmBertModelTester()
+    model = tester.umbert()
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(photo)
+    read = []
+    model.set_image_embedder(lambda images: read.extend(images) or torch.zeros(len(images), tester.embedding_size))
+    outfit = tester.outfit_dict(tester.outfit_rows(1)[0].tolist(), blank=0)
+    with pytest.raises(ValueError, match="unknown item id"):
+        model.complete([{**outfit, "tops": str(photo)}])
+    assert read == []  # the file was never opened
+    for given in (photo, {"image": str(photo)}, {"image": photo}, Image.open(photo)):
+        model.complete([{**outfit, "tops": given}])
+    assert [Path(item) if isinstance(item, (str, Path)) else "PIL" for item in read] == [photo, photo, photo, "PIL"]

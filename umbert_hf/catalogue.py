@@ -14,11 +14,14 @@ import torch
 from .retrieval import CategoryIndex, distinct_rows
 
 
-def _is_image(value: Any) -> bool:
-    """A PIL image, or a path to an existing file (read as an image by the encoder's preprocessing)."""
-    if isinstance(value, os.PathLike) or isinstance(value, str):
-        return os.path.isfile(value)
-    return type(value).__module__.startswith("PIL.")
+def _photo(value: Any) -> Any | None:
+    """The photo a context value gives, or None: a PIL image, a `pathlib.Path` (any `os.PathLike`), or
+    `{"image": <PIL image or path>}`. A bare string is never a photo: it is an item id, and ids may come from users,
+    so a string naming a file must not make the model read that file."""
+    if isinstance(value, Mapping) and set(value) == {"image"}:
+        value = value["image"]
+        return value if isinstance(value, (str, os.PathLike)) or type(value).__module__.startswith("PIL.") else None
+    return value if isinstance(value, os.PathLike) or type(value).__module__.startswith("PIL.") else None
 
 
 def _image_encoders():
@@ -266,16 +269,18 @@ class OutfitCatalogueMixin:
                     f"got {tuple(value.shape)}."
                 )
             return self._finite_context(value.to(self.get_catalogue_embeddings()), slot, number, "embedding")
-        if _is_image(value):
-            embedding = self.embed_images([value], categories=[slot])[0].to(self.get_catalogue_embeddings())
+        photo = _photo(value)
+        if photo is not None:
+            embedding = self.embed_images([photo], categories=[slot])[0].to(self.get_catalogue_embeddings())
             return self._finite_context(embedding, slot, number, "image embedding")
         if isinstance(value, str):
             raise ValueError(
-                f"Outfit {number}, slot {slot!r}: unknown item id {value!r} (not in the catalogue, nor an image file)."
+                f"Outfit {number}, slot {slot!r}: unknown item id {value!r} (not in the catalogue; a photo is given "
+                'as a PIL image, a pathlib.Path or {"image": path}).'
             )
         raise ValueError(
-            f"Outfit {number}, slot {slot!r}: expected an item id (str), an image (PIL image or file path), "
-            f"an embedding tensor or None, got {type(value).__name__}."
+            f"Outfit {number}, slot {slot!r}: expected an item id (str), a photo (PIL image, pathlib.Path or "
+            f'{{"image": path}}), an embedding tensor or None, got {type(value).__name__}.'
         )
 
     @staticmethod
@@ -345,7 +350,8 @@ class OutfitCatalogueMixin:
         """Suggest items for the blank slot of each outfit.
 
         Args:
-            outfits: dicts slot -> item id, embedding tensor or image (PIL image or file path), with exactly one slot
+            outfits: dicts slot -> item id, embedding tensor or photo (PIL image, `pathlib.Path` or `{"image": path}`;
+                a bare string is always an item id), with exactly one slot
                 set to None (the blank).
             top_k: number of suggestions per outfit.
 

@@ -51,7 +51,8 @@ def _title_lookup(titles: Any) -> dict[str, str]:
 class OutfitCompletionPipeline(Pipeline):
     """Top-k catalogue items for the blank slot of each outfit, from an umBERT or WumBERT model.
 
-    Input: one outfit, a dict slot -> item id, photo (PIL image or file path) or embedding tensor, with exactly one
+    Input: one outfit, a dict slot -> item id, photo (PIL image, `pathlib.Path` or `{"image": path}`; a bare string is
+    always an item id) or embedding tensor, with exactly one
     slot set to None (the blank), or a list of them. Output, per outfit: a list of `{"item_id", "score"}` dicts
     (plus `"title"` when `titles` is given), best first, as `model.complete` returns them.
 

@@ -18,6 +18,7 @@ import torch
 from PIL import Image, ImageDraw, ImageOps
 from transformers.utils import logging
 
+from ..data.image_processing import decode_image
 from ..data.outfit_data import load_catalogue_details, load_dataset_config
 from ..utils.files import atomic_write
 from ..utils.paths import check_output, first_line
@@ -163,10 +164,9 @@ class OutfitCompletionApp:
         part, where the model's embeddings have one, is the slot category's mean: see `embed_images`)."""
         name = os.path.basename(os.fspath(path))
         try:
-            with Image.open(path) as opened:
-                image = ImageOps.exif_transpose(opened).convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError) as error:
-            raise ValueError(f"{name} is not an image this app can read ({type(error).__name__}).") from None
+            image = decode_image(path, upright=True)
+        except ValueError as error:
+            raise ValueError(f"{name} is not an image this app can read ({first_line(error)}).") from None
         try:
             with torch.inference_mode():
                 embedding = self.model.embed_images([image], categories=[slot])[0].detach().clone()

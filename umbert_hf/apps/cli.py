@@ -41,8 +41,7 @@ def parse_outfit(assignments: Sequence[str]) -> dict[str, str | None]:
 
 
 def run_complete(args: argparse.Namespace) -> int:
-    from PIL import Image
-
+    from ..data.image_processing import decode_image
     from .rendering import CompletionRow, render_completions
 
     outfit = parse_outfit(args.outfit)
@@ -64,9 +63,9 @@ def run_complete(args: argparse.Namespace) -> int:
     for slot, value in outfit.items():
         query[slot] = value
         if value is not None and value not in model.catalogue_item_id_list and os.path.isfile(value):
-            try:
-                query[slot] = Image.open(value).convert("RGB")
-            except OSError as error:
+            try:  # a file named on the command line is the user's photo: the command says so, not the string
+                query[slot] = decode_image(value)
+            except ValueError as error:
                 raise ValueError(f"--outfit {slot}={value}: not a readable image ({error}).") from None
             images[value] = query[slot]
     suggestions = model.complete([query], top_k=args.top_k)[0]

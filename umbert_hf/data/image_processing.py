@@ -23,12 +23,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 from torchvision.io import ImageReadMode, read_file
 from torchvision.io import decode_image as decode_image_tensor
 from torchvision.transforms import v2
 from transformers.utils import logging
+
+from ..utils.images import ImageDecodeError, check_image_size
 
 logger = logging.get_logger(__name__)
 
@@ -51,10 +53,6 @@ _ENCODER_ALIASES = {
 }
 
 ImageInput = Image.Image | bytes | str | os.PathLike | dict
-
-
-class ImageDecodeError(ValueError):
-    """An item image is missing or cannot be decoded."""
 
 
 def normalize_encoder_type(encoder_type: str) -> str:
@@ -229,11 +227,15 @@ def build_image_transforms(
     return lambda image: preprocessing.normalize(load(read_image(image)))
 
 
-def decode_image(image: ImageInput | None) -> Image.Image:
+def decode_image(image: ImageInput | None, upright: bool = False) -> Image.Image:
     """An RGB PIL image from a PIL image, encoded bytes, a path, or a `datasets.Image` dict (`bytes`/`path`).
 
+    The one decoder of the package's photos (the catalogue, a user's photo in `complete`, the pipeline, the command
+    line and the app): files and bytes larger than `MAX_IMAGE_PIXELS` are refused from their header. `upright` applies
+    the EXIF orientation (a phone's photo; the catalogue's images are used as stored).
+
     Raises:
-        ImageDecodeError: the image is missing or cannot be decoded.
+        ImageDecodeError: the image is missing, too large, or cannot be decoded.
     """
     if image is None:
         raise ImageDecodeError("no image")
@@ -251,9 +253,10 @@ def decode_image(image: ImageInput | None) -> Image.Image:
             source = io.BytesIO(image)
         else:
             source = os.fspath(image)
+        check_image_size(source)
         with Image.open(source) as opened:
-            return opened.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            return (ImageOps.exif_transpose(opened) if upright else opened).convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         if isinstance(error, ImageDecodeError):
             raise
         raise ImageDecodeError(f"cannot decode image: {error}") from error
@@ -274,8 +277,10 @@ def read_image(image: ImageInput | None) -> torch.Tensor:
         image = data if data else image.get("path")
     if isinstance(image, Image.Image) or image is None:
         return v2.functional.pil_to_tensor(decode_image(image))
+    encoded = isinstance(image, (bytes, bytearray, memoryview))
+    check_image_size(io.BytesIO(bytes(image)) if encoded else os.fspath(image))  # before torchvision decodes it all
     try:
-        if isinstance(image, (bytes, bytearray, memoryview)):
+        if encoded:
             data = torch.frombuffer(bytearray(image), dtype=torch.uint8) if len(image) else None
         else:
             data = read_file(os.fspath(image))
