@@ -1,6 +1,7 @@
 """Every input is an input, and no file of the user's is replaced unasked (issue 18): each case here wrote over, or
 silently mangled, something the user owned before its fix."""
 
+import json
 import os
 import shutil
 
@@ -218,3 +219,79 @@ def test_a_bare_string_is_an_item_id_never_a_file_to_read(tmp_path):
     for given in (photo, {"image": str(photo)}, {"image": photo}, Image.open(photo)):
         model.complete([{**outfit, "tops": given}])
     assert [Path(item) if isinstance(item, (str, Path)) else "PIL" for item in read] == [photo, photo, photo, "PIL"]
+
+
+# --- a loaded model is checked before it answers --------------------------------------------------------------------
+
+
+def tampered(model_folder, tmp_path, change_weights=None, change_config=None):
+    """A copy of the saved model with its weights and/or config edited."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "tampered"
+    shutil.copytree(model_folder, folder)
+    if change_weights is not None:
+        weights = load_file(folder / "model.safetensors")
+        change_weights(weights)
+        save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    if change_config is not None:
+        config = json.loads((folder / "config.json").read_text())
+        change_config(config)
+        (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def nan_row(weights):
+    weights["catalogue_embeddings"][3] = float("nan")
+
+
+def bad_utf8(weights):
+    weights["catalogue_item_ids"][0, 0] = 0xFF
+
+
+CASES = {
+    "a missing weight": ({"change_weights": lambda weights: weights.pop("encoder.mask_embeddings")}, "missing keys"),
+    "a mis-shaped weight": (
+        {"change_weights": lambda weights: weights.update({"encoder.mask_embeddings": torch.zeros(4, 16)})},
+        "do not fit the config",
+    ),
+    "a NaN catalogue row": ({"change_weights": nan_row}, "catalogue_embeddings holds NaN"),
+    "NaN weights": (
+        {"change_weights": lambda weights: weights["encoder.decoders.up_bias"].fill_(float("nan"))},
+        "encoder.decoders.up_bias holds NaN",
+    ),
+    "a zero spread": ({"change_weights": lambda weights: weights["embedding_scale"].zero_()}, "not positive"),
+    "an infinite spread": (
+        {"change_weights": lambda weights: weights["embedding_scale"].fill_(float("inf"))},
+        "embedding_scale holds NaN or infinite",
+    ),
+    "ids that are not UTF-8": ({"change_weights": bad_utf8}, "not UTF-8"),
+    "an edited catalogue_size": ({"change_config": lambda config: config.update(catalogue_size=7)}, "do not fit"),
+    "an edited hidden_size": ({"change_config": lambda config: config.update(hidden_size=64)}, "do not fit"),
+    "20,000 layers declared": (
+        {"change_config": lambda config: config.update(num_hidden_layers=20000)},
+        "declares num_hidden_layers=20000 but the weights hold 2 layers",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_damaged_or_edited_model_is_refused_at_load_in_one_line(case, model_folder, tmp_path, capsys):
+    from transformers import AutoModel
+
+    changes, message = CASES[case]
+    folder = tampered(model_folder, tmp_path, **changes)
+    with pytest.raises(ValueError, match=message) as info:
+        AutoModel.from_pretrained(folder)
+    assert len(str(info.value).splitlines()) == 1 and str(folder) in str(info.value)
+    outfit = ["shoes=?", "tops=100001", "accessories=100002", "bottoms=100003"]
+    assert umbert_hf_cli(["complete", "--model", str(folder), "--outfit", *outfit]) == 2
+    assert message.split(" ")[-1] in one_error_line(capsys)
+
+
+def test_an_intact_model_loads_with_its_loading_info_on_request(model_folder):
+    from transformers import AutoModel
+
+    model, info = AutoModel.from_pretrained(model_folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert model.catalogue_item_id_list == UmBertModelTester().item_ids

@@ -5,11 +5,14 @@ so `save_pretrained` / `from_pretrained` keep it. This module travels with the m
 only); embedding a user's photo needs the package (`umbert_hf.data.model_image_encoder`), imported on first use.
 """
 
+import json
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from .retrieval import CategoryIndex, distinct_rows
 
@@ -22,6 +25,33 @@ def _photo(value: Any) -> Any | None:
         value = value["image"]
         return value if isinstance(value, (str, os.PathLike)) or type(value).__module__.startswith("PIL.") else None
     return value if isinstance(value, os.PathLike) or type(value).__module__.startswith("PIL.") else None
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message (this file travels with remote code, without the package's helpers)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _check_layer_count(folder: str, name: str) -> None:
+    """A local folder's config declares as many layers as its weights hold, checked before the model is built: an
+    edited `num_hidden_layers: 20000` would otherwise allocate gigabytes before the weights fail to load."""
+    config_file, weights = os.path.join(folder, "config.json"), os.path.join(folder, "model.safetensors")
+    if not (os.path.isfile(config_file) and os.path.isfile(weights)):
+        return  # a Hub id, or sharded weights: the load itself checks
+    try:
+        with open(config_file, encoding="utf-8") as file:
+            declared = json.load(file).get("num_hidden_layers")
+        with safe_open(weights, framework="pt") as opened:
+            keys = list(opened.keys())
+    except (OSError, ValueError, SafetensorError):
+        return  # unreadable: the load names the problem
+    stored = {match.group(1) for key in keys if (match := re.match(r"encoder\.layers\.layers\.(\d+)\.", key))}
+    if stored and declared != len(stored):
+        raise ValueError(
+            f"{name}: config.json declares num_hidden_layers={declared!r} but the weights hold {len(stored)} layers; "
+            "the folder is damaged or was edited."
+        )
 
 
 def _image_encoders():
@@ -37,6 +67,52 @@ class OutfitCatalogueMixin:
     """Catalogue storage, retrieval and `complete` for a model with `config.categories`, an `encoder` and a forward
     taking `inputs_embeds` and `masked_positions`. Subclasses say where the catalogue embeddings live
     (`get_catalogue_embeddings`, `_store_catalogue_embeddings`): a buffer (umBERT) or the item table (WumBERT)."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing a model that cannot be loaded exactly (a damaged or edited
+        folder): missing, unexpected or mis-shaped weights, and non-finite weights or catalogue, raise one
+        `ValueError` instead of answering with random weights or NaN scores (`check_loaded_model`)."""
+        wants_info = kwargs.pop("output_loading_info", False)
+        name = str(pretrained_model_name_or_path)
+        _check_layer_count(os.path.join(name, kwargs.get("subfolder") or ""), name)
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+            )
+        except RuntimeError as error:  # transformers' size-mismatch error points at a report on stderr
+            raise ValueError(f"{name}: the weights do not fit the config ({_first_line(error)})") from None
+        for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+            if info.get(kind):
+                keys = sorted(str(key) for key in info[kind])
+                raise ValueError(
+                    f"{name}: the weights file does not match the config ({kind.replace('_', ' ')}: {keys[:3]}); "
+                    "the folder is damaged or was edited."
+                )
+        model.check_loaded(name)
+        return (model, info) if wants_info else model
+
+    def check_loaded(self, name: str) -> None:
+        """`ValueError` naming what is wrong with a loaded model: a non-finite weight or catalogue embedding, a spread
+        that is not positive, a slot index out of range, or item ids that are not UTF-8."""
+        for tensor_name, tensor in [*self.named_parameters(), *self.named_buffers()]:
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"{name}: {tensor_name} holds NaN or infinite values; the model is damaged.")
+        if not bool((self.embedding_scale > 0).all()):
+            raise ValueError(
+                f"{name}: embedding_scale is {self.embedding_scale.tolist()}, not positive; the model is damaged."
+            )
+        categories = self.catalogue_categories
+        if categories.numel() and not bool(((categories >= 0) & (categories < self.config.num_categories)).all()):
+            raise ValueError(f"{name}: catalogue_categories holds a slot index out of range; the model is damaged.")
+        try:
+            self._catalogue_cache = None
+            if self.catalogue_item_ids.shape[0]:
+                self._catalogue()
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{name}: the catalogue's item ids are not UTF-8 ({error.reason}); the model is damaged."
+            ) from None
 
     def _register_catalogue_buffers(self) -> None:
         """Buffers saved in the safetensors file: item ids as padded UTF-8 bytes, category index, embeddings."""
