@@ -33,6 +33,8 @@ import numpy as np
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from umbert_hf.utils.files import regular_file_inside
+
 from .export import atomic_output_dir, check_output_dir
 from .raw import CATEGORIES_FILE, IMAGES_DIR, METADATA_FILE, OUTFIT_TITLES_FILE, PolyvoreFormatError
 from .synthetic import _write_json
@@ -190,7 +192,7 @@ def _read_products(
         if with_images:
             relative = Path(os.path.normpath(row.get("des_filename") or "."))
             inside = not relative.is_absolute() and relative.parts[:1] not in ((), ("..",))
-            if inside and (source / relative).is_file():  # a path leaving the checkout counts as missing
+            if inside and regular_file_inside(source / relative, source):  # leaving the checkout counts as missing
                 photos[item_id] = source / relative
     return metadata, photos
 

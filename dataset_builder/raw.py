@@ -11,6 +11,7 @@ from pathlib import Path
 from PIL import Image, ImageFile
 from transformers.utils import logging
 
+from umbert_hf.utils.files import regular_file_inside
 from umbert_hf.utils.images import check_image_size
 
 logger = logging.get_logger(__name__)
@@ -294,7 +295,8 @@ def check_images(raw: PolyvoreRaw, item_ids, strict: bool = False) -> tuple[set[
         present = {entry.name for entry in entries}
     missing, unreadable = set(), set()
     for item_id in sorted(item_ids):
-        if f"{item_id}.jpg" not in present:
+        # A link leaving the raw folder (to a user's file elsewhere) counts as missing: it is never read nor copied.
+        if f"{item_id}.jpg" not in present or not regular_file_inside(raw.image_path(item_id), raw.root):
             if strict:
                 raise PolyvoreFormatError(f"{IMAGES_DIR}/{item_id}.jpg: image of item '{item_id}' not found")
             missing.add(item_id)

@@ -291,6 +291,19 @@ def test_catalogue_details_give_every_title_and_decode_images_on_lookup(app_inpu
     assert images.get("no-such-item") is None
 
 
+def test_write_space_refuses_a_local_model_or_dataset_path(tmp_path, capsys):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "dataset").mkdir()
+    for argv in (
+        ["--model", str(tmp_path / "model")],
+        ["--model", "USER/umbert", "--dataset", str(tmp_path / "dataset")],
+    ):
+        assert main(["app", *argv, "--write_space", str(tmp_path / "space")]) == 2
+        err = capsys.readouterr().err
+        assert "is a local path; a Space loads Hub ids" in err and err.count("\n") == 1
+        assert not (tmp_path / "space").exists()
+
+
 def test_write_space_never_overwrites_a_users_readme(tmp_path, capsys):
     folder = tmp_path / "my_repo"
     folder.mkdir()

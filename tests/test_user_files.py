@@ -295,3 +295,118 @@ def test_an_intact_model_loads_with_its_loading_info_on_request(model_folder):
     model, info = AutoModel.from_pretrained(model_folder, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     assert model.catalogue_item_id_list == UmBertModelTester().item_ids
+
+
+# --- importers copy only files inside their source ------------------------------------------------------------------
+
+
+def test_build_never_reads_an_image_link_that_leaves_the_raw_folder(tmp_path):
+    from test_dataset_builder import _jpeg, make_hand_raw
+
+    from dataset_builder import build_dataset
+
+    raw = make_hand_raw(tmp_path / "raw")
+    secret = tmp_path / "elsewhere" / "secret.jpg"
+    secret.parent.mkdir()
+    secret.write_bytes(_jpeg((1, 2, 3)))
+    (raw / "images" / "404.jpg").unlink()
+    (raw / "images" / "404.jpg").symlink_to(secret)
+    (raw / "images" / "403.jpg").unlink()
+    (raw / "images" / "403.jpg").symlink_to(raw / "images" / "101.jpg")  # inside the folder: an image like any
+    summary = build_dataset(raw, tmp_path / "out")
+    assert summary.items["missing_image"] == 1 and summary.items["unreadable_image"] == 0
+    parquet = b"".join(path.read_bytes() for path in (tmp_path / "out").rglob("*.parquet"))
+    assert secret.read_bytes()[-200:] not in parquet  # the linked file was not copied into the dataset
+
+
+def test_convert_mango_never_copies_a_photo_link_that_leaves_the_checkout(tmp_path):
+    from test_mango import make_checkout
+
+    from dataset_builder import convert_mango
+
+    checkout = make_checkout(tmp_path / "mango")
+    secret = tmp_path / "elsewhere" / "secret.jpg"
+    secret.parent.mkdir()
+    photo = next((checkout / "datathon" / "images").glob("2019_top_0.jpg"))
+    secret.write_bytes(photo.read_bytes() + b"the user's secret")
+    photo.unlink()
+    photo.symlink_to(secret)
+    summary = convert_mango(checkout, tmp_path / "raw")
+    assert summary["missing_photos"] == 2  # the jewel without a photo, and the link
+    copied = b"".join(path.read_bytes() for path in (tmp_path / "raw" / "images").iterdir())
+    assert b"the user's secret" not in copied
+
+
+# --- a damaged dataset is one line ---------------------------------------------------------------------------------
+
+
+def damage(dataset, tmp_path, how: str):
+    """A copy of the dataset with its parquet files truncated, emptied, or replaced by a PNG; or a file in its place."""
+    copy = tmp_path / f"damaged_{how}"
+    if how == "a file":
+        copy.write_text("not a dataset")
+        return copy
+    shutil.copytree(dataset, copy)
+    for parquet in copy.rglob("*.parquet"):
+        data = parquet.read_bytes()
+        parquet.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "a png": b"\x89PNG\r\n\x1a\n"}[how])
+    return copy
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "a png", "a file"])
+@pytest.mark.parametrize("command", ["evaluate", "finetune", "compute_embeddings", "augment", "complete --dataset"])
+def test_a_damaged_dataset_is_one_error_line(command, how, outfit_dataset, model_folder, tmp_path, capsys):
+    dataset, embeddings = outfit_dataset
+    damaged = str(damage(dataset, tmp_path, how))
+    out = str(tmp_path / "out")
+    if command == "evaluate":
+        status = run_command(
+            evaluate.main, ["--baseline", "random", "--dataset", damaged, "--embeddings", str(embeddings)]
+        )
+    elif command == "finetune":
+        argv = ["--dataset", damaged, "--embeddings", str(embeddings), "--output_dir", out, "--num_train_epochs", "1"]
+        status = run_command(finetune.main, argv)
+    elif command == "compute_embeddings":
+        argv = ["--dataset", damaged, "--text_encoder", str(model_folder), "--output", f"{out}.parquet"]
+        status = run_command(compute_embeddings.main, argv)
+    elif command == "augment":
+        status = umbert_hf_cli(["augment", "--dataset", damaged, "--embeddings", str(embeddings), "--output_dir", out])
+    else:
+        outfit = ["shoes=?", "tops=100001", "accessories=100002", "bottoms=100003"]
+        status = umbert_hf_cli(["complete", "--model", str(model_folder), "--outfit", *outfit, "--dataset", damaged])
+    assert status == 2
+    err = capsys.readouterr().err.strip()  # after the progress bars of `datasets`, one error line
+    assert err.count("error:") == 1 and err.splitlines()[-1].startswith("error: ") and "Traceback" not in err, err
+    assert "missing or damaged" in err.splitlines()[-1]
+    assert not os.path.exists(out) or os.listdir(out) == [".umbert_run"]  # a run's folder: nothing written yet
+
+
+# --- resuming takes the flags of the run it resumes ------------------------------------------------------------------
+
+
+def test_resume_refuses_a_flag_that_differs_from_the_checkpoints_run(tmp_path):
+    import argparse
+
+    from umbert_hf.training.checkpoints import RUN_FLAGS_NAME, check_resume_flags, run_flags
+    from umbert_hf.utils.files import write_json
+
+    def flags(**changes):
+        values = {
+            "learning_rate": 1e-3,
+            "embeddings": "e.parquet",
+            "seed": 42,
+            "output_dir": "out",
+            "report_to": "none",
+        }
+        return argparse.Namespace(**{**values, **changes})
+
+    checkpoint = tmp_path / "step_10"
+    checkpoint.mkdir()
+    check_resume_flags(checkpoint, flags(learning_rate=5.0))  # a checkpoint of an older version records none
+    write_json(checkpoint / RUN_FLAGS_NAME, run_flags(flags()))
+    check_resume_flags(checkpoint, flags(output_dir="elsewhere", report_to="tensorboard"))  # free to change
+    for name, value in (("learning_rate", 1e-4), ("embeddings", "other.parquet"), ("seed", 1)):
+        with pytest.raises(ValueError, match=f"--{name} is {value!r} but the run that saved it used"):
+            check_resume_flags(checkpoint, flags(**{name: value}))
+    with pytest.raises(ValueError, match="--patience is 3 but the run that saved it used None"):
+        check_resume_flags(checkpoint, argparse.Namespace(**vars(flags()), patience=3))

@@ -21,7 +21,7 @@ from transformers.utils import logging
 from ..data.image_processing import decode_image
 from ..data.outfit_data import load_catalogue_details, load_dataset_config
 from ..utils.files import atomic_write
-from ..utils.paths import check_output, first_line
+from ..utils.paths import check_output, first_line, is_local_path
 
 logger = logging.get_logger(__name__)
 
@@ -342,6 +342,11 @@ def write_space(directory: str | os.PathLike, model: str, dataset: str | None = 
     """
     directory = Path(directory)
     check_output(directory, {"model": model, "dataset": dataset}, flag="--write_space", existing="new")
+    for flag, value in (("--model", model), ("--dataset", dataset)):
+        if value and is_local_path(value):  # it would write this machine's path into the Space's files
+            raise ValueError(
+                f"{flag} {value!r} is a local path; a Space loads Hub ids: push it first and give its repo id."
+            )
     try:
         from importlib.metadata import version
 

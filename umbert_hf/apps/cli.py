@@ -92,8 +92,6 @@ def run_app(args: argparse.Namespace) -> int:
 
         written = write_space(args.write_space, args.model, args.dataset)
         print(f"Wrote {', '.join(str(path) for path in written)}")
-        if os.path.exists(args.model) or (args.dataset and os.path.exists(args.dataset)):
-            print("Note: a Space loads Hub ids; push the local model/dataset and set UMBERT_MODEL/UMBERT_DATASET.")
         return 0
     if importlib.util.find_spec("gradio") is None:
         raise ValueError("the app needs Gradio: pip install 'umbert-hf[app]'.")

@@ -32,6 +32,7 @@ from ..retrieval import DISTANCES, CategoryIndex
 from ..utils.files import atomic_path, clean_stale_temporaries
 from ..utils.paths import check_output, run_command
 from .embeddings import EmbeddingsTable, read_embeddings_table
+from .outfit_data import load_dataset_config
 
 logger = logging.get_logger(__name__)
 
@@ -317,7 +318,7 @@ def augment_dataset(
     """
     check_output_dir(output_dir, dataset_dir, embeddings, overwrite=overwrite)
     table = read_embeddings_table(embeddings)
-    outfits = datasets.load_dataset(os.fspath(dataset_dir), "outfits", cache_dir=cache_dir)["train"]
+    outfits = load_dataset_config(dataset_dir, "outfits", cache_dir=cache_dir)["train"]
     augmented, summary = augment_outfits(
         outfits, table, k=k, distance=distance, neighbours=neighbours, embeddings_name=os.path.basename(embeddings)
     )

@@ -39,6 +39,7 @@ from .image_processing import (
     pooled_features,
     read_image,
 )
+from .outfit_data import load_dataset_config
 
 logger = logging.get_logger(__name__)
 
@@ -70,7 +71,7 @@ def load_catalogue_dataset(
     """The `catalogue` config's `train` split of a built dataset folder or Hub id (or a `Dataset` as is)."""
     if isinstance(dataset, datasets.Dataset):
         return dataset
-    catalogue = datasets.load_dataset(os.fspath(dataset), "catalogue", cache_dir=cache_dir)["train"]
+    catalogue = load_dataset_config(dataset, "catalogue", cache_dir=cache_dir)["train"]
     missing = [name for name in ("item_id", "category") if name not in catalogue.column_names]
     if missing:
         raise ValueError(f"{dataset}: the catalogue lacks column(s) {missing} (found {catalogue.column_names}).")

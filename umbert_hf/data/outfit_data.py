@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers.utils import logging
 
+from ..utils.paths import first_line
 from .embeddings import EmbeddingsTable, read_embeddings_table
 
 logger = logging.get_logger(__name__)
@@ -55,14 +56,22 @@ class CompatibilityOutfits:
     missing_items: list[str] = field(default_factory=list)
 
 
-def load_dataset_config(dataset: str | os.PathLike, config_name: str):
-    """`datasets.load_dataset(dataset, config_name)` with a clear error when the config or folder is missing."""
+def load_dataset_config(dataset: str | os.PathLike, config_name: str, cache_dir: str | None = None):
+    """`datasets.load_dataset(dataset, config_name)`: the package's one reader of a built dataset, so that a missing,
+    mistyped or damaged one (a truncated or empty parquet file, a file instead of a folder, a Hub id while offline) is
+    one `ValueError` naming the dataset and the config, never a traceback."""
     import datasets
+    from datasets.exceptions import DatasetsError
 
     try:
-        return datasets.load_dataset(str(dataset), config_name)
-    except (FileNotFoundError, ValueError) as error:
-        raise ValueError(f"Cannot load config {config_name!r} of dataset {str(dataset)!r}: {error}") from error
+        return datasets.load_dataset(str(dataset), config_name, cache_dir=cache_dir)
+    except (OSError, ValueError, DatasetsError) as error:  # OSError: ConnectionError offline, FileNotFoundError
+        cause = error
+        while cause.__cause__ is not None:  # "An error occurred while generating the dataset" says little: its cause
+            cause = cause.__cause__
+        raise ValueError(
+            f"Cannot load config {config_name!r} of dataset {str(dataset)!r} (missing or damaged): {first_line(cause)}"
+        ) from None
 
 
 def dataset_has_config(dataset: str | os.PathLike, config_name: str) -> bool:

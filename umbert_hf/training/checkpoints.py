@@ -5,6 +5,7 @@ a temporary folder installed once complete; `checkpoint_files.json` lists each f
 tells a truncated or foreign checkpoint before `Accelerator.load_state` fails on it with an error naming no file.
 """
 
+import argparse
 import json
 import os
 import pickle
@@ -60,12 +61,58 @@ def state_dict_on_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in model.state_dict().items()}
 
 
+# The flags of the run, saved with each checkpoint: resuming with any other value (a learning rate, an embeddings
+# table) would silently train on the old one while the card records the new one. These may change on resume.
+RUN_FLAGS_NAME = "run_flags.json"
+FLAGS_FREE_ON_RESUME = frozenset(
+    {
+        "output_dir",
+        "resume_from_checkpoint",
+        "push_to_hub",
+        "hub_model_id",
+        "hub_token",
+        "report_to",
+        "checkpointing_steps",
+    }
+)
+
+
+def run_flags(args: argparse.Namespace | None) -> dict[str, Any]:
+    """The flags a resumed run must share with the run that saved the checkpoint (JSON values)."""
+    flags = {} if args is None else vars(args)
+    return {
+        name: value if isinstance(value, (bool, int, float, str, type(None))) else str(value)
+        for name, value in sorted(flags.items())
+        if name not in FLAGS_FREE_ON_RESUME
+    }
+
+
+def check_resume_flags(path: str | os.PathLike, args: argparse.Namespace | None) -> None:
+    """`ValueError` naming the first flag whose value differs from the run that saved the checkpoint at `path`."""
+    saved_file = Path(path, RUN_FLAGS_NAME)
+    if args is None or not saved_file.is_file():  # a checkpoint saved before the flags were recorded
+        return
+    saved, current = json.loads(saved_file.read_text()), run_flags(args)
+    for name in sorted(set(saved) | set(current)):
+        if saved.get(name) != current.get(name):
+            raise ValueError(
+                f"--resume_from_checkpoint {str(path)!r}: --{name} is {current.get(name)!r} but the run that saved "
+                f"it used {saved.get(name)!r}; resume with the same flags, or start a new --output_dir."
+            )
+
+
 def save_checkpoint(
-    accelerator: Accelerator, output_dir: str, name: str, state: TrainerState, best_weights: dict | None
+    accelerator: Accelerator,
+    output_dir: str,
+    name: str,
+    state: TrainerState,
+    best_weights: dict | None,
+    args: argparse.Namespace | None = None,
 ) -> None:
     """`Accelerator.save_state` into a temporary folder renamed to `<output_dir>/<name>` once complete.
 
-    `checkpoint_files.json` lists the size of every file, so `check_checkpoint` can tell a truncated one.
+    `checkpoint_files.json` lists the size of every file, so `check_checkpoint` can tell a truncated one; the run's
+    flags (`run_flags.json`) let a resumed run refuse other values (`check_resume_flags`).
     """
     final = Path(output_dir, name)
     temporary = Path(output_dir, f".tmp-{name}")
@@ -76,6 +123,8 @@ def save_checkpoint(
     accelerator.wait_for_everyone()  # every process has written its `random_states_<index>.pkl`
     if accelerator.is_main_process:
         write_json(temporary / TRAINER_STATE_NAME, asdict(state))
+        if args is not None:
+            write_json(temporary / RUN_FLAGS_NAME, run_flags(args))
         if best_weights is not None:
             save_file(best_weights, str(temporary / BEST_WEIGHTS_NAME))
         sizes = {path.name: path.stat().st_size for path in sorted(temporary.iterdir()) if path.is_file()}
@@ -195,7 +244,10 @@ def check_checkpoint(path: str | os.PathLike, accelerator: Accelerator, model: t
             )
 
 
-def load_checkpoint(accelerator: Accelerator, model: torch.nn.Module, path: str) -> tuple[TrainerState, dict | None]:
+def load_checkpoint(
+    accelerator: Accelerator, model: torch.nn.Module, path: str, args: argparse.Namespace | None = None
+) -> tuple[TrainerState, dict | None]:
+    check_resume_flags(path, args)
     check_checkpoint(path, accelerator, model)
     try:
         accelerator.load_state(path)

@@ -255,7 +255,7 @@ def fit(
     state, best_weights = TrainerState(), None
     accelerator.init_trackers(Path(os.path.abspath(args.output_dir)).name, config=tracker_config(args))
     if args.resume_from_checkpoint:
-        state, best_weights = load_checkpoint(accelerator, model, args.resume_from_checkpoint)
+        state, best_weights = load_checkpoint(accelerator, model, args.resume_from_checkpoint, args)
     step_interval = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
     updates_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     progress = tqdm(
@@ -305,7 +305,9 @@ def fit(
                     progress.update(1)
                     progress.set_postfix(loss=f"{loss_value:.4f}", epoch=epoch + 1)
                     if step_interval and state.global_step % step_interval == 0:
-                        save_checkpoint(accelerator, args.output_dir, f"step_{state.global_step}", state, best_weights)
+                        save_checkpoint(
+                            accelerator, args.output_dir, f"step_{state.global_step}", state, best_weights, args
+                        )
 
             metrics = evaluate(model)
             train_loss = accelerator.reduce(
@@ -334,7 +336,7 @@ def fit(
                 write_json(Path(args.output_dir, HISTORY_NAME), state.history)
                 plot_curves(state.history, Path(args.output_dir, CURVES_NAME))
             if args.checkpointing_steps == "epoch":
-                save_checkpoint(accelerator, args.output_dir, f"epoch_{epoch + 1}", state, best_weights)
+                save_checkpoint(accelerator, args.output_dir, f"epoch_{epoch + 1}", state, best_weights, args)
             if state.stopped_early:
                 logger.info(f"Early stopping: no improvement of {metric_name} for {args.patience} epochs.")
                 break

@@ -34,6 +34,13 @@ def temporary_sibling(target: str | os.PathLike, kind: str = "tmp") -> Path:
     return target.with_name(f".{kind}-{target.name}-{os.getpid()}.{HOST_TAG}-{secrets.token_hex(4)}")
 
 
+def regular_file_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Whether `path` is a regular file that resolves inside `root` (symlinks followed): what an importer may copy.
+    A symlink in a raw folder or checkout pointing elsewhere (a user's file, /etc/passwd) does not qualify."""
+    resolved, folder = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    return resolved.is_file() and (folder == resolved or folder in resolved.parents)
+
+
 def _remove(path: Path) -> None:
     """Remove a temporary file or folder, quietly: it runs while another error propagates."""
     if path.is_dir() and not path.is_symlink():
@@ -165,6 +172,7 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
 
 
 __all__ = [
+    "regular_file_inside",
     "clean_stale_temporaries",
     "HOST_TAG",
     "TEMPORARY_PATTERNS",
