@@ -174,7 +174,7 @@ def test_resume_after_kill_gives_the_same_final_metrics(outfit_dataset, tmp_path
     checkpoints = sorted(interrupted.glob("step_*"), key=lambda path: int(path.name.split("_")[1]))
     assert checkpoints, "no checkpoint was written before the kill"
     flags = json.loads((checkpoints[-1] / "run_flags.json").read_text())  # what a resumed run must repeat
-    assert flags["embeddings"] == str(embeddings) and "output_dir" not in flags and flags["num_train_epochs"] == 3
+    assert flags["embeddings"] == "embeddings.parquet" and "output_dir" not in flags and flags["num_train_epochs"] == 3
     # A resumed process saves only the checkpoints after its own; one restarted from step 0 would rewrite these.
     written = {path.name: (path / "trainer_state.json").stat().st_mtime_ns for path in checkpoints}
     run_command("pretrain.py", *common, "--output_dir", interrupted, "--resume_from_checkpoint", checkpoints[-1])

@@ -405,8 +405,33 @@ def test_resume_refuses_a_flag_that_differs_from_the_checkpoints_run(tmp_path):
     check_resume_flags(checkpoint, flags(learning_rate=5.0))  # a checkpoint of an older version records none
     write_json(checkpoint / RUN_FLAGS_NAME, run_flags(flags()))
     check_resume_flags(checkpoint, flags(output_dir="elsewhere", report_to="tensorboard"))  # free to change
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "e.parquet").write_bytes(b"PAR1")
+    check_resume_flags(checkpoint, flags(embeddings=str(tmp_path / "moved" / "e.parquet")))  # moved: the same table
     for name, value in (("learning_rate", 1e-4), ("embeddings", "other.parquet"), ("seed", 1)):
         with pytest.raises(ValueError, match=f"--{name} is {value!r} but the run that saved it used"):
             check_resume_flags(checkpoint, flags(**{name: value}))
     with pytest.raises(ValueError, match="--patience is 3 but the run that saved it used None"):
         check_resume_flags(checkpoint, argparse.Namespace(**vars(flags()), patience=3))
+
+
+def test_a_dataset_file_edited_in_place_is_read_again_not_served_from_the_cache(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from umbert_hf.data.outfit_data import load_dataset_config
+
+    dataset = tmp_path / "ds"
+    (dataset / "outfits").mkdir(parents=True)
+    (dataset / "README.md").write_text(
+        "---\nconfigs:\n- config_name: outfits\n  data_files:\n  - split: train\n    path: outfits/train-*.parquet\n---\n"
+    )
+    parquet = dataset / "outfits" / "train-00000-of-00001.parquet"
+    cache = str(tmp_path / "cache")
+    pq.write_table(pa.table({"outfit_id": ["a", "b"]}), parquet)
+    assert load_dataset_config(dataset, "outfits", cache_dir=cache)["train"]["outfit_id"] == ["a", "b"]
+    pq.write_table(pa.table({"outfit_id": ["c", "d", "e"]}), parquet)  # within the same second
+    assert load_dataset_config(dataset, "outfits", cache_dir=cache)["train"]["outfit_id"] == ["c", "d", "e"]
+    parquet.write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(ValueError, match="missing or damaged.*Parquet magic bytes not found"):
+        load_dataset_config(dataset, "outfits", cache_dir=cache)

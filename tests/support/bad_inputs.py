@@ -684,7 +684,9 @@ def make_cases() -> list[Case]:
     )  # fmt: skip
 
     # resuming: the fixture `run` is a 2-epoch run with epoch_1/ and epoch_2/ checkpoints
+    # (with the fixture run's flags: a resumed run must repeat them, see `check_resume_flags`)
     resume = dict(FT, **{"--output_dir": "@c/run", "--num_train_epochs": "2", "--checkpointing_steps": "epoch"})
+    resume["--patience"] = "0"
     rfx = {"fixtures": ("ds", "emb", "run")}
     rs = lambda **changes: script("finetune", *flags(resume, **changes))  # noqa: E731
     add("resume_missing_folder", "resume", rs(resume_from_checkpoint="@c/run/epoch_9"), **rfx)

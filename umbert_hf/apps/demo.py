@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
-import datasets
 import torch
 from transformers import AutoModel
 
@@ -32,6 +31,7 @@ from ..commands import compute_embeddings, evaluate, train_image_encoder
 from ..commands import finetune as finetune_command
 from ..commands import pretrain as pretrain_command
 from ..data.extraction import bundled_text_encoder
+from ..data.outfit_data import load_dataset_config
 from ..training.outfit import MODEL_DEFAULTS
 from ..utils.paths import check_output, run_command
 from .rendering import CompletionRow, render_completions
@@ -206,7 +206,7 @@ def complete_examples(model_dir: Path, dataset: Path, picture: Path, count: int,
     """Reload the saved model with `AutoModel.from_pretrained`, complete test outfits and draw them."""
     model = AutoModel.from_pretrained(model_dir).eval()
     slots = model.config.categories
-    test = datasets.load_dataset(str(dataset), "outfits")["test"]
+    test = load_dataset_config(dataset, "outfits")["test"]
     generator = torch.Generator().manual_seed(seed)
     picks = torch.randperm(len(test), generator=generator)[:count].tolist()
     outfits, rows = [], []
@@ -217,7 +217,7 @@ def complete_examples(model_dir: Path, dataset: Path, picture: Path, count: int,
         rows.append(CompletionRow(outfit=outfits[-1], blank=blank, suggestions=[], answer=outfit[blank]))
     for row, suggestions in zip(rows, model.complete(outfits, top_k=5)):
         row.suggestions = [entry["item_id"] for entry in suggestions]
-    catalogue = datasets.load_dataset(str(dataset), "catalogue")["train"]
+    catalogue = load_dataset_config(dataset, "catalogue")["train"]
     wanted = {item for row in rows for item in [*row.suggestions, *[v for v in row.outfit.values() if v]]}
     images = {item: image for item, image in zip(catalogue["item_id"], catalogue["image"]) if item in wanted}
     titles = dict(zip(catalogue["item_id"], catalogue["title"]))

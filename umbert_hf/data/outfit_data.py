@@ -6,9 +6,11 @@ the table are counted and reported, never silently dropped; beyond `MAX_UNUSABLE
 `check_usable` refuses the data before any training. An item whose table category is not its slot is refused at once.
 """
 
+import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers.utils import logging
@@ -56,6 +58,21 @@ class CompatibilityOutfits:
     missing_items: list[str] = field(default_factory=list)
 
 
+def local_fingerprint(folder: str | os.PathLike) -> str | None:
+    """A digest of a local dataset folder's files (path, size, modification time in ns), or None for a Hub id.
+
+    `datasets` keys its cache of a local folder on the paths and whole-second times of its files: a parquet file
+    rewritten within the same second, even as a PNG, was served from the cache with its old rows."""
+    if not os.path.isdir(folder):
+        return None
+    digest = hashlib.sha1()
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file() and ".cache" not in path.relative_to(folder).parts:
+            stat = path.stat()
+            digest.update(f"{path.relative_to(folder).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def load_dataset_config(dataset: str | os.PathLike, config_name: str, cache_dir: str | None = None):
     """`datasets.load_dataset(dataset, config_name)`: the package's one reader of a built dataset, so that a missing,
     mistyped or damaged one (a truncated or empty parquet file, a file instead of a folder, a Hub id while offline) is
@@ -63,6 +80,9 @@ def load_dataset_config(dataset: str | os.PathLike, config_name: str, cache_dir:
     import datasets
     from datasets.exceptions import DatasetsError
 
+    fingerprint = local_fingerprint(dataset)
+    if fingerprint is not None:  # a local folder: its cache is keyed on its files, so an edited file is read again
+        cache_dir = os.path.join(cache_dir or datasets.config.HF_DATASETS_CACHE, "umbert_hf_local", fingerprint)
     try:
         return datasets.load_dataset(str(dataset), config_name, cache_dir=cache_dir)
     except (OSError, ValueError, DatasetsError) as error:  # OSError: ConnectionError offline, FileNotFoundError

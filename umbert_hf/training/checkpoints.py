@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from ..utils.files import install_folder, write_json
 from ..utils.logging import get_logger
-from ..utils.paths import first_line
+from ..utils.paths import first_line, is_local_path, shareable_name
 
 logger = get_logger(__name__)
 
@@ -78,13 +78,17 @@ FLAGS_FREE_ON_RESUME = frozenset(
 
 
 def run_flags(args: argparse.Namespace | None) -> dict[str, Any]:
-    """The flags a resumed run must share with the run that saved the checkpoint (JSON values)."""
+    """The flags a resumed run must share with the run that saved the checkpoint (JSON values). A local path counts
+    by its base name (`shareable_name`): the dataset may move with its run, not become another one."""
     flags = {} if args is None else vars(args)
-    return {
-        name: value if isinstance(value, (bool, int, float, str, type(None))) else str(value)
-        for name, value in sorted(flags.items())
-        if name not in FLAGS_FREE_ON_RESUME
-    }
+    recorded = {}
+    for name, value in sorted(flags.items()):
+        if name in FLAGS_FREE_ON_RESUME:
+            continue
+        if isinstance(value, os.PathLike) or (isinstance(value, str) and is_local_path(value)):
+            value = shareable_name(value)
+        recorded[name] = value if isinstance(value, (bool, int, float, str, type(None))) else str(value)
+    return recorded
 
 
 def check_resume_flags(path: str | os.PathLike, args: argparse.Namespace | None) -> None:
