@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .retrieval import CategoryIndex, distinct_rows
+from .retrieval import CategoryIndex, distinct_rows, pairwise_scores
 
 
 def _photo(value: Any) -> Any | None:
@@ -455,6 +455,101 @@ class OutfitCatalogueMixin:
             [{"item_id": item_ids[row], "score": score} for row, score in zip(row_list, score_list) if row >= 0]
             for row_list, score_list in zip(rows.tolist(), scores.tolist())
         ]
+
+    def score_outfit(self, outfits: Sequence[Mapping[str, Any]], top_k: int = 5) -> list[dict[str, Any]]:
+        """How well the items of each complete outfit go together, and which one clashes most.
+
+        Each slot is masked in turn and predicted from the others (one batched forward for every slot of every
+        outfit); the outfit's own item is then ranked among its category's catalogue items (plus itself when it is a
+        photo or an embedding), ties at their mean rank. A slot's `percentile` is 100 when its item ranks first, 0
+        when last, and about 50 for a random item; the outfit's `score` is the mean over its slots (0 to 100, on the
+        scale of `compatibility_rank_auc` x 100).
+
+        Args:
+            outfits: dicts slot -> item id, embedding tensor or photo, as `complete` takes, with no blank.
+            top_k: replacements suggested for the weakest slot (its own item left out).
+
+        Returns:
+            Per outfit: `{"score", "slots": {slot: {"percentile", "rank", "candidates"}}, "weakest": {"slot",
+            "replacements": [{"item_id", "score"}, ...]}}`; the weakest slot is the lowest percentile (the first
+            slot on a tie).
+
+        Raises:
+            ValueError: naming the outfit and slot, for a blank or missing slot, or a bad value (as `complete`).
+        """
+        if isinstance(outfits, Mapping):
+            outfits = [outfits]
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"`top_k` must be at least 1, got {top_k!r} (a whole number).")
+        slots, embeddings = self.config.categories, self.get_catalogue_embeddings()
+        inputs = embeddings.new_zeros(len(outfits), len(slots), self.config.embedding_size)
+        own_rows = torch.full((len(outfits), len(slots)), -1, dtype=torch.long)
+        row_of = self._catalogue()["row_of"]
+        for number, outfit in enumerate(outfits):
+            unknown = [slot for slot in outfit if slot not in slots]
+            if unknown:
+                raise ValueError(f"Outfit {number}: unknown slot {unknown[0]!r}; the model's slots are {slots}.")
+            for position, slot in enumerate(slots):
+                if outfit.get(slot) is None:
+                    raise ValueError(
+                        f"Outfit {number}: slot {slot!r} is blank or missing; `score_outfit` scores complete outfits "
+                        "(`complete` fills a blank)."
+                    )
+                inputs[number, position] = self._context_embedding(outfit[slot], slot, number)
+                if isinstance(outfit[slot], str):
+                    own_rows[number, position] = row_of[outfit[slot]]
+        if len(outfits) == 0:
+            return []
+        masked = torch.arange(len(slots), device=inputs.device).repeat(len(outfits))  # (outfits * slots,)
+        expanded = inputs.repeat_interleave(len(slots), dim=0)  # outfit i's copies are rows i*slots ... i*slots+slots-1
+        predictions = self.predict_masked(expanded, masked)
+        own = expanded[torch.arange(expanded.shape[0]), masked]
+        rows = own_rows.reshape(-1).to(inputs.device)
+        percentiles, ranks, sizes = [], [], []
+        for start in range(0, predictions.shape[0], 1024):  # blocks bound the (rows, catalogue) score matrix
+            block = slice(start, start + 1024)
+            scores = pairwise_scores(predictions[block], torch.cat([embeddings, own[block]]), self.config.distance)
+            catalogue_scores, own_scores = scores[:, : len(embeddings)], scores[:, len(embeddings) :].diagonal()
+            in_catalogue = rows[block] >= 0
+            # A catalogue item's own score is its entry in the matrix, so it ties with itself exactly.
+            picked = catalogue_scores.gather(1, rows[block].clamp_min(0)[:, None]).squeeze(1)
+            own_scores = torch.where(in_catalogue, picked, own_scores)
+            in_category = self.catalogue_categories[None, :] == masked[block][:, None]
+            better = ((catalogue_scores > own_scores[:, None]) & in_category).sum(dim=1)
+            ties = ((catalogue_scores == own_scores[:, None]) & in_category).sum(dim=1) - in_catalogue.long()
+            size = in_category.sum(dim=1) + (~in_catalogue).long()  # a photo competes as one more candidate
+            rank = better.double() + 1 + ties.double() / 2
+            percentiles.append(100 * (size - rank) / (size - 1).clamp_min(1))
+            ranks.append(rank)
+            sizes.append(size)
+        percentile = torch.cat(percentiles).reshape(len(outfits), len(slots))
+        rank, size = torch.cat(ranks).reshape(percentile.shape), torch.cat(sizes).reshape(percentile.shape)
+        weakest = percentile.argmin(dim=1)
+        weak_rows = torch.arange(len(outfits), device=weakest.device) * len(slots) + weakest
+        scores, rows_found = self.retrieve(predictions[weak_rows], weakest, top_k + 1, pad=True)
+        item_ids, results = self.catalogue_item_id_list, []
+        for number in range(len(outfits)):
+            own_row = int(own_rows[number, weakest[number]])
+            replacements = [
+                {"item_id": item_ids[row], "score": score}
+                for row, score in zip(rows_found[number].tolist(), scores[number].tolist())
+                if row >= 0 and row != own_row
+            ][:top_k]
+            results.append(
+                {
+                    "score": float(percentile[number].mean()),
+                    "slots": {
+                        slot: {
+                            "percentile": float(percentile[number, position]),
+                            "rank": float(rank[number, position]),
+                            "candidates": int(size[number, position]),
+                        }
+                        for position, slot in enumerate(slots)
+                    },
+                    "weakest": {"slot": slots[int(weakest[number])], "replacements": replacements},
+                }
+            )
+        return results
 
     def standardize(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Map item embeddings to the model's internal space (centred, unit overall spread)."""

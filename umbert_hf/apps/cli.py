@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 from collections import ChainMap
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 
 from ..utils.paths import check_output, first_line, run_command
 from .loading import catalogue_details, load_model
@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   umbert-hf complete --model demo_output/umbert --outfit shoes=123 tops=456 accessories=? bottoms=789 --top_k 5
   umbert-hf complete --model USER/umbert-polyvore --outfit shoes=? tops=my_top.jpg accessories=1 bottoms=2 \\
       --render completion.png --dataset dataset
+  umbert-hf score --model demo_output/umbert --outfit shoes=123 tops=456 accessories=321 bottoms=789
   umbert-hf augment --dataset dataset --embeddings embeddings.parquet --k 5 --output_dir dataset_augmented
   umbert-hf demo --output_dir demo_output
   umbert-hf app --model demo_output/umbert --dataset demo_output/dataset --port 7860
@@ -41,7 +42,6 @@ def parse_outfit(assignments: Sequence[str]) -> dict[str, str | None]:
 
 
 def run_complete(args: argparse.Namespace) -> int:
-    from ..data.image_processing import decode_image
     from .rendering import CompletionRow, render_completions
 
     outfit = parse_outfit(args.outfit)
@@ -55,19 +55,9 @@ def run_complete(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
     model = load_model(args.model, args.trust_remote_code)
-    if args.trust_remote_code:  # the image encoder may ship its own code too (e.g. Marqo/marqo-fashionSigLIP)
-        model.set_image_encoder_source(None, trust_remote_code=True)
     titles, catalogue_images = catalogue_details(args.dataset)
     images = ChainMap({}, catalogue_images)  # the user's photos go into the first map
-    query: dict = {}
-    for slot, value in outfit.items():
-        query[slot] = value
-        if value is not None and value not in model.catalogue_item_id_list and os.path.isfile(value):
-            try:  # a file named on the command line is the user's photo: the command says so, not the string
-                query[slot] = decode_image(value)
-            except ValueError as error:
-                raise ValueError(f"--outfit {slot}={value}: not a readable image ({error}).") from None
-            images[value] = query[slot]
+    query = outfit_query(model, outfit, images, args.trust_remote_code)
     suggestions = model.complete([query], top_k=args.top_k)[0]
     blank = next(slot for slot, value in outfit.items() if value is None)
     print(f"Suggestions for {blank}:")
@@ -80,6 +70,43 @@ def run_complete(args: argparse.Namespace) -> int:
         row = CompletionRow(outfit=outfit, blank=blank, suggestions=[entry["item_id"] for entry in suggestions])
         path = render_completions([row], images, args.render, slots=model.config.categories)
         print(f"Wrote {path}")
+    return 0
+
+
+def outfit_query(model, outfit: dict[str, str | None], photos: MutableMapping, trust_remote_code: bool = False) -> dict:
+    """The outfit for `model`: a value naming a file that is no item id is the user's photo, decoded (the command
+    line says so, not the string) and kept in `photos` under its file name."""
+    from ..data.image_processing import decode_image
+
+    if trust_remote_code:  # the image encoder may ship its own code too (e.g. Marqo/marqo-fashionSigLIP)
+        model.set_image_encoder_source(None, trust_remote_code=True)
+    query: dict = {}
+    for slot, value in outfit.items():
+        query[slot] = value
+        if value is not None and value not in model.catalogue_item_id_list and os.path.isfile(value):
+            try:
+                query[slot] = decode_image(value)
+            except ValueError as error:
+                raise ValueError(f"--outfit {slot}={value}: not a readable image ({error}).") from None
+            photos[value] = query[slot]
+    return query
+
+
+def run_score(args: argparse.Namespace) -> int:
+    """How well a complete outfit goes together (`score_outfit`): each slot's percentile, the weakest slot and
+    replacements for it."""
+    outfit = parse_outfit(args.outfit)
+    model = load_model(args.model, args.trust_remote_code)
+    titles, _ = catalogue_details(args.dataset)
+    result = model.score_outfit([outfit_query(model, outfit, {}, args.trust_remote_code)], top_k=args.top_k)[0]
+    print(f"Outfit score: {result['score']:.1f} / 100 (100: every item is the model's first choice; 50: random items)")
+    for slot, entry in result["slots"].items():
+        where = f"rank {entry['rank']:g} of {entry['candidates']}"
+        print(f"{slot:>14s}  {entry['percentile']:5.1f}  {where:>18s}  {outfit[slot]}")
+    weakest = result["weakest"]
+    print(f"Weakest: {weakest['slot']}; replacements:")
+    for rank, entry in enumerate(weakest["replacements"], start=1):
+        print(f"{rank:3d}. {entry['item_id']:>14s}  score {entry['score']:9.4f}  {titles.get(entry['item_id'], '')}")
     return 0
 
 
@@ -129,6 +156,25 @@ def _delegate_demo(argv: list[str]) -> int:
     return demo_main(argv)
 
 
+def add_outfit_command(
+    commands, name: str, help_text: str, outfit_help: str, top_k_help: str
+) -> argparse.ArgumentParser:
+    """A subcommand that runs a model on one outfit given as SLOT=VALUE pairs (`complete`, `score`)."""
+    command = commands.add_parser(
+        name, help=help_text, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    command.add_argument("--model", required=True, help="Saved umBERT/WumBERT folder or Hub repo id.")
+    command.add_argument("--outfit", nargs="+", required=True, metavar="SLOT=VALUE", help=outfit_help)
+    command.add_argument("--top_k", type=int, default=5, help=top_k_help)
+    command.add_argument("--dataset", type=str, default=None, help="Built dataset: titles and images of the items.")
+    command.add_argument(
+        "--trust_remote_code",
+        action="store_true",
+        help="Load a model (and its image encoder) with the code in its repo.",
+    )
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="umbert-hf",
@@ -137,28 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    complete = commands.add_parser(
+    complete = add_outfit_command(
+        commands,
         "complete",
-        help="suggest items for the blank slot of an outfit",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "suggest items for the blank slot of an outfit",
+        "One per slot: an item id, an image file (embedded with the model's recorded encoder), or ? for the blank.",
+        "Suggestions to list.",
     )
-    complete.add_argument("--model", required=True, help="Saved umBERT/WumBERT folder or Hub repo id.")
-    complete.add_argument(
-        "--outfit",
-        nargs="+",
-        required=True,
-        metavar="SLOT=VALUE",
-        help="One per slot: an item id, an image file (embedded with the model's recorded encoder), or ? for the blank.",
-    )
-    complete.add_argument("--top_k", type=int, default=5)
     complete.add_argument("--render", type=str, default=None, help="Write a PNG of the outfit and the suggestions.")
     complete.add_argument("--overwrite", action="store_true", help="Replace an existing --render file.")
-    complete.add_argument("--dataset", type=str, default=None, help="Built dataset: titles and images of the items.")
-    complete.add_argument(
-        "--trust_remote_code",
-        action="store_true",
-        help="Load a model (and its image encoder) with the code in its repo.",
+    add_outfit_command(
+        commands,
+        "score",
+        "how well a complete outfit goes together, and which piece clashes",
+        "One per slot: an item id or an image file.",
+        "Replacements suggested for the weakest slot.",
     )
     app = commands.add_parser(
         "app",
@@ -207,7 +246,7 @@ def _run(argv: list[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return run_app(args) if args.command == "app" else run_complete(args)
+    return {"app": run_app, "score": run_score}.get(args.command, run_complete)(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
