@@ -134,3 +134,20 @@ def test_the_command_line_prints_the_score_the_slots_and_the_weakest_slots_repla
     assert main(blank) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Outfit 0: slot 'shoes' is blank or missing") and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_the_benchmark_scores_real_against_spoiled_outfits(outfit_dataset, pretrained_umbert, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "score_outfits.py"
+    spec = importlib.util.spec_from_file_location("score_outfits", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    dataset, _ = outfit_dataset
+    report = benchmark.main(["--model", str(pretrained_umbert), "--dataset", str(dataset), "--seed", "1"])
+    assert report["outfits"] > 50 and report["skipped"] == 0
+    assert 0.0 <= report["auc"] <= 1.0 and report["auc_chance"] == 0.5 and report["weakest_chance"] == 0.25
+    assert 0.0 <= report["weakest_is_spoiled_slot"] <= 1.0
+    assert report == benchmark.main(["--model", str(pretrained_umbert), "--dataset", str(dataset), "--seed", "1"])
