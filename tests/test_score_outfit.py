@@ -151,3 +151,12 @@ def test_the_benchmark_scores_real_against_spoiled_outfits(outfit_dataset, pretr
     assert 0.0 <= report["auc"] <= 1.0 and report["auc_chance"] == 0.5 and report["weakest_chance"] == 0.25
     assert 0.0 <= report["weakest_is_spoiled_slot"] <= 1.0
     assert report == benchmark.main(["--model", str(pretrained_umbert), "--dataset", str(dataset), "--seed", "1"])
+
+
+def test_a_nan_prediction_ranks_every_item_last_never_first(tester):
+    model = tester.umbert()
+    with torch.no_grad():
+        model.encoder.decoders.down_bias.fill_(float("nan"))
+    result = model.score_outfit(complete_outfit(tester))[0]
+    assert result["score"] == 0.0
+    assert all(entry["rank"] == entry["candidates"] for entry in result["slots"].values())

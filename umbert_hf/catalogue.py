@@ -518,7 +518,8 @@ class OutfitCatalogueMixin:
             better = ((catalogue_scores > own_scores[:, None]) & in_category).sum(dim=1)
             ties = ((catalogue_scores == own_scores[:, None]) & in_category).sum(dim=1) - in_catalogue.long()
             size = in_category.sum(dim=1) + (~in_catalogue).long()  # a photo competes as one more candidate
-            rank = better.double() + 1 + ties.double() / 2
+            rank = better.double() + 1 + ties.clamp_min(0).double() / 2
+            rank = torch.where(own_scores.isnan(), size.double(), rank)  # a NaN prediction ranks its item last
             percentiles.append(100 * (size - rank) / (size - 1).clamp_min(1))
             ranks.append(rank)
             sizes.append(size)
