@@ -34,10 +34,13 @@ def spoil(model, rows: torch.Tensor, generator: torch.Generator) -> tuple[torch.
     """(outfits with one slot replaced by another random item of its category, the slot replaced)."""
     slots = torch.randint(rows.shape[1], (rows.shape[0],), generator=generator)
     spoiled = rows.clone()
-    for number, slot in enumerate(slots.tolist()):
-        candidates = model.catalogue_rows_of_category(model.config.categories[slot])
-        choice = candidates[torch.randint(len(candidates) - 1, (1,), generator=generator)].item()
-        spoiled[number, slot] = choice if choice != rows[number, slot] else candidates[-1].item()
+    for slot, category in enumerate(model.config.categories):  # one draw per slot, for all its outfits at once
+        outfits = torch.nonzero(slots == slot).squeeze(1)
+        candidates = model.catalogue_rows_of_category(category)
+        # Uniform over the other items: draw among all but one, and give the outfit's own item's place to the last.
+        choices = candidates[torch.randint(len(candidates) - 1, (len(outfits),), generator=generator)]
+        own = rows[outfits, slot]
+        spoiled[outfits, slot] = torch.where(choices == own, candidates[-1], choices)
     return spoiled, slots
 
 

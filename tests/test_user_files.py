@@ -435,3 +435,14 @@ def test_a_dataset_file_edited_in_place_is_read_again_not_served_from_the_cache(
     parquet.write_bytes(b"\x89PNG\r\n\x1a\n")
     with pytest.raises(ValueError, match="missing or damaged.*Parquet magic bytes not found"):
         load_dataset_config(dataset, "outfits", cache_dir=cache)
+
+
+def test_compute_embeddings_never_writes_into_its_text_encoder(tmp_path, capsys):
+    encoder = tmp_path / "minilm"
+    encoder.mkdir()
+    (encoder / "config.json").write_text("{}")
+    (tmp_path / "ds").mkdir()
+    argv = ["--dataset", str(tmp_path / "ds"), "--text_encoder", str(encoder), "--output", str(encoder / "emb.parquet")]
+    assert run_command(compute_embeddings.main, argv) == 2
+    assert "is inside the input --text_encoder" in one_error_line(capsys)
+    assert sorted(path.name for path in encoder.iterdir()) == ["config.json"]

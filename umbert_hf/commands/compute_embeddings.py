@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}.")
-    inputs = {"dataset": args.dataset, "image_encoder": args.image_encoder}
+    inputs = {"dataset": args.dataset, "image_encoder": args.image_encoder, "text_encoder": args.text_encoder}
     check_output(args.output, inputs, flag="--output", kind="file", overwrite=args.overwrite)
     return args
 
