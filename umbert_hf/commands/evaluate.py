@@ -4,7 +4,8 @@
     python training_scripts/evaluate.py --baseline context_mean --dataset DATA --embeddings EMB.parquet
 
 Prints one JSON object on the last line. Writes it only under a folder you name: to --output_file, or, for a saved
-model folder, to <model>/eval_<split>.json; a baseline or a Hub id without --output_file writes no file. A bad input
+model folder, to <model>/eval_<split>.json; a baseline or a Hub id without --output_file writes no file. An existing
+--output_file is replaced only with --overwrite, and never when it is or lies inside an input (the model). A bad input
 (missing dataset, unknown split, unreadable embeddings) prints one `error: ...` line and exits with code 2.
 """
 
