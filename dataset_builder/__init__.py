@@ -1,5 +1,5 @@
-"""Polyvore Outfits for umBERT: a `datasets` builder, a Hub-layout exporter, a synthetic raw-folder generator and a
-MANGO importer."""
+"""Polyvore Outfits for umBERT: a `datasets` builder, a Hub-layout exporter, a synthetic raw-folder generator, an
+importer of any products and outfits tables (`convert_csv`) and its MANGO preset."""
 
 from umbert_hf.utils.paths import OutputPathError
 
@@ -10,6 +10,7 @@ from .polyvore_outfits import PolyvoreOutfits
 from .prepare import CONFIG_NAMES, EmptyDatasetError, config_features
 from .raw import PolyvoreFormatError, read_raw
 from .synthetic import describe_rules, synthesize_polyvore
+from .tables import convert_csv
 
 __all__ = [
     "CONFIG_NAMES",
@@ -22,6 +23,7 @@ __all__ = [
     "PolyvoreOutfitsConfig",
     "build_dataset",
     "config_features",
+    "convert_csv",
     "convert_mango",
     "describe_rules",
     "push_to_hub",

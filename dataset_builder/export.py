@@ -31,7 +31,12 @@ logger = logging.get_logger(__name__)
 SUMMARY_FILE = "build_summary.json"
 SYNTHETIC_MARKER = "synthetic_latents.json"
 # the file that marks a folder as written by a command: `--overwrite` replaces only such a folder
-MARKER_COMMANDS = {SUMMARY_FILE: "build", SYNTHETIC_MARKER: "synthesize", "mango_import.json": "convert-mango"}
+MARKER_COMMANDS = {
+    SUMMARY_FILE: "build",
+    SYNTHETIC_MARKER: "synthesize",
+    "mango_import.json": "convert-mango",
+    "csv_import.json": "convert-csv",
+}
 IMAGE_ROWS_PER_GROUP = 100  # small row groups keep image parquet files streamable
 MAX_SHARD_BYTES = 500 * 1024 * 1024
 
@@ -171,6 +176,7 @@ WRITTEN_FILES = {
     SUMMARY_FILE: ("README.md", SUMMARY_FILE, "*/*.parquet"),
     SYNTHETIC_MARKER: ("*.json", "categories.csv", "images/*", "nondisjoint/*", "disjoint/*"),
     "mango_import.json": ("*.json", "categories.csv", "images/*", "nondisjoint/*"),
+    "csv_import.json": ("*.json", "categories.csv", "images/*", "nondisjoint/*"),
 }
 
 

@@ -317,6 +317,7 @@ def read_image_bytes(path: Path) -> bytes:
 
     `verify()` checks the structure (and PNG checksums) but reads no JPEG scan data, so a JPEG cut short passes it;
     the image is therefore reopened (verify leaves it unusable) and decoded with `load()`, which raises on truncation.
+    A JPEG is decoded at 1/8 scale (`draft`): every byte of its scan data is still read, in half the time.
     """
     data = path.read_bytes()
     check_image_size(io.BytesIO(data), name=path.name)  # a decompression bomb is refused before it is decoded
@@ -326,6 +327,7 @@ def read_image_bytes(path: Path) -> bytes:
     try:
         ImageFile.LOAD_TRUNCATED_IMAGES = False
         with Image.open(io.BytesIO(data)) as image:
+            image.draft(image.mode, (1, 1))  # JPEG only; other formats ignore it
             image.load()
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = tolerant

@@ -125,7 +125,7 @@ def test_clear_errors(saved_model, tester, capsys, arguments, message):
 
 
 def test_help_lists_every_subcommand(capsys):
-    commands = {"complete", "score", "app", "synthesize", "build", "convert-mango", "augment", "demo"}
+    commands = {"complete", "score", "app", "synthesize", "build", "convert-mango", "convert-csv", "augment", "demo"}
     parser = build_parser()
     subparsers = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
     assert set(subparsers.choices) == commands

@@ -11,6 +11,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from test_convert_csv import make_shop
 from test_dataset_builder import make_hand_raw
 from test_mango import make_checkout
 
@@ -35,6 +36,33 @@ COMMANDS = {
     "build": (cli, "--output_dir", "folder", "raw_dir", ["build", "--raw_dir", "{raw}", "--no_images"], True),
     "synthesize": (cli, "--output_dir", "folder", None, ["synthesize", "--num_items", "40", "--no_images"], True),
     "convert-mango": (cli, "--output_dir", "folder", "source", ["convert-mango", "--source", "{mango}"], True),
+    "convert-csv": (
+        cli,
+        "--output_dir",
+        "folder",
+        "image_root",
+        [
+            "convert-csv",
+            "--products",
+            "{shop}/products.csv",
+            "--outfits",
+            "{shop}/outfits.csv",
+            "--image_root",
+            "{shop}",
+        ]
+        + [
+            "--id_column",
+            "SKU",
+            "--category_column",
+            "Family",
+            "--category_map",
+            "Tops=tops",
+            "--image_column",
+            "Photo",
+        ]
+        + ["--outfit_id_column", "look", "--outfit_item_column", "sku"],
+        True,
+    ),
     "augment": (
         cli,
         "--output_dir",
@@ -106,6 +134,7 @@ OVERWRITE_FLAG = {"demo": "--force"}
 INPUT_FOLDERS = {
     "raw_dir": "raw",
     "source": "mango",
+    "image_root": "shop",
     "dataset": "dataset",
     "model_name_or_path": "model",
     "model": "model",
@@ -130,6 +159,7 @@ def world(tmp_path_factory) -> Path:
     inputs = root / "inputs"
     make_hand_raw(inputs / "raw", images=False)
     make_checkout(inputs / "mango")
+    make_shop(inputs)
     for folder in ("dataset", "model", "embeddings_folder"):
         (inputs / folder).mkdir(parents=True)
         (inputs / folder / "README.md").write_text(f"the user's {folder}")
@@ -194,6 +224,7 @@ def test_no_command_writes_over_into_or_around_what_the_user_owns(world, command
     monkeypatch.setenv("HF_DATASETS_CACHE", str(world.parent / "cache"))
     names = {name: str(world / "inputs" / name) for name in ("dataset", "model", "embeddings_folder")}
     names.update(raw=str(world / "inputs" / "raw"), mango=str(world / "inputs" / "mango"))
+    names["shop"] = str(world / "inputs" / "shop")
     names["embeddings"] = str(world / "inputs" / "embeddings.parquet")
     argv = [argument.format(**names) for argument in arguments] + [flag, output]
     if overwrite:
@@ -217,6 +248,7 @@ def test_the_matrix_covers_every_command_that_writes():
         "build",
         "synthesize",
         "convert-mango",
+        "convert-csv",
         "augment",
         "pretrain",
         "finetune",

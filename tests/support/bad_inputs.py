@@ -464,6 +464,7 @@ def check_usage(ctx: Ctx) -> str | None:
 DEFAULT_CHECKS = {
     "synthesize": check_raw,
     "convert-mango": check_raw,
+    "convert-csv": check_raw,
     "build": check_build,
     "augment": check_augment,
     "complete": check_complete,
@@ -587,6 +588,48 @@ def make_cases() -> list[Case]:
         "mango_products_missing_column", "convert-mango", cli("convert-mango", *flags(mg)), prepare=rename_column, **mfx
     )
     add("mango_ok", "convert-mango", cli("convert-mango", *flags(mg)), expect="ok", **mfx)
+
+    # --- convert-csv
+    cs = {
+        "--products": "@c/shop/products.csv",
+        "--outfits": "@c/shop/outfits.csv",
+        "--output_dir": "@c/out",
+        "--id_column": "SKU",
+        "--category_column": "Family",
+        "--category_map": ["footwear=shoes", "tops=tops", "trousers=bottoms", "bags=accessories"],
+        "--title_columns": ["Name", "Colour"],
+        "--image_column": "Photo",
+        "--outfit_id_column": "look",
+        "--outfit_item_column": "sku",
+    }
+    sfx = {"fixtures": ("shop",)}
+    add("csv_products_nonexistent", "convert-csv", cli("convert-csv", *flags(cs, products="@c/nope.csv")))
+    add("csv_missing_column", "convert-csv", cli("convert-csv", *flags(cs, category_column="Familia")), **sfx)
+    add(
+        "csv_output_is_products",
+        "convert-csv",
+        cli("convert-csv", *flags(cs, output_dir="@c/shop/products.csv")),
+        **sfx,
+    )
+    add(
+        "csv_output_inside_photos",
+        "convert-csv",
+        cli("convert-csv", *flags(cs, output_dir="@c/shop/photos/raw")),
+        **sfx,
+    )
+    add(
+        "csv_overwrite_user_folder",
+        "convert-csv",
+        cli("convert-csv", *flags(cs, output_dir="@c/mine", overwrite=True)),
+        **sfx,
+    )
+
+    def other_category(cdir: Path, ids: dict) -> None:
+        with open(cdir / "shop" / "products.csv", "a", encoding="utf-8") as handle:
+            handle.write('"shoe-0","Tops","a second row","",""\r\n')
+
+    add("csv_id_two_categories", "convert-csv", cli("convert-csv", *flags(cs)), prepare=other_category, **sfx)
+    add("csv_ok", "convert-csv", cli("convert-csv", *flags(cs)), expect="ok", **sfx)
 
     # --- augment
     afx = {"fixtures": ("ds", "emb")}
@@ -952,7 +995,8 @@ class BadInputFixtures:
     emb / emb32: random 16-d and 32-d embeddings tables of the catalogue; model: a tiny fine-tuned umBERT (1 epoch,
     1 layer, 2 heads); run: a 2-epoch run with epoch_N checkpoints; enc, emb_img, model_img: a tiny ResNet image
     encoder (untrained), its embeddings table and a model fine-tuned on it (the encoder folder is then moved, as a
-    user would); mango: a small MANGO checkout. Each case works on copies.
+    user would); mango: a small MANGO checkout; shop: products and outfits tables with photos (`convert-csv`). Each
+    case works on copies.
     """
 
     def __init__(self, root: Path):
@@ -1021,6 +1065,10 @@ class BadInputFixtures:
             name = "enc"
         elif name == "mango":
             make_mango_checkout(root / "mango")
+        elif name == "shop":
+            from test_convert_csv import make_shop
+
+            make_shop(root)
         else:
             raise KeyError(f"no fixture {name!r}")
         self._built(name)

@@ -14,7 +14,10 @@ EXAMPLES = """examples:
   umbert-hf synthesize --output_dir raw --num_items 2000 --num_outfits 3000
   umbert-hf build --raw_dir raw --output_dir dataset
   umbert-hf convert-mango --source datathon-fme-2023-mango --output_dir mango_raw
+  umbert-hf convert-csv --products products.csv --outfits outfits.csv --output_dir shop_raw --id_column sku \\
+      --category_column family --category_map Shoes=shoes Tops=tops --outfit_id_column look --outfit_item_column sku
   umbert-hf complete --model demo_output/umbert --outfit shoes=123 tops=456 accessories=? bottoms=789 --top_k 5
+  umbert-hf complete --model demo_output/umbert --outfit shoes=123 tops=? accessories=321 bottoms=789 --diversity 0.3
   umbert-hf complete --model USER/umbert-polyvore --outfit shoes=? tops=my_top.jpg accessories=1 bottoms=2 \\
       --render completion.png --dataset dataset
   umbert-hf score --model demo_output/umbert --outfit shoes=123 tops=456 accessories=321 bottoms=789
@@ -45,6 +48,8 @@ def run_complete(args: argparse.Namespace) -> int:
     from .rendering import CompletionRow, render_completions
 
     outfit = parse_outfit(args.outfit)
+    if not 0 <= args.diversity <= 1:
+        raise ValueError(f"--diversity must be in [0, 1] (0: rank by relevance alone), got {args.diversity}.")
     if args.render:
         photos = {f"outfit {slot}": value for slot, value in outfit.items()}
         check_output(
@@ -58,7 +63,7 @@ def run_complete(args: argparse.Namespace) -> int:
     titles, catalogue_images = catalogue_details(args.dataset)
     images = ChainMap({}, catalogue_images)  # the user's photos go into the first map
     query = outfit_query(model, outfit, images, args.trust_remote_code)
-    suggestions = model.complete([query], top_k=args.top_k)[0]
+    suggestions = model.complete([query], top_k=args.top_k, diversity=args.diversity)[0]
     blank = next(slot for slot, value in outfit.items() if value is None)
     print(f"Suggestions for {blank}:")
     for rank, entry in enumerate(suggestions, start=1):
@@ -190,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         "One per slot: an item id, an image file (embedded with the model's recorded encoder), or ? for the blank.",
         "Suggestions to list.",
     )
+    complete.add_argument(
+        "--diversity",
+        type=float,
+        default=0.0,
+        help="In [0, 1]: re-rank the suggestions so near-copies of one already listed move down (maximal marginal "
+        "relevance; 0, the default, ranks by relevance alone; the README gives a recommended value).",
+    )
     complete.add_argument("--render", type=str, default=None, help="Write a PNG of the outfit and the suggestions.")
     complete.add_argument("--overwrite", action="store_true", help="Replace an existing --render file.")
     add_outfit_command(
@@ -221,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("synthesize", "write a synthetic raw folder in the Polyvore Outfits format"),
         ("build", "build the outfits dataset (parquet + card) from a raw Polyvore Outfits folder"),
         ("convert-mango", "write the MANGO datathon outfits as a raw Polyvore Outfits folder"),
+        ("convert-csv", "write your products and outfits tables (CSV, parquet) as a raw Polyvore Outfits folder"),
         ("augment", "add nearest-neighbour swapped outfits as an outfits_augmented config (WumBERT)"),
         ("demo", "run the whole pipeline on synthetic data and complete a few outfits"),
     ):
@@ -232,6 +245,7 @@ DELEGATES = {
     "synthesize": lambda argv: _delegate_dataset_builder(["synthesize", *argv]),
     "build": lambda argv: _delegate_dataset_builder(["build", *argv]),
     "convert-mango": lambda argv: _delegate_dataset_builder(["convert-mango", *argv]),
+    "convert-csv": lambda argv: _delegate_dataset_builder(["convert-csv", *argv]),
     "augment": _delegate_augment,
     "demo": _delegate_demo,
 }
