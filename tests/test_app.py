@@ -157,6 +157,61 @@ def test_the_page_suggests_the_held_out_item_of_a_test_outfit(page, known_outfit
 
 @needs_chromium
 @pytest.mark.slow
+def test_rate_this_outfit_shows_the_score_the_weakest_piece_and_its_replacements(page, known_outfit, app_inputs):
+    from playwright.sync_api import expect
+    from transformers import AutoModel
+
+    outfit, _, _ = known_outfit
+    model = AutoModel.from_pretrained(app_inputs[1]).eval()
+    expected = model.score_outfit([outfit], top_k=TOP_K)[0]
+    weakest = expected["weakest"]["slot"]
+    page.locator("#rate").click()  # nothing chosen yet: the page says what is missing
+    expect(page.locator("#status")).to_contain_text("to rate the outfit")
+    for slot, item_id in outfit.items():
+        choose_item(page, slot, item_id)
+    page.locator("#rate").click()
+    expect(page.locator("#status")).to_contain_text(f"Outfit score {expected['score']:.0f}/100")
+    expect(page.locator("#status")).to_contain_text(f"The weakest piece is the {weakest}")
+    for slot, entry in expected["slots"].items():
+        expect(page.locator(f"#verdict-{slot}")).to_contain_text(f"Fits: {entry['percentile']:.0f}/100")
+    expect(page.locator(f"#verdict-{weakest}")).to_contain_text("weakest piece")
+    others = [slot for slot in outfit if slot != weakest]
+    assert all("weakest" not in page.locator(f"#verdict-{slot}").inner_text() for slot in others)
+    replacements = [entry["item_id"] for entry in expected["weakest"]["replacements"]]
+    expect(page.locator("#suggestions .thumbnail-item")).to_have_count(len(replacements))
+    assert page.locator("#suggestions-table td code").all_inner_texts() == replacements
+    assert outfit[weakest] not in replacements
+    # Choosing another piece for the weakest slot clears its verdict: it no longer describes the outfit.
+    choose_item(page, weakest, replacements[0])
+    expect(page.locator(f"#verdict-{weakest}")).to_have_text("")
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_the_diversity_slider_reranks_the_suggestions(page, known_outfit, app_inputs):
+    from playwright.sync_api import expect
+    from transformers import AutoModel
+
+    outfit, blank, _ = known_outfit
+    model = AutoModel.from_pretrained(app_inputs[1]).eval()
+    query = {slot: (None if slot == blank else item_id) for slot, item_id in outfit.items()}
+    expected = [entry["item_id"] for entry in model.complete([query], top_k=TOP_K, diversity=1.0)[0]]
+    assert expected != [entry["item_id"] for entry in model.complete([query], top_k=TOP_K)[0]]
+    for slot, item_id in outfit.items():
+        if slot != blank:
+            choose_item(page, slot, item_id)
+    page.locator(f"#blank [data-testid='{blank}-radio-label']").click()
+    number = page.locator("#diversity input[type='number']")
+    number.fill("1")
+    number.press("Enter")
+    page.locator("#suggest").click()
+    expect(page.locator("#suggestions .thumbnail-item")).to_have_count(TOP_K)
+    expect(page.locator("#suggestions-table td code").first).to_have_text(expected[0])
+    assert page.locator("#suggestions-table td code").all_inner_texts() == expected
+
+
+@needs_chromium
+@pytest.mark.slow
 def test_bad_uploads_are_messages_in_the_page(page, tmp_path):
     from playwright.sync_api import expect
 
@@ -234,6 +289,23 @@ def test_the_rank_said_for_a_random_test_outfits_held_out_item_is_the_models(app
         assert status.endswith(f"{app.catalogue.describe(outfit[blank])}, is rank {rank}."), status
         _, _, status = app.suggest(outfit, blank, TOP_K)
         assert status.endswith(f"is rank {rank}." if rank <= TOP_K else f"is not in the top {TOP_K}."), status
+
+
+@pytest.mark.slow
+def test_rating_is_the_models_score_and_needs_every_slot(app_without_page):
+    app, model = app_without_page
+    _, outfit, _ = app.random_test_outfit()
+    expected = model.score_outfit([outfit], top_k=3)[0]
+    tiles, table, status, verdicts = app.rate(outfit, 3)
+    assert f"Outfit score **{expected['score']:.0f}/100**" in status
+    assert [verdict.endswith("weakest piece**") for verdict in verdicts.values()] == [
+        slot == expected["weakest"]["slot"] for slot in verdicts
+    ]
+    assert len(tiles) == 3 and all(entry["item_id"] in table for entry in expected["weakest"]["replacements"])
+    with pytest.raises(ValueError, match="Choose an item or upload a photo for tops to rate the outfit"):
+        app.rate({**outfit, "tops": None}, 3)
+    with pytest.raises(ValueError, match="unknown item id 'nope'"):
+        app.rate({**outfit, "tops": "nope"}, 3)
 
 
 @pytest.mark.slow

@@ -122,6 +122,68 @@ def test_titles_from_a_mapping_or_the_catalogue_split(tester):
         pipeline("outfit-completion", model=tester.umbert(), device="cpu", titles=["a title"])
 
 
+# ----- complete outfits are scored ------------------------------------------------------------------------------
+
+
+def complete_outfits(tester: UmBertModelTester, count: int) -> list[dict]:
+    return [
+        {slot: tester.item_ids[row] for slot, row in zip(tester.categories, rows)}
+        for rows in tester.outfit_rows(count).tolist()
+    ]
+
+
+def assert_same_scores(answer: dict, expected: dict) -> None:
+    """The same percentiles, weakest slot and replacements; replacement scores to float rounding (batched forward)."""
+    assert answer["score"] == pytest.approx(expected["score"])
+    assert answer["slots"] == expected["slots"]
+    assert answer["weakest"]["slot"] == expected["weakest"]["slot"]
+    got, want = answer["weakest"]["replacements"], expected["weakest"]["replacements"]
+    assert [entry["item_id"] for entry in got] == [entry["item_id"] for entry in want]
+    assert [entry["score"] for entry in got] == pytest.approx([entry["score"] for entry in want], abs=1e-5)
+
+
+@pytest.mark.parametrize("build", ["umbert", "wumbert"])
+def test_an_outfit_with_no_blank_gets_the_answer_of_score_outfit(tester, build):
+    model = getattr(tester, build)()
+    pipe = pipeline("outfit-completion", model=model, device="cpu")
+    outfit = complete_outfits(tester, 1)[0]
+    assert pipe(outfit, top_k=3) == model.score_outfit([outfit], top_k=3)[0]
+    assert len(pipe(outfit)["weakest"]["replacements"]) == 9  # the pipeline's top_k (10), less the own item
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_a_list_mixes_completions_and_scores(tester, batch_size):
+    model = tester.umbert()
+    pipe = pipeline("outfit-completion", model=model, device="cpu")
+    scored, completed = complete_outfits(tester, 3), outfits_of(tester, 3)
+    mixed = [completed[0], scored[0], scored[1], completed[1], completed[2], scored[2]]
+    answers = pipe(mixed, top_k=4, batch_size=batch_size)
+    expected_scores = model.score_outfit(scored, top_k=4)
+    expected_completions = model.complete(completed, top_k=4)
+    for answer, expected in zip([answers[1], answers[2], answers[5]], expected_scores):
+        assert_same_scores(answer, expected)
+    for answer, expected in zip([answers[0], answers[3], answers[4]], expected_completions):
+        assert [entry["item_id"] for entry in answer] == [entry["item_id"] for entry in expected]
+    # Titles name the weakest slot's replacements too.
+    titles = {item_id: f"item {item_id}" for item_id in tester.item_ids}
+    titled = pipe(scored[0], top_k=2, titles=titles)
+    assert [entry["title"] for entry in titled["weakest"]["replacements"]] == [
+        f"item {entry['item_id']}" for entry in titled["weakest"]["replacements"]
+    ]
+
+
+def test_a_complete_outfit_with_a_bad_value_gets_the_errors_of_score_outfit(tester):
+    model = tester.umbert()
+    pipe = pipeline("outfit-completion", model=model, device="cpu")
+    good = complete_outfits(tester, 1)[0]
+    for bad in ({**good, "tops": "999"}, {**good, "tops": tester.item_ids[tester.rows_of("shoes")[0]]}):
+        with pytest.raises(ValueError) as error:
+            pipe([good, bad], batch_size=2)
+        with pytest.raises(ValueError) as expected:
+            model.score_outfit([good, bad])
+        assert str(error.value) == str(expected.value) and str(error.value).startswith("Outfit 1")
+
+
 # ----- batching -----------------------------------------------------------------------------------------------
 
 
@@ -207,7 +269,7 @@ def test_bad_parameters_and_inputs(tester):
 REMOTE_PIPELINE = """
 import json, sys
 from transformers import pipeline
-folder, outfits, titles = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+folder, outfits, titles, scored = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
 pipe = pipeline("outfit-completion", model=folder, trust_remote_code=True, device="cpu")
 assert type(pipe).__module__.startswith("transformers_modules"), type(pipe).__module__
 assert type(pipe.model).__module__.startswith("transformers_modules"), type(pipe.model).__module__
@@ -216,12 +278,15 @@ print(json.dumps({
     "single": pipe(outfits[0], top_k=5),
     "batched": pipe(outfits, top_k=5, batch_size=2, titles=titles),
     "inferred": inferred(outfits[0], top_k=5),
+    "scored": pipe(scored, top_k=3),
+    "diverse": pipe(outfits[0], top_k=5, diversity=0.5),
 }))
 """
 
 
-def run_remote_pipeline(folder, outfits, titles, env) -> dict:
-    code = f"import sys\nsys.argv = ['remote', {str(folder)!r}, {json.dumps(outfits)!r}, {json.dumps(titles)!r}]\n"
+def run_remote_pipeline(folder, outfits, titles, env, scored=None) -> dict:
+    arguments = [str(folder), json.dumps(outfits), json.dumps(titles), json.dumps(scored or outfits[0])]
+    code = f"import sys\nsys.argv = ['remote', *{arguments!r}]\n"
     return run_json_in_fresh_process(code + REMOTE_PIPELINE, env, block_imports=["umbert_hf"])
 
 
@@ -247,9 +312,12 @@ def test_saved_folder_carries_the_pipeline_for_remote_code(tester, save_with, tm
     if save_with == "model":
         titles = {item_id: f"item {item_id}" for item_id in tester.item_ids}
         env = {"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-        remote = run_remote_pipeline(folder, outfits, titles, env)
+        scored = complete_outfits(tester, 1)[0]
+        remote = run_remote_pipeline(folder, outfits, titles, env, scored)
         expected = model.complete(outfits, top_k=5)
         assert remote["single"] == remote["inferred"] == expected[0]
+        assert_same_scores(remote["scored"], model.score_outfit([scored], top_k=3)[0])
+        assert remote["diverse"] == model.complete([outfits[0]], top_k=5, diversity=0.5)[0]
         assert [[s["item_id"] for s in result] for result in remote["batched"]] == [
             [s["item_id"] for s in result] for result in expected
         ]
@@ -263,7 +331,8 @@ def test_pushed_model_serves_the_pipeline_without_the_package(tester, hub_env):
     model.push_to_hub(repo_id)
     assert "pipeline_outfit_completion.py" in hub_env.api.list_repo_files(repo_id)
     outfits = outfits_of(tester, 2)
-    code = f"import sys\nsys.argv = ['remote', {repo_id!r}, {json.dumps(outfits)!r}, 'null']\n"
+    arguments = [repo_id, json.dumps(outfits), "null", json.dumps(outfits[0])]
+    code = f"import sys\nsys.argv = ['remote', *{arguments!r}]\n"
     remote = hub_env.run_json(code + REMOTE_PIPELINE, block_imports=["umbert_hf"])
     expected = model.complete(outfits, top_k=5)
     assert remote["single"] == remote["inferred"] == expected[0]

@@ -14,7 +14,14 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .retrieval import CategoryIndex, distinct_rows, pairwise_scores
+from .retrieval import (
+    CategoryIndex,
+    check_diversity,
+    distinct_rows,
+    diversity_pool_size,
+    maximal_marginal_relevance,
+    pairwise_scores,
+)
 
 
 def _photo(value: Any) -> Any | None:
@@ -287,6 +294,36 @@ class OutfitCatalogueMixin:
         """
         return self.catalogue_index().top_k(predictions, categories, k, pad=pad)
 
+    def suggest(
+        self, predictions: torch.Tensor, categories: torch.Tensor, k: int, diversity: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(scores, rows)`, (batch, k): the suggestions for each prediction, as `complete` and the pipeline give them.
+
+        With `diversity` 0 these are `retrieve(..., pad=True)`. Above 0, the `diversity_pool_size(k)` most relevant
+        items are re-ranked by maximal marginal relevance over their embeddings (`maximal_marginal_relevance`), so
+        near-copies of an item already suggested move down; each score stays the item's own relevance.
+        """
+        diversity = check_diversity(diversity)
+        if diversity == 0:
+            return self.retrieve(predictions, categories, k, pad=True)
+        scores, rows = self.retrieve(predictions, categories, diversity_pool_size(k), pad=True)
+        embeddings = self.get_catalogue_embeddings().detach()
+        picked_scores, picked_rows = [], []
+        for start in range(0, len(rows), 256):  # blocks bound the (batch, pool, pool) similarities
+            block_scores, block_rows = scores[start : start + 256], rows[start : start + 256]
+            picks = maximal_marginal_relevance(
+                block_scores,
+                embeddings[block_rows.clamp_min(0)],
+                block_rows >= 0,
+                k,
+                diversity,
+                self.config.distance,
+            )
+            found = picks >= 0
+            picked_rows.append(torch.where(found, block_rows.gather(1, picks.clamp_min(0)), -1))
+            picked_scores.append(torch.where(found, block_scores.gather(1, picks.clamp_min(0)), float("nan")))
+        return torch.cat(picked_scores), torch.cat(picked_rows)
+
     def _outfit_inputs(self, outfits: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Validate outfits and build (inputs_embeds, masked_positions), one outfit at a time with `outfit_input`."""
         inputs = self.get_catalogue_embeddings().new_zeros(
@@ -422,7 +459,9 @@ class OutfitCatalogueMixin:
         goes (`umbert_hf.data.model_image_encoder.save_model_image_encoder`); returns the folder written, or None."""
         return _image_encoders().save_model_image_encoder(self, save_directory)
 
-    def complete(self, outfits: Sequence[Mapping[str, Any]], top_k: int = 10) -> list[list[dict[str, Any]]]:
+    def complete(
+        self, outfits: Sequence[Mapping[str, Any]], top_k: int = 10, diversity: float = 0.0
+    ) -> list[list[dict[str, Any]]]:
         """Suggest items for the blank slot of each outfit.
 
         Args:
@@ -430,26 +469,29 @@ class OutfitCatalogueMixin:
                 a bare string is always an item id), with exactly one slot
                 set to None (the blank).
             top_k: number of suggestions per outfit.
+            diversity: in [0, 1]; above 0 the suggestions are re-ranked by maximal marginal relevance, so that
+                near-copies of an item already suggested move down (`suggest`). 0 (the default) ranks by relevance.
 
         Returns:
             Per outfit, a list of `{"item_id": str, "score": float}` for the `top_k` catalogue items of the blank's
-            category, best first (score: minus the distance, or cosine similarity).
+            category, best first (score: minus the distance, or cosine similarity, to the prediction).
 
         Raises:
             ValueError: naming the outfit number and slot, for an unknown slot or item id, not exactly one blank, an
                 item id of another category than its slot (e.g. a shoe given as `tops`: the model was trained on
                 one item per category, so it is refused rather than silently scored), or an embedding of the wrong
-                shape or with NaN or infinite values.
+                shape or with NaN or infinite values; or for a `diversity` outside [0, 1].
         """
         if isinstance(outfits, Mapping):
             outfits = [outfits]
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"`top_k` must be at least 1, got {top_k!r} (a whole number).")
+        check_diversity(diversity)
         if len(outfits) == 0:
             return []
         inputs_embeds, blanks = self._outfit_inputs(outfits)
         predictions = self.predict_masked(inputs_embeds, blanks)
-        scores, rows = self.retrieve(predictions, blanks, top_k, pad=True)
+        scores, rows = self.suggest(predictions, blanks, top_k, diversity)
         item_ids = self.catalogue_item_id_list
         return [
             [{"item_id": item_ids[row], "score": score} for row, score in zip(row_list, score_list) if row >= 0]
@@ -481,27 +523,43 @@ class OutfitCatalogueMixin:
             outfits = [outfits]
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"`top_k` must be at least 1, got {top_k!r} (a whole number).")
-        slots, embeddings = self.config.categories, self.get_catalogue_embeddings()
-        inputs = embeddings.new_zeros(len(outfits), len(slots), self.config.embedding_size)
-        own_rows = torch.full((len(outfits), len(slots)), -1, dtype=torch.long)
-        row_of = self._catalogue()["row_of"]
-        for number, outfit in enumerate(outfits):
-            unknown = [slot for slot in outfit if slot not in slots]
-            if unknown:
-                raise ValueError(f"Outfit {number}: unknown slot {unknown[0]!r}; the model's slots are {slots}.")
-            for position, slot in enumerate(slots):
-                if outfit.get(slot) is None:
-                    raise ValueError(
-                        f"Outfit {number}: slot {slot!r} is blank or missing; `score_outfit` scores complete outfits "
-                        "(`complete` fills a blank)."
-                    )
-                inputs[number, position] = self._context_embedding(outfit[slot], slot, number)
-                if isinstance(outfit[slot], str):
-                    own_rows[number, position] = row_of[outfit[slot]]
         if len(outfits) == 0:
             return []
-        masked = torch.arange(len(slots), device=inputs.device).repeat(len(outfits))  # (outfits * slots,)
-        expanded = inputs.repeat_interleave(len(slots), dim=0)  # outfit i's copies are rows i*slots ... i*slots+slots-1
+        inputs, own_rows = zip(*(self.scoring_input(outfit, number) for number, outfit in enumerate(outfits)))
+        scored = self.score_outfit_inputs(torch.stack(inputs), torch.stack(own_rows), top_k)
+        return [self.outfit_score_result(scored, number, top_k) for number in range(len(outfits))]
+
+    def scoring_input(self, outfit: Mapping[str, Any], number: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(slots, hidden) embeddings of one complete outfit and (slots,) the catalogue row of each item given by id
+        (-1 for a photo or an embedding): the one validation behind `score_outfit` and the pipeline's scoring."""
+        slots = self.config.categories
+        unknown = [slot for slot in outfit if slot not in slots]
+        if unknown:
+            raise ValueError(f"Outfit {number}: unknown slot {unknown[0]!r}; the model's slots are {slots}.")
+        inputs = self.get_catalogue_embeddings().new_zeros(len(slots), self.config.embedding_size)
+        own_rows = torch.full((len(slots),), -1, dtype=torch.long)
+        row_of = self._catalogue()["row_of"]
+        for position, slot in enumerate(slots):
+            if outfit.get(slot) is None:
+                raise ValueError(
+                    f"Outfit {number}: slot {slot!r} is blank or missing; `score_outfit` scores complete outfits "
+                    "(`complete` fills a blank)."
+                )
+            inputs[position] = self._context_embedding(outfit[slot], slot, number)
+            if isinstance(outfit[slot], str):
+                own_rows[position] = row_of[outfit[slot]]
+        return inputs, own_rows
+
+    def score_outfit_inputs(
+        self, inputs: torch.Tensor, own_rows: torch.Tensor, top_k: int = 5
+    ) -> dict[str, torch.Tensor]:
+        """The tensors behind `score_outfit`, for (outfits, slots, hidden) `inputs` and (outfits, slots) `own_rows`
+        (from `scoring_input`): per slot `percentile`, `rank` and `candidates`, the `weakest` slot index, and
+        `top_k + 1` replacement `replacement_rows` / `replacement_scores` (the own item may be among them)."""
+        slots, embeddings = self.config.categories, self.get_catalogue_embeddings()
+        num_outfits, num_slots = own_rows.shape
+        masked = torch.arange(num_slots, device=inputs.device).repeat(num_outfits)  # (outfits * slots,)
+        expanded = inputs.repeat_interleave(num_slots, dim=0)  # outfit i's copies are rows i*slots ... i*slots+slots-1
         predictions = self.predict_masked(expanded, masked)
         own = expanded[torch.arange(expanded.shape[0]), masked]
         rows = own_rows.reshape(-1).to(inputs.device)
@@ -523,34 +581,45 @@ class OutfitCatalogueMixin:
             percentiles.append(100 * (size - rank) / (size - 1).clamp_min(1))
             ranks.append(rank)
             sizes.append(size)
-        percentile = torch.cat(percentiles).reshape(len(outfits), len(slots))
-        rank, size = torch.cat(ranks).reshape(percentile.shape), torch.cat(sizes).reshape(percentile.shape)
+        percentile = torch.cat(percentiles).reshape(num_outfits, len(slots))
         weakest = percentile.argmin(dim=1)
-        weak_rows = torch.arange(len(outfits), device=weakest.device) * len(slots) + weakest
-        scores, rows_found = self.retrieve(predictions[weak_rows], weakest, top_k + 1, pad=True)
-        item_ids, results = self.catalogue_item_id_list, []
-        for number in range(len(outfits)):
-            own_row = int(own_rows[number, weakest[number]])
-            replacements = [
-                {"item_id": item_ids[row], "score": score}
-                for row, score in zip(rows_found[number].tolist(), scores[number].tolist())
-                if row >= 0 and row != own_row
-            ][:top_k]
-            results.append(
-                {
-                    "score": float(percentile[number].mean()),
-                    "slots": {
-                        slot: {
-                            "percentile": float(percentile[number, position]),
-                            "rank": float(rank[number, position]),
-                            "candidates": int(size[number, position]),
-                        }
-                        for position, slot in enumerate(slots)
-                    },
-                    "weakest": {"slot": slots[int(weakest[number])], "replacements": replacements},
-                }
+        weak_rows = torch.arange(num_outfits, device=weakest.device) * len(slots) + weakest
+        replacement_scores, replacement_rows = self.retrieve(predictions[weak_rows], weakest, top_k + 1, pad=True)
+        return {
+            "percentile": percentile,
+            "rank": torch.cat(ranks).reshape(percentile.shape),
+            "candidates": torch.cat(sizes).reshape(percentile.shape),
+            "own_rows": own_rows,
+            "weakest": weakest,
+            "replacement_scores": replacement_scores,
+            "replacement_rows": replacement_rows,
+        }
+
+    def outfit_score_result(self, scored: Mapping[str, torch.Tensor], number: int, top_k: int) -> dict[str, Any]:
+        """Outfit `number`'s entry of `score_outfit` from `score_outfit_inputs`' tensors: the weakest slot's own item
+        is left out of its `top_k` replacements."""
+        slots, item_ids = self.config.categories, self.catalogue_item_id_list
+        weakest = int(scored["weakest"][number])
+        own_row = int(scored["own_rows"][number, weakest])
+        replacements = [
+            {"item_id": item_ids[row], "score": score}
+            for row, score in zip(
+                scored["replacement_rows"][number].tolist(), scored["replacement_scores"][number].tolist()
             )
-        return results
+            if row >= 0 and row != own_row
+        ][:top_k]
+        return {
+            "score": float(scored["percentile"][number].mean()),
+            "slots": {
+                slot: {
+                    "percentile": float(scored["percentile"][number, position]),
+                    "rank": float(scored["rank"][number, position]),
+                    "candidates": int(scored["candidates"][number, position]),
+                }
+                for position, slot in enumerate(slots)
+            },
+            "weakest": {"slot": slots[weakest], "replacements": replacements},
+        }
 
     def standardize(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Map item embeddings to the model's internal space (centred, unit overall spread)."""

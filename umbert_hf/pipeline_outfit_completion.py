@@ -1,9 +1,12 @@
-"""The `outfit-completion` pipeline: suggest catalogue items for the blank slot of outfits, in the `pipeline()` API.
+"""The `outfit-completion` pipeline: suggest catalogue items for the blank slot of outfits, or score complete outfits,
+in the `pipeline()` API.
 
 This module travels with a saved umBERT/WumBERT folder (next to `modeling_umbert.py`), so
 `pipeline("outfit-completion", model=folder_or_repo, trust_remote_code=True)` works without umbert-hf installed. It
-imports nothing of the package: validation, embedding and retrieval are the model's own (`outfit_input`,
-`predict_masked`, `retrieve`), so bad outfits get the same `ValueError`s as `model.complete`.
+imports nothing of the package but `retrieval` (which travels too): validation, embedding, retrieval and scoring are
+the model's own (`outfit_input`,
+`predict_masked`, `suggest`, `scoring_input`, `score_outfit_inputs`), so bad outfits get the same `ValueError`s as
+`model.complete` and `model.score_outfit`.
 """
 
 import types
@@ -17,10 +20,13 @@ from transformers import Pipeline
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from transformers.utils import logging
 
+from .retrieval import check_diversity
+
 logger = logging.get_logger(__name__)
 
 PIPELINE_TASK = "outfit-completion"
 DEFAULT_TOP_K = 10
+SCORE_OUTFIT = -1  # the `masked_positions` of an outfit with no blank: it is scored, not completed
 
 
 @dataclass
@@ -36,6 +42,13 @@ def _stack_outfits(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tens
     return {key: torch.cat([item[key] for item in items]) for key in items[0]}
 
 
+def _add_titles(suggestions: list[dict[str, Any]], titles: Mapping[str, str] | None) -> None:
+    """Add `"title"` (None when unknown) to each suggestion, when `titles` is given."""
+    if titles is not None:
+        for suggestion in suggestions:
+            suggestion["title"] = titles.get(suggestion["item_id"])
+
+
 def _title_lookup(titles: Any) -> dict[str, str]:
     """Item id -> title from a mapping or from a catalogue table with `item_id` and `title` columns."""
     if isinstance(titles, Mapping):
@@ -49,15 +62,21 @@ def _title_lookup(titles: Any) -> dict[str, str]:
 
 
 class OutfitCompletionPipeline(Pipeline):
-    """Top-k catalogue items for the blank slot of each outfit, from an umBERT or WumBERT model.
+    """Top-k catalogue items for the blank slot of each outfit, or the score of a complete outfit, from an umBERT or
+    WumBERT model.
 
     Input: one outfit, a dict slot -> item id, photo (PIL image, `pathlib.Path` or `{"image": path}`; a bare string is
-    always an item id) or embedding tensor, with exactly one
-    slot set to None (the blank), or a list of them. Output, per outfit: a list of `{"item_id", "score"}` dicts
-    (plus `"title"` when `titles` is given), best first, as `model.complete` returns them.
+    always an item id) or embedding tensor, or a list of them.
+    - An outfit with exactly one slot set to None (the blank) is completed: its output is a list of
+      `{"item_id", "score"}` dicts (plus `"title"` when `titles` is given), best first, as `model.complete` returns.
+    - An outfit with every slot given is scored: its output is the dict `model.score_outfit` returns (the outfit's
+      `score`, each slot's percentile, the `weakest` slot and `top_k` replacements for it, titled like suggestions).
+    One list may mix both; like `fill-mask`, the input decides the shape of each answer.
 
     Parameters (at construction or per call):
-        top_k: number of suggestions per outfit (default 10).
+        top_k: number of suggestions per outfit, or of replacements for a scored outfit's weakest slot (default 10).
+        diversity: in [0, 1]; above 0 the suggestions are re-ranked by maximal marginal relevance (see
+            `model.complete`). Default 0: by relevance.
         titles: item id -> title mapping, or the dataset's `catalogue` split; adds `"title"` (None when unknown).
     """
 
@@ -67,22 +86,28 @@ class OutfitCompletionPipeline(Pipeline):
     _load_video_processor = False
     _load_processor = False
 
-    def _sanitize_parameters(self, top_k: int | None = None, titles: Any = None, **kwargs):
+    def _sanitize_parameters(
+        self, top_k: int | None = None, titles: Any = None, diversity: float | None = None, **kwargs
+    ):
         if kwargs:
             raise ValueError(
-                f"Unknown parameters {sorted(kwargs)}; the outfit-completion pipeline takes `top_k` and `titles`."
+                f"Unknown parameters {sorted(kwargs)}; the outfit-completion pipeline takes `top_k`, `diversity` and "
+                "`titles`."
             )
         forward_params, postprocess_params = {}, {}
         if top_k is not None:
             if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
                 raise ValueError(f"`top_k` must be at least 1, got {top_k}.")
             forward_params["top_k"] = top_k
+            postprocess_params["top_k"] = top_k
+        if diversity is not None:
+            forward_params["diversity"] = check_diversity(diversity)
         if titles is not None:
             postprocess_params["titles"] = _title_lookup(titles)
         return {}, forward_params, postprocess_params
 
     def __call__(self, outfits: Mapping[str, Any] | Iterable[Mapping[str, Any]], **kwargs) -> list:
-        """Complete one outfit (returns its suggestions) or a list of outfits (returns one list per outfit).
+        """Complete or score one outfit (returns its answer) or a list of outfits (returns one answer per outfit).
 
         `batch_size` runs that many outfits through the model at once; answers do not depend on it.
         """
@@ -102,29 +127,77 @@ class OutfitCompletionPipeline(Pipeline):
             raise ValueError(
                 f"Outfit {number}: expected a dict slot -> item id, image, embedding or None, got {type(outfit).__name__}."
             )
-        inputs_embeds, blank = self.model.outfit_input(outfit, number)
+        slots = self.model.config.categories
+        if all(outfit.get(slot) is not None for slot in slots):  # nothing blank: score the outfit
+            inputs_embeds, own_rows = self.model.scoring_input(outfit, number)
+            blank = SCORE_OUTFIT
+        else:
+            inputs_embeds, blank = self.model.outfit_input(outfit, number)
+            own_rows = torch.full((len(slots),), -1, dtype=torch.long)
         return {
             "inputs_embeds": inputs_embeds.unsqueeze(0),  # (1, slots, hidden)
             "masked_positions": torch.tensor([blank], dtype=torch.long, device=inputs_embeds.device),
+            "own_rows": own_rows.unsqueeze(0),  # (1, slots): catalogue rows of a scored outfit's items given by id
         }
 
-    def _forward(self, model_inputs: dict[str, torch.Tensor], top_k: int = DEFAULT_TOP_K) -> dict[str, torch.Tensor]:
-        blanks = model_inputs["masked_positions"]
-        predictions = self.model.predict_masked(model_inputs["inputs_embeds"], blanks)  # (batch, hidden)
-        # `pad`: an outfit's answer does not depend on the other outfits of its batch; rows of -1 pad shorter answers.
-        scores, rows = self.model.retrieve(predictions, blanks, top_k, pad=True)
-        return {"scores": scores, "rows": rows}  # (batch, top_k) each
+    def _forward(
+        self, model_inputs: dict[str, torch.Tensor], top_k: int = DEFAULT_TOP_K, diversity: float = 0.0
+    ) -> dict[str, torch.Tensor]:
+        """Suggestions for the outfits with a blank and scores for the complete ones, each kind in one batch; every
+        output has one row per outfit (NaN and -1 in the rows of the other kind)."""
+        inputs, blanks = model_inputs["inputs_embeds"], model_inputs["masked_positions"]
+        batch, slots = model_inputs["own_rows"].shape
+        nan = float("nan")
+        outputs = {  # on the CPU, where the pipeline moves every output
+            "masked_positions": blanks.cpu(),
+            "own_rows": model_inputs["own_rows"].cpu(),
+            "scores": torch.full((batch, top_k), nan),
+            "rows": torch.full((batch, top_k), -1, dtype=torch.long),
+            "percentile": torch.full((batch, slots), nan, dtype=torch.float64),
+            "rank": torch.full((batch, slots), nan, dtype=torch.float64),
+            "candidates": torch.zeros((batch, slots), dtype=torch.long),
+            "weakest": torch.zeros(batch, dtype=torch.long),
+            "replacement_scores": torch.full((batch, top_k + 1), nan),
+            "replacement_rows": torch.full((batch, top_k + 1), -1, dtype=torch.long),
+        }
+        completing = blanks >= 0
+        answers = []  # (which outfits, their outputs)
+        if bool(completing.any()):
+            predictions = self.model.predict_masked(inputs[completing], blanks[completing])  # (outfits, hidden)
+            # `pad` (in `suggest`): an answer never depends on the other outfits of its batch; -1 pads short ones.
+            scores, rows = self.model.suggest(predictions, blanks[completing], top_k, diversity)
+            answers.append((completing, {"scores": scores, "rows": rows}))
+        if not bool(completing.all()):
+            scoring = ~completing
+            scored = self.model.score_outfit_inputs(inputs[scoring], model_inputs["own_rows"][scoring], top_k)
+            answers.append((scoring, {key: value for key, value in scored.items() if key != "own_rows"}))
+        for which, answer in answers:
+            which = which.cpu()
+            for key, value in answer.items():
+                value = value.to("cpu", outputs[key].dtype)
+                if value.dim() == 1:
+                    outputs[key][which] = value
+                else:
+                    outputs[key][which, : value.shape[1]] = value
+        return outputs
 
-    def postprocess(self, model_outputs: dict[str, torch.Tensor], titles: Mapping[str, str] | None = None) -> list:
+    def postprocess(
+        self,
+        model_outputs: dict[str, torch.Tensor],
+        titles: Mapping[str, str] | None = None,
+        top_k: int = DEFAULT_TOP_K,
+    ) -> list | dict:
+        if int(model_outputs["masked_positions"][0]) == SCORE_OUTFIT:
+            result = self.model.outfit_score_result(model_outputs, 0, top_k)
+            _add_titles(result["weakest"]["replacements"], titles)
+            return result
         item_ids = self.model.catalogue_item_id_list
         suggestions = [
             {"item_id": item_ids[row], "score": score}
             for row, score in zip(model_outputs["rows"][0].tolist(), model_outputs["scores"][0].tolist())
             if row >= 0
         ]
-        if titles is not None:
-            for suggestion in suggestions:
-                suggestion["title"] = titles.get(suggestion["item_id"])
+        _add_titles(suggestions, titles)
         return suggestions
 
     def get_iterator(

@@ -51,17 +51,18 @@ def paired_scores(queries: torch.Tensor, keys: torch.Tensor, distance: str = "eu
 def pairwise_scores(
     queries: torch.Tensor, keys: torch.Tensor, distance: str = "euclidean", squared: bool = False
 ) -> torch.Tensor:
-    """(queries, keys) higher-is-better scores of every pair, by one matrix product (differentiable).
+    """(..., queries, keys) higher-is-better scores of every pair, by one matrix product (differentiable).
 
     The cosine similarity, or minus the Euclidean distance (minus its square with `squared`, as the contrastive loss
-    uses). The all-pairs form of `paired_scores`: it needs no (queries, keys, dim) difference tensor.
+    uses). The all-pairs form of `paired_scores`: it needs no (queries, keys, dim) difference tensor. Leading
+    dimensions are batch dimensions: (batch, queries, dim) against (batch, keys, dim) scores each batch apart.
     """
     check_distance(distance)
     if distance == "cosine":
-        return torch.nn.functional.normalize(queries, dim=-1) @ torch.nn.functional.normalize(keys, dim=-1).T
+        return torch.nn.functional.normalize(queries, dim=-1) @ torch.nn.functional.normalize(keys, dim=-1).mT
     squared_distances = (
-        queries.pow(2).sum(dim=-1, keepdim=True) - 2 * queries @ keys.T + keys.pow(2).sum(dim=-1)
-    )  # (queries, keys)
+        queries.pow(2).sum(dim=-1, keepdim=True) - 2 * queries @ keys.mT + keys.pow(2).sum(dim=-1).unsqueeze(-2)
+    )  # (..., queries, keys)
     return -squared_distances if squared else -squared_distances.clamp_min(0).sqrt()
 
 
@@ -332,6 +333,14 @@ class CategoryIndex:
             raise ValueError(f"Category {empty[0]} has no items: there is nothing to retrieve from.")
         return categories.argsort(stable=True), counts
 
+    def _search(
+        self, category: int, queries: torch.Tensor, k: int, max_block_elements: int = DEFAULT_MAX_BLOCK_ELEMENTS
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(scores, catalogue rows)` of the k nearest items of one category (k <= its size), exactly; the one step
+        of `top_k` that another search backend replaces (`faiss_index.FaissCategoryIndex`)."""
+        scores, positions = top_k(queries, self.keys(category), k, self.distance, max_block_elements)
+        return scores, self.rows[category][positions]
+
     def top_k(
         self,
         queries: torch.Tensor,
@@ -361,10 +370,7 @@ class CategoryIndex:
         for category, category_queries in enumerate(queries[order].split(counts)):
             if counts[category] == 0:
                 continue
-            category_scores, positions = top_k(
-                category_queries, self.keys(category), k, self.distance, max_block_elements
-            )
-            category_rows = self.rows[category][positions]
+            category_scores, category_rows = self._search(category, category_queries, k, max_block_elements)
             if category_rows.shape[1] < k:
                 missing = k - category_rows.shape[1]
                 category_scores = torch.nn.functional.pad(category_scores, (0, missing), value=float("nan"))
@@ -404,6 +410,85 @@ class CategoryIndex:
         return torch.cat(ranks)[inverse], torch.cat(ties)[inverse]
 
 
+# ----- diverse suggestions ------------------------------------------------------------------------------------------
+
+
+def check_diversity(diversity: float) -> float:
+    """`diversity` as a float, or `ValueError` unless it is a number in [0, 1] (0: plain relevance ranking)."""
+    if isinstance(diversity, bool) or not isinstance(diversity, (int, float)) or not 0 <= diversity <= 1:
+        raise ValueError(f"`diversity` must be a number in [0, 1] (0: rank by relevance alone), got {diversity!r}.")
+    return float(diversity)
+
+
+def diversity_pool_size(k: int) -> int:
+    """How many of the most relevant candidates maximal marginal relevance re-ranks to give `k` suggestions."""
+    return max(5 * k, 50)
+
+
+def maximal_marginal_relevance(
+    relevance: torch.Tensor,
+    candidates: torch.Tensor,
+    present: torch.Tensor,
+    k: int,
+    diversity: float,
+    distance: str = "euclidean",
+) -> torch.Tensor:
+    """(batch, k) positions of the candidates picked greedily by maximal marginal relevance, -1 where none is left.
+
+    Each step picks the candidate maximising `(1 - diversity) * relevance - diversity * max similarity to the picks
+    so far`. Both terms are put on a common 0-1 scale within each row, so that `diversity` means the same for any
+    embedding scale and distance: relevance is 1 for the row's most relevant candidate and 0 for its least; the
+    similarity of two candidates (`pairwise_scores` of their embeddings: minus the distance, or the cosine) is 1 for
+    exact copies and 0 for the row's least similar pair. The first pick is the most relevant; with `diversity` 0 the
+    order is the relevance order exactly, and an exact copy of a pick gets the largest penalty there is. Ties go to
+    the earlier candidate, so candidates sorted by relevance keep the search's own tie order.
+
+    Args:
+        relevance: (batch, candidates) higher-is-better scores.
+        candidates: (batch, candidates, dim) their embeddings.
+        present: (batch, candidates) False for padding (a category with fewer candidates than the others).
+        k: picks per row; at most the number of candidates.
+        diversity: the weight of novelty, in [0, 1].
+        distance: `"euclidean"` or `"cosine"`, as the relevance was scored.
+
+    A row whose relevance is NaN for a present candidate (a NaN prediction) keeps its order: nothing can be weighed.
+    """
+    diversity = check_diversity(diversity)
+    batch, size = relevance.shape
+    if candidates.shape[:2] != (batch, size) or present.shape != (batch, size):
+        raise ValueError(
+            f"`candidates` must be ({batch}, {size}, dim) and `present` ({batch}, {size}), like `relevance`, got "
+            f"{tuple(candidates.shape)} and {tuple(present.shape)}."
+        )
+    k = min(k, size)
+    positions = torch.arange(size, device=relevance.device).expand(batch, size)
+    if diversity == 0 or size == 0:
+        return torch.where(present, positions, -1)[:, :k]
+    inf = float("inf")
+    lowest = relevance.masked_fill(~present, inf).amin(dim=1, keepdim=True)
+    highest = relevance.masked_fill(~present, -inf).amax(dim=1, keepdim=True)
+    gain = (1 - diversity) * ((relevance - lowest) / (highest - lowest).clamp_min(1e-12)).nan_to_num(0.0)
+    similarity = pairwise_scores(candidates, candidates, distance)  # (batch, candidates, candidates)
+    pairs = present[:, :, None] & present[:, None, :]
+    least = similarity.masked_fill(~pairs, inf).amin(dim=(1, 2))[:, None, None]
+    identical = 1.0 if distance == "cosine" else 0.0  # the similarity of an item with itself
+    similarity = ((similarity - least) / (identical - least).clamp_min(1e-12)).clamp(0, 1)
+    closest = torch.zeros_like(gain)  # the largest similarity to a pick so far (unused before the first pick)
+    available = present.clone()
+    picks = torch.full((batch, k), -1, dtype=torch.long, device=relevance.device)
+    batch_rows = torch.arange(batch, device=relevance.device)
+    for step in range(k):
+        objective = gain - diversity * closest if step else gain
+        pick = objective.masked_fill(~available, float("-inf")).argmax(dim=1)  # the first of equal maxima
+        found = available[batch_rows, pick]
+        picks[:, step] = torch.where(found, pick, -1)
+        available[batch_rows, pick] = False
+        picked_similarity = similarity[batch_rows, :, pick]  # (batch, candidates): each one's score with this pick
+        closest = picked_similarity if step == 0 else torch.maximum(closest, picked_similarity)
+    unweighable = (present & relevance.isnan()).any(dim=1)
+    return torch.where(unweighable[:, None], torch.where(present, positions, -1)[:, :k], picks)
+
+
 def distinct_rows(keys: torch.Tensor) -> torch.Tensor:
     """(rows,) one id per distinct row of `keys`: equal ids for exact copies (the same item in another listing)."""
     return torch.unique(keys.detach(), dim=0, return_inverse=True)[1]
@@ -417,6 +502,9 @@ __all__ = [
     "PreparedKeys",
     "candidate_credit",
     "check_distance",
+    "check_diversity",
+    "diversity_pool_size",
+    "maximal_marginal_relevance",
     "paired_scores",
     "pairwise_scores",
     "prepare_distinct_keys",

@@ -1,9 +1,11 @@
-"""The outfit completion web app (Gradio): pick items or photos for the slots, mark the blank, see the suggestions.
+"""The outfit completion web app (Gradio): pick items or photos for the slots, mark the blank, see the suggestions;
+or rate a complete outfit and see which piece clashes, with replacements for it.
 
     umbert-hf app --model demo_output/umbert --dataset demo_output/dataset        # or: make app
     umbert-hf app --model USER/umbert --dataset USER/polyvore --write_space DIR    # files of a Hugging Face Space
 
-The model does the work (`model.complete` ranks, `model.embed_images` embeds photos); this module lays out the page,
+The model does the work (`model.complete` ranks, `model.score_outfit` rates, `model.embed_images` embeds photos); this
+module lays out the page,
 shows the catalogue with the titles and images of a built dataset, and turns user errors into messages in the page.
 """
 
@@ -174,8 +176,11 @@ class OutfitCompletionApp:
             raise ValueError(f"This model cannot embed photos: {first_line(error)}") from None
         return thumbnail(image, self.catalogue.thumbnail_size), embedding
 
-    def suggest(self, values: Mapping[str, Any], blank: str | None, top_k: int) -> tuple[list, str, str]:
-        """(suggestion tiles, Markdown table, status) for the outfit `values` with `blank` as the missing slot."""
+    def suggest(
+        self, values: Mapping[str, Any], blank: str | None, top_k: int, diversity: float = 0.0
+    ) -> tuple[list, str, str]:
+        """(suggestion tiles, Markdown table, status) for the outfit `values` with `blank` as the missing slot;
+        `diversity` re-ranks them (see `model.complete`)."""
         if blank not in self.slots:
             raise ValueError("Mark one slot as the blank (the item to suggest).")
         missing = [slot for slot in self.slots if slot != blank and values.get(slot) is None]
@@ -186,24 +191,56 @@ class OutfitCompletionApp:
         outfit = {slot: (None if slot == blank else values[slot]) for slot in self.slots}
         try:
             with torch.inference_mode():
-                suggestions = self.model.complete([outfit], top_k=max(1, int(top_k)))[0]
+                suggestions = self.model.complete([outfit], top_k=max(1, int(top_k)), diversity=float(diversity))[0]
         except ValueError as error:
             raise ValueError(first_line(error)) from None
         item_ids = [entry["item_id"] for entry in suggestions]
-        tiles = [
-            (self.catalogue.image(entry["item_id"]), f"{rank}. {self.catalogue.describe(entry['item_id'])}")
-            for rank, entry in enumerate(suggestions, start=1)
-        ]
-        rows = ["| rank | item | title | score |", "|---:|---|---|---:|"]
-        for rank, entry in enumerate(suggestions, start=1):
-            title = self.catalogue.titles.get(entry["item_id"], "").replace("|", "/")
-            rows.append(f"| {rank} | `{entry['item_id']}` | {title} | {entry['score']:.4f} |")
+        tiles, table = self._ranked(suggestions)
         status = f"Top {len(item_ids)} suggestions for **{blank}** (score: higher is better)."
         own = values.get(blank)
         if isinstance(own, str):  # an item chosen for the blank slot: where does the model rank it?
             where = f"rank {item_ids.index(own) + 1}" if own in item_ids else f"not in the top {len(item_ids)}"
             status += f" The item chosen for {blank}, {self.catalogue.describe(own)}, is {where}."
-        return tiles, "\n".join(rows), status
+        return tiles, table, status
+
+    def rate(self, values: Mapping[str, Any], top_k: int) -> tuple[list, str, str, dict[str, str]]:
+        """(replacement tiles, Markdown table, status, slot -> verdict) for the complete outfit `values`: its score
+        out of 100, each piece's percentile, and `top_k` replacements for the weakest piece (`model.score_outfit`)."""
+        missing = [slot for slot in self.slots if values.get(slot) is None]
+        if missing:
+            raise ValueError(f"Choose an item or upload a photo for {', '.join(missing)} to rate the outfit.")
+        try:
+            with torch.inference_mode():
+                result = self.model.score_outfit(
+                    [{slot: values[slot] for slot in self.slots}], top_k=max(1, int(top_k))
+                )
+        except ValueError as error:
+            raise ValueError(first_line(error)) from None
+        result = result[0]
+        weakest = result["weakest"]["slot"]
+        verdicts = {}
+        for slot, entry in result["slots"].items():
+            verdicts[slot] = f"Fits: **{entry['percentile']:.0f}**/100"
+            if slot == weakest:
+                verdicts[slot] += " · ⚠️ **weakest piece**"
+        tiles, table = self._ranked(result["weakest"]["replacements"])
+        status = (
+            f"Outfit score **{result['score']:.0f}/100** (100: every piece is the model's first choice for its slot; "
+            f"about 50: random pieces). The weakest piece is the **{weakest}**: replacements for it below."
+        )
+        return tiles, table, status, verdicts
+
+    def _ranked(self, entries: Sequence[Mapping[str, Any]]) -> tuple[list, str]:
+        """(gallery tiles, Markdown table) of ranked `{"item_id", "score"}` entries."""
+        tiles = [
+            (self.catalogue.image(entry["item_id"]), f"{rank}. {self.catalogue.describe(entry['item_id'])}")
+            for rank, entry in enumerate(entries, start=1)
+        ]
+        rows = ["| rank | item | title | score |", "|---:|---|---|---:|"]
+        for rank, entry in enumerate(entries, start=1):
+            title = self.catalogue.titles.get(entry["item_id"], "").replace("|", "/")
+            rows.append(f"| {rank} | `{entry['item_id']}` | {title} | {entry['score']:.4f} |")
+        return tiles, "\n".join(rows)
 
     def random_test_outfit(self) -> tuple[str, dict[str, str], str]:
         """(outfit id, slot -> item id, blank slot) of a random outfit of the dataset's test split."""
@@ -243,13 +280,23 @@ def build_app(model, dataset: str | os.PathLike | None = None, top_k: int = 5, s
             blank = gr.Radio(slots, value=slots[0], label="Blank (the slot to fill)", elem_id="blank", scale=3)
             top_k_slider = gr.Slider(1, MAX_TOP_K, value=top_k, step=1, label="Suggestions", elem_id="top-k", scale=2)
             has_test_outfits = app.catalogue.test_outfits is not None
+            diversity_slider = gr.Slider(
+                0,
+                1,
+                value=0,
+                step=0.05,
+                label="Diversity (0: by relevance; higher: fewer near-copies)",
+                elem_id="diversity",
+                scale=2,
+            )
             random_button = gr.Button("Random test outfit", elem_id="random-outfit", visible=has_test_outfits, scale=1)
             suggest_button = gr.Button("Suggest", variant="primary", elem_id="suggest", scale=1)
+            rate_button = gr.Button("Rate this outfit", elem_id="rate", scale=1)
         status = gr.Markdown("", elem_id="status")
         note = gr.State("")  # the test outfit last loaded, said before the next suggestions; cleared by a change
         with gr.Row():
             choices = [_slot_column(gr, app, slot, note, status) for slot in slots]
-        values, previews, chosen = (list(column) for column in zip(*choices))
+        values, previews, chosen, verdicts = (list(column) for column in zip(*choices))
         gr.Markdown("## Suggestions")
         results = gr.Gallery(
             columns=5,
@@ -263,12 +310,20 @@ def build_app(model, dataset: str | os.PathLike | None = None, top_k: int = 5, s
         )
         table = gr.Markdown("", elem_id="suggestions-table")
 
-        def suggest(blank_slot: str, k: int, pending_note: str, *slot_values):
+        def suggest(blank_slot: str, k: int, diversity: float, pending_note: str, *slot_values):
+            cleared = [""] * len(slots)  # the verdicts of an earlier rating
             try:
-                tiles, rows, message = app.suggest(dict(zip(slots, slot_values)), blank_slot, k)
+                tiles, rows, message = app.suggest(dict(zip(slots, slot_values)), blank_slot, k, diversity)
             except ValueError as error:
-                return [], "", f"⚠️ {error}"
-            return tiles, rows, f"{pending_note} {message}".strip()
+                return [], "", f"⚠️ {error}", *cleared
+            return tiles, rows, f"{pending_note} {message}".strip(), *cleared
+
+        def rate(k: int, *slot_values):
+            try:
+                tiles, rows, message, verdict = app.rate(dict(zip(slots, slot_values)), k)
+            except ValueError as error:
+                return [], "", f"⚠️ {error}", *[""] * len(slots)
+            return tiles, rows, message, *[verdict[slot] for slot in slots]
 
         def fill_random_outfit():
             outfit_id, outfit, blank_slot = app.random_test_outfit()
@@ -278,16 +333,18 @@ def build_app(model, dataset: str | os.PathLike | None = None, top_k: int = 5, s
             return blank_slot, message, *item_ids, *images, *[app.chosen_text(item_id) for item_id in item_ids]
 
         blank.input(lambda: "", None, note)
-        suggest_inputs = [blank, top_k_slider, note, *values]
-        suggest_button.click(suggest, suggest_inputs, [results, table, status])
+        suggest_inputs = [blank, top_k_slider, diversity_slider, note, *values]
+        answer_outputs = [results, table, status, *verdicts]
+        suggest_button.click(suggest, suggest_inputs, answer_outputs)
+        rate_button.click(rate, [top_k_slider, *values], answer_outputs)
         random_button.click(fill_random_outfit, None, [blank, note, *values, *previews, *chosen]).then(
-            suggest, suggest_inputs, [results, table, status]
+            suggest, suggest_inputs, answer_outputs
         )
     return demo
 
 
 def _slot_column(gr, app: OutfitCompletionApp, slot: str, note, status) -> tuple:
-    """One slot's column and its events; returns its (value state, preview image, chosen text).
+    """One slot's column and its events; returns its (value state, preview image, chosen text, rating verdict).
 
     The search box filters the slot's gallery, a click on a tile chooses that item, an upload reads a photo. A choice
     by hand clears the test outfit `note`; an unreadable photo leaves the slot as it was and says why in `status`.
@@ -295,6 +352,7 @@ def _slot_column(gr, app: OutfitCompletionApp, slot: str, note, status) -> tuple
     with gr.Column(min_width=220):
         preview = gr.Image(label=slot, interactive=False, height=150, elem_id=f"preview-{slot}", buttons=[])
         chosen = gr.Markdown(NOTHING_CHOSEN, elem_id=f"chosen-{slot}")
+        verdict = gr.Markdown("", elem_id=f"verdict-{slot}")  # how well this piece fits, once the outfit is rated
         search = gr.Textbox(placeholder=f"Search {slot} by id or title", show_label=False, elem_id=f"search-{slot}")
         first_items = app.catalogue.search(slot, "")
         gallery = gr.Gallery(
@@ -317,20 +375,20 @@ def _slot_column(gr, app: OutfitCompletionApp, slot: str, note, status) -> tuple
 
     def choose(shown_ids: list[str], selection: gr.SelectData):
         item_id = shown_ids[selection.index]
-        return item_id, app.catalogue.image(item_id), app.chosen_text(item_id), ""
+        return item_id, app.catalogue.image(item_id), app.chosen_text(item_id), "", ""
 
     def read_upload(path: str):
         try:
             image, embedding = app.read_photo(path, slot)
         except ValueError as error:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), f"⚠️ {slot}: {error}"
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), f"⚠️ {slot}: {error}"
         photo = f"**Your photo** ({os.path.basename(path)})"
-        return embedding, image, photo, "", f"Photo uploaded for {slot}."
+        return embedding, image, photo, "", "", f"Photo uploaded for {slot}."
 
     search.change(filter_gallery, search, [gallery, shown], show_progress="hidden")
-    gallery.select(choose, shown, [value, preview, chosen, note])
-    upload.upload(read_upload, upload, [value, preview, chosen, note, status])
-    return value, preview, chosen
+    gallery.select(choose, shown, [value, preview, chosen, note, verdict])  # a new piece: its old verdict goes
+    upload.upload(read_upload, upload, [value, preview, chosen, note, verdict, status])
+    return value, preview, chosen, verdict
 
 
 def write_space(directory: str | os.PathLike, model: str, dataset: str | None = None) -> list[Path]:
