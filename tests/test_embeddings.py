@@ -338,12 +338,16 @@ def test_a_catalogue_without_readable_images_fails_clearly(tmp_path, encoders, c
         compute_catalogue_embeddings(dataset, progress=False, cache_dir=cache_dir)
 
 
-def test_shards_cover_the_catalogue_once_in_order():
-    for num_items in (0, 1, 7, 10):
+@pytest.mark.parametrize("batch_size", [1, 3, 4, 64])
+def test_shards_cover_the_catalogue_once_in_order_in_whole_batches(batch_size):
+    for num_items in (0, 1, 7, 10, 23):
         for processes in (1, 2, 3, 4):
-            bounds = [shard_bounds(num_items, processes, index) for index in range(processes)]
+            bounds = [shard_bounds(num_items, processes, index, batch_size) for index in range(processes)]
             rows = [row for start, end in bounds for row in range(start, end)]
             assert rows == list(range(num_items)), (num_items, processes, bounds)
+            # Every shard starts on a batch boundary of the one-process run: its batches are that run's batches.
+            assert all(start % batch_size == 0 for start, end in bounds if end > start), bounds
+    assert shard_bounds(10, 2, 0, 3) == (0, 6) and shard_bounds(10, 2, 1, 3) == (6, 10)
 
 
 def free_port() -> int:
@@ -356,36 +360,32 @@ def free_port() -> int:
 
 @pytest.mark.slow
 def test_two_processes_write_the_same_table_as_one(tmp_path, encoders, catalogue_dir, cache_dir):
-    """`accelerate launch` with two CPU processes: each embeds half, the main one writes the whole table."""
+    """`accelerate launch` with two CPU processes: each embeds its share in whole batches, the main one writes the
+    whole table, and its rows are bit for bit the one-process run's (same threads: float sums depend on them)."""
     import subprocess
     import sys
 
     script = os.path.join(os.path.dirname(__file__), "..", "training_scripts", "compute_embeddings.py")
-    output = tmp_path / "two.parquet"
-    # Fresh interpreters (not forks of this one, whose threads could hold locks) on a free rendezvous port.
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
-    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    command += ["--main_process_port", str(free_port()), script, "--dataset", str(catalogue_dir)]
-    command += ["--image_encoder", str(encoders["resnet"]), "--text_encoder", encoders["text"]]
-    command += ["--output", str(output), "--batch_size", "3", "--num_workers", "1", "--no_progress"]
+    # 11 items in batches of 4: shares of 8 and 3 rows, so the second process starts on the run's third batch.
+    arguments = [script, "--dataset", str(catalogue_dir), "--image_encoder", str(encoders["resnet"])]
+    arguments += ["--text_encoder", encoders["text"], "--batch_size", "4", "--num_workers", "1", "--no_progress"]
     env = {**os.environ, "HF_DATASETS_CACHE": cache_dir, "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    report = json.loads(completed.stdout[completed.stdout.index("{") :])  # printed once, by the main process
-    assert report["num_rows"] == 11
-
-    single, _ = compute_catalogue_embeddings(
-        catalogue_dir,
-        image_encoder=encoders["resnet"],
-        text_encoder=encoders["text"],
-        batch_size=3,
-        num_workers=0,
-        progress=False,
-        cache_dir=cache_dir,
-    )
-    two = read_embeddings_table(output)
-    assert two.item_ids == single.item_ids and two.categories == single.categories
-    torch.testing.assert_close(two.embeddings, single.embeddings, atol=1e-5, rtol=1e-4)
+    # Fresh interpreters (not forks of this one, whose threads could hold locks) on a free rendezvous port.
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch += ["--main_process_port", str(free_port())]
+    tables = {}
+    for name, command in (("two", launch), ("one", [sys.executable])):
+        output = tmp_path / f"{name}.parquet"
+        completed = subprocess.run(
+            [*command, *arguments, "--output", str(output)], capture_output=True, text=True, timeout=300, env=env
+        )
+        assert completed.returncode == 0, completed.stderr[-4000:]
+        report = json.loads(completed.stdout[completed.stdout.index("{") :])  # printed once, by the main process
+        assert report["num_rows"] == 11
+        tables[name] = read_embeddings_table(output)
+    assert tables["two"].item_ids == tables["one"].item_ids and tables["two"].categories == tables["one"].categories
+    assert torch.equal(tables["two"].embeddings, tables["one"].embeddings)
 
 
 def test_compute_embeddings_script_writes_the_table(tmp_path, encoders, catalogue_dir, capsys):

@@ -92,9 +92,15 @@ def default_num_workers(num_processes: int = 1, device: torch.device | str = "cp
     return 0 if per_process <= 2 else min(4, per_process // 4)
 
 
-def shard_bounds(num_items: int, num_processes: int, process_index: int) -> tuple[int, int]:
-    """Contiguous `[start, end)` share of one process: equal sizes `ceil(n / p)` except the last ones."""
-    per_process = math.ceil(num_items / num_processes) if num_items else 0
+def shard_size(num_items: int, num_processes: int, batch_size: int = 1) -> int:
+    """Items per process: `ceil(n / p)` rounded up to whole batches, so that every batch of every process holds the
+    same items as the one-process run's batch (identical inputs, identical outputs: no padding differs)."""
+    return math.ceil(math.ceil(num_items / num_processes) / batch_size) * batch_size if num_items else 0
+
+
+def shard_bounds(num_items: int, num_processes: int, process_index: int, batch_size: int = 1) -> tuple[int, int]:
+    """Contiguous `[start, end)` share of one process: `shard_size` items each, except the last ones."""
+    per_process = shard_size(num_items, num_processes, batch_size)
     start = min(num_items, process_index * per_process)
     return start, min(num_items, start + per_process)
 
@@ -145,17 +151,17 @@ class CatalogueImages(torch.utils.data.Dataset):
         return [self._item(row, image) for row, image in zip(rows, self.images[rows]["image"])]
 
 
-def _gather_shards(accelerator, tensor: torch.Tensor, num_items: int) -> torch.Tensor:
+def _gather_shards(accelerator, tensor: torch.Tensor, num_items: int, batch_size: int = 1) -> torch.Tensor:
     """Concatenate every process's contiguous share (padded to equal size for the collective) in catalogue order."""
     if accelerator is None or accelerator.num_processes == 1:
         return tensor
-    per_process = math.ceil(num_items / accelerator.num_processes)
+    per_process = shard_size(num_items, accelerator.num_processes, batch_size)
     padded = tensor.new_zeros((per_process, *tensor.shape[1:]))
     padded[: tensor.shape[0]] = tensor
     gathered = accelerator.gather(padded.to(accelerator.device)).cpu()  # (processes * per_process, ...)
     pieces = []
     for process in range(accelerator.num_processes):
-        start, end = shard_bounds(num_items, accelerator.num_processes, process)
+        start, end = shard_bounds(num_items, accelerator.num_processes, process, batch_size)
         pieces.append(gathered[process * per_process : process * per_process + end - start])
     return torch.cat(pieces)
 
@@ -195,7 +201,7 @@ def extract_image_embeddings(
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
     num_workers = default_num_workers(num_processes, device) if num_workers is None else num_workers
     num_items = len(catalogue)
-    start, end = shard_bounds(num_items, num_processes, process_index)
+    start, end = shard_bounds(num_items, num_processes, process_index, batch_size)
 
     transform = preprocessing.load_transform(train=False)
     size = preprocessing.image_size
@@ -224,8 +230,8 @@ def extract_image_embeddings(
     local_embeddings = torch.cat(embeddings) if embeddings else torch.zeros(0, image_embedding_dim(model))
     local_readable = torch.cat(readable) if readable else torch.zeros(0, dtype=torch.bool)
 
-    all_embeddings = _gather_shards(accelerator, local_embeddings, num_items)
-    all_readable = _gather_shards(accelerator, local_readable.to(torch.uint8), num_items).bool()
+    all_embeddings = _gather_shards(accelerator, local_embeddings, num_items, batch_size)
+    all_readable = _gather_shards(accelerator, local_readable.to(torch.uint8), num_items, batch_size).bool()
     all_embeddings[~all_readable] = 0.0
     item_ids = list(catalogue["item_id"]) if "item_id" in catalogue.column_names else list(range(num_items))
     missing_rows = torch.nonzero(~all_readable).flatten().tolist()
@@ -354,7 +360,7 @@ def extract_text_embeddings(
     num_processes = accelerator.num_processes if accelerator is not None else 1
     process_index = accelerator.process_index if accelerator is not None else 0
     device = accelerator.device if accelerator is not None else torch.device("cpu")
-    start, end = shard_bounds(len(texts), num_processes, process_index)
+    start, end = shard_bounds(len(texts), num_processes, process_index, batch_size)
     shard = ["" if text is None else str(text) for text in texts[start:end]]
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=encoder.tokenize)
     encoder.model.to(device).eval()
@@ -368,7 +374,7 @@ def extract_text_embeddings(
             bar.update(embeddings[-1].shape[0])
     local = torch.cat(embeddings) if embeddings else torch.zeros(0, encoder.embedding_dim)
     stats = ExtractionStats(num_items=len(texts), seconds=time.perf_counter() - began)
-    return _gather_shards(accelerator, local, len(texts)), stats
+    return _gather_shards(accelerator, local, len(texts), batch_size), stats
 
 
 def _impute_by_category(embeddings: torch.Tensor, readable: torch.BoolTensor, categories: list[str]) -> torch.Tensor:
@@ -662,4 +668,5 @@ __all__ = [
     "load_catalogue_dataset",
     "mean_pool",
     "shard_bounds",
+    "shard_size",
 ]
