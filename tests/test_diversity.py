@@ -53,8 +53,9 @@ def test_the_batched_picks_follow_the_greedy_rule(distance, diversity):
     relevance = torch.randn(6, 12, generator=generator).sort(dim=1, descending=True).values
     present = torch.ones(6, 12, dtype=torch.bool)
     present[2, 9:] = False  # a row padded at its end (a category of 9 items)
+    candidates[2, 9:] = 100.0  # padding (row 0's embedding, in `suggest`) must not stretch the similarity scale
     picks = maximal_marginal_relevance(relevance, candidates, present, 10, diversity, distance)
-    assert picks.shape == (6, 10)
+    assert picks.shape == (6, 10) and picks.dtype == torch.long
     for row in range(6):
         expected = reference_mmr(relevance[row], candidates[row], present[row], 10, diversity, distance)
         assert picks[row].tolist() == expected
@@ -78,9 +79,21 @@ def test_zero_diversity_keeps_the_relevance_order_and_an_exact_copy_comes_last()
 def test_a_row_with_nan_relevance_keeps_its_order():
     relevance = torch.tensor([[0.9, 0.5, 0.1], [float("nan")] * 3])
     candidates = torch.zeros(2, 3, 2)
-    present = torch.ones(2, 3, dtype=torch.bool)
+    present = torch.tensor([[True, True, True], [True, True, False]])
     picks = maximal_marginal_relevance(relevance, candidates, present, 3, 0.7)
-    assert picks[1].tolist() == [0, 1, 2]
+    assert picks[1].tolist() == [0, 1, -1]
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_the_picks_do_not_depend_on_the_scale_of_the_scores_or_embeddings(distance):
+    generator = torch.Generator().manual_seed(5)
+    candidates = torch.randn(4, 20, 6, generator=generator)
+    relevance = torch.randn(4, 20, generator=generator).sort(dim=1, descending=True).values
+    present = torch.ones(4, 20, dtype=torch.bool)
+    picks = maximal_marginal_relevance(relevance, candidates, present, 8, 0.5, distance)
+    for scale in (1e-3, 1e3):  # distances and relevance ranges far below and above 1
+        scaled = maximal_marginal_relevance(relevance * scale, candidates * scale, present, 8, 0.5, distance)
+        assert torch.equal(scaled, picks)
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, math.nan, math.inf, "0.5", True, None])

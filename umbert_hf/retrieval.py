@@ -444,7 +444,7 @@ def maximal_marginal_relevance(
     the earlier candidate, so candidates sorted by relevance keep the search's own tie order.
 
     Args:
-        relevance: (batch, candidates) higher-is-better scores.
+        relevance: (batch, candidates) higher-is-better scores, best first (as `top_k` gives them).
         candidates: (batch, candidates, dim) their embeddings.
         present: (batch, candidates) False for padding (a category with fewer candidates than the others).
         k: picks per row; at most the number of candidates.
@@ -461,9 +461,9 @@ def maximal_marginal_relevance(
             f"{tuple(candidates.shape)} and {tuple(present.shape)}."
         )
     k = min(k, size)
-    positions = torch.arange(size, device=relevance.device).expand(batch, size)
+    in_order = torch.where(present, torch.arange(size, device=relevance.device), -1)[:, :k]
     if diversity == 0 or size == 0:
-        return torch.where(present, positions, -1)[:, :k]
+        return in_order
     inf = float("inf")
     lowest = relevance.masked_fill(~present, inf).amin(dim=1, keepdim=True)
     highest = relevance.masked_fill(~present, -inf).amax(dim=1, keepdim=True)
@@ -472,21 +472,19 @@ def maximal_marginal_relevance(
     pairs = present[:, :, None] & present[:, None, :]
     least = similarity.masked_fill(~pairs, inf).amin(dim=(1, 2))[:, None, None]
     identical = 1.0 if distance == "cosine" else 0.0  # the similarity of an item with itself
-    similarity = ((similarity - least) / (identical - least).clamp_min(1e-12)).clamp(0, 1)
-    closest = torch.zeros_like(gain)  # the largest similarity to a pick so far (unused before the first pick)
+    similarity = (similarity - least) / (identical - least).clamp_min(1e-12)  # 0 to 1, float rounding aside
+    closest = torch.zeros_like(gain)  # the largest similarity to a pick so far: 0, the scale's floor, before any
     available = present.clone()
-    picks = torch.full((batch, k), -1, dtype=torch.long, device=relevance.device)
+    picks = torch.empty((batch, k), dtype=torch.long, device=relevance.device)
     batch_rows = torch.arange(batch, device=relevance.device)
     for step in range(k):
-        objective = gain - diversity * closest if step else gain
-        pick = objective.masked_fill(~available, float("-inf")).argmax(dim=1)  # the first of equal maxima
-        found = available[batch_rows, pick]
-        picks[:, step] = torch.where(found, pick, -1)
+        objective = (gain - diversity * closest).masked_fill(~available, -inf)
+        pick = objective.argmax(dim=1)  # the first of equal maxima
+        picks[:, step] = torch.where(available[batch_rows, pick], pick, -1)
         available[batch_rows, pick] = False
-        picked_similarity = similarity[batch_rows, :, pick]  # (batch, candidates): each one's score with this pick
-        closest = picked_similarity if step == 0 else torch.maximum(closest, picked_similarity)
+        closest = torch.maximum(closest, similarity[batch_rows, :, pick])  # each candidate's similarity to the pick
     unweighable = (present & relevance.isnan()).any(dim=1)
-    return torch.where(unweighable[:, None], torch.where(present, positions, -1)[:, :k], picks)
+    return torch.where(unweighable[:, None], in_order, picks)
 
 
 def distinct_rows(keys: torch.Tensor) -> torch.Tensor:
