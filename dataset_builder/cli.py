@@ -119,6 +119,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     build.add_argument(
         "--strict", action="store_true", help="fail on missing items, missing or unreadable images, repeated set ids"
     )
+    build.add_argument(
+        "--num_proc",
+        type=_positive_int,
+        default=None,
+        help="processes that check the images (the slowest part of a large build); the output is the same",
+    )
     build.add_argument("--overwrite", action="store_true", help="replace an existing output folder written by build")
     build.add_argument("--push_to_hub", metavar="REPO_ID", help="then upload the folder as a Hub dataset repo")
     build.add_argument("--private", action="store_true", help="with --push_to_hub: create the repo private")
@@ -356,6 +362,7 @@ def run(argv: list[str] | None = None, prog: str | None = None) -> int:
         seed=args.seed,
         strict=args.strict,
         overwrite=args.overwrite,
+        num_proc=args.num_proc,
     )
     print(summary)
     print(f"built {args.output_dir} in {time.perf_counter() - start:.1f}s")

@@ -123,13 +123,14 @@ def build_dataset(
     seed: int = 0,
     strict: bool = False,
     overwrite: bool = False,
+    num_proc: int | None = None,
 ) -> BuildSummary:
     """Build every config (`catalogue`, `outfits`, `fitb`, `compatibility`) from a raw Polyvore Outfits folder into
     `output_dir`, loadable with `datasets.load_dataset(output_dir, CONFIG)`.
 
     The rows are those the `PolyvoreOutfits` builder generates: it reads and prepares the raw folder once, and every
     config is written from that preparation. Raises `PolyvoreFormatError` (a `ValueError`) on bad input; the output
-    folder only appears once complete.
+    folder only appears once complete. `num_proc` processes check the images (the same folder for any value).
     """
     try:
         # a builder touches its `datasets` cache when constructed; the export writes none, so give it a throwaway one
@@ -153,7 +154,7 @@ def build_dataset(
     output = Path(output_dir)
     clean_stale_temporaries(output)  # first: it may put back a folder that a killed --overwrite had moved aside
     check_output_dir(output, overwrite, {"raw_dir": raw_dir}, marker=SUMMARY_FILE)
-    prepared = builder.prepare()
+    prepared = builder.prepare(num_proc)
     raw = prepared.raw
     logger.info(
         "read %d items and %d train outfits from %s", len(raw.item_category), len(raw.outfits["train"]), raw_dir

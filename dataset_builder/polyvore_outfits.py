@@ -73,8 +73,9 @@ class PolyvoreOutfits(datasets.GeneratorBasedBuilder):
             license=_LICENSE,
         )
 
-    def prepare(self) -> PreparedPolyvore:
-        """Read, validate and filter the raw folder, and derive the rows of every config (once per builder)."""
+    def prepare(self, num_proc: int | None = None) -> PreparedPolyvore:
+        """Read, validate and filter the raw folder, and derive the rows of every config (once per builder); the
+        images are checked by `num_proc` processes."""
         if self._prepared is None:
             raw_dir = self.config.raw_dir or self.config.data_dir
             if raw_dir is None:
@@ -82,8 +83,13 @@ class PolyvoreOutfits(datasets.GeneratorBasedBuilder):
                     "raw_dir is required: download Polyvore Outfits (" + _HOMEPAGE + ") and pass raw_dir=FOLDER"
                 )
             raw = read_raw(raw_dir, self.config.split_type, strict=self.config.strict)
-            self._prepared = prepare_polyvore(raw, self.config)
+            self._prepared = prepare_polyvore(raw, self.config, num_proc)
         return self._prepared
+
+    def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
+        # `download_and_prepare(num_proc=N)`: the image checks, the part that parallelises, use N processes.
+        self.prepare(prepare_split_kwargs.get("num_proc"))
+        super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
 
     def _split_generators(self, dl_manager):
         return [

@@ -155,8 +155,9 @@ class Catalogue:
         self.members = set(self.items)
 
 
-def prepare_polyvore(raw: PolyvoreRaw, config: PolyvoreOutfitsConfig) -> PreparedPolyvore:
-    """Apply the outfit rule and derive every config's rows from the parsed raw folder (dict lookups only)."""
+def prepare_polyvore(raw: PolyvoreRaw, config: PolyvoreOutfitsConfig, num_proc: int | None = None) -> PreparedPolyvore:
+    """Apply the outfit rule and derive every config's rows from the parsed raw folder (dict lookups only); the
+    images are checked by `num_proc` processes (`check_images`)."""
     slots = config.categories
     slot_of_semantic = config.slot_of_semantic()
     item_slot = {}
@@ -174,7 +175,7 @@ def prepare_polyvore(raw: PolyvoreRaw, config: PolyvoreOutfitsConfig) -> Prepare
         "compatibility": {},
         "shared_set_ids": dict(raw.shared_set_ids),  # "train-test" -> set ids in both splits (a leak; kept)
     }
-    bad_images = _bad_images(raw, item_slot, config) if config.with_images else {}
+    bad_images = _bad_images(raw, item_slot, config, num_proc) if config.with_images else {}
     for item_id in bad_images:
         del item_slot[item_id]
     items = SlotItems(slots, item_slot, bad_images)
@@ -224,12 +225,14 @@ def prepare_polyvore(raw: PolyvoreRaw, config: PolyvoreOutfitsConfig) -> Prepare
     return PreparedPolyvore(raw, slots, config.with_images, tables, report)
 
 
-def _bad_images(raw: PolyvoreRaw, item_slot: dict[str, str], config: PolyvoreOutfitsConfig) -> dict[str, str]:
+def _bad_images(
+    raw: PolyvoreRaw, item_slot: dict[str, str], config: PolyvoreOutfitsConfig, num_proc: int | None = None
+) -> dict[str, str]:
     """Item id -> "missing_image" or "unreadable_image", among the items the dataset could hold."""
     candidates = set(item_slot)
     if not config.full_catalogue:
         candidates = {item for outfits in raw.outfits.values() for o in outfits for _, item in o.members} & candidates
-    missing, unreadable = check_images(raw, candidates, strict=config.strict)
+    missing, unreadable = check_images(raw, candidates, strict=config.strict, num_proc=num_proc)
     return {**dict.fromkeys(missing, "missing_image"), **dict.fromkeys(unreadable, "unreadable_image")}
 
 

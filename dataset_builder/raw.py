@@ -280,11 +280,14 @@ def _shared_set_ids(outfits: dict[str, list[RawOutfit]], split_type: str, strict
     return shared
 
 
-def check_images(raw: PolyvoreRaw, item_ids, strict: bool = False) -> tuple[set[str], set[str]]:
+def check_images(
+    raw: PolyvoreRaw, item_ids, strict: bool = False, num_proc: int | None = None
+) -> tuple[set[str], set[str]]:
     """Return `(missing, unreadable)` among `item_ids`: no `images/<item_id>.jpg`, or bytes PIL cannot decode
     (a truncated JPEG included).
 
-    With `strict`, the first bad image raises `PolyvoreFormatError`.
+    With `strict`, the first bad image (in item id order) raises `PolyvoreFormatError`. With `num_proc` > 1 the images
+    are decoded by that many processes (`datasets`' name for it); the answer is the same.
     """
     images_dir = raw.images_dir
     if not images_dir.is_dir():
@@ -293,23 +296,52 @@ def check_images(raw: PolyvoreRaw, item_ids, strict: bool = False) -> tuple[set[
         )
     with os.scandir(images_dir) as entries:
         present = {entry.name for entry in entries}
-    missing, unreadable = set(), set()
+    missing, readable_candidates = set(), []
     for item_id in sorted(item_ids):
         # A link leaving the raw folder (to a user's file elsewhere) counts as missing: it is never read nor copied.
         if f"{item_id}.jpg" not in present or not regular_file_inside(raw.image_path(item_id), raw.root):
-            if strict:
-                raise PolyvoreFormatError(f"{IMAGES_DIR}/{item_id}.jpg: image of item '{item_id}' not found")
             missing.add(item_id)
-            continue
+        else:
+            readable_candidates.append(item_id)
+    errors = decode_errors([str(raw.image_path(item_id)) for item_id in readable_candidates], num_proc)
+    unreadable = {readable_candidates[index]: error for index, error in errors}
+    if strict and (missing or unreadable):
+        item_id = min(missing | set(unreadable))
+        if item_id in missing:
+            raise PolyvoreFormatError(f"{IMAGES_DIR}/{item_id}.jpg: image of item '{item_id}' not found")
+        raise PolyvoreFormatError(
+            f"{IMAGES_DIR}/{item_id}.jpg: unreadable image of item '{item_id}' ({unreadable[item_id]})"
+        )
+    return missing, set(unreadable)
+
+
+def _decode_errors_of(paths: list[str]) -> list[tuple[int, str]]:
+    """(position, error) of each file of `paths` that `read_image_bytes` refuses."""
+    errors = []
+    for index, path in enumerate(paths):
         try:
-            read_image_bytes(raw.image_path(item_id))
+            read_image_bytes(Path(path))
         except Exception as error:  # PIL raises many types on corrupt files
-            if strict:
-                raise PolyvoreFormatError(
-                    f"{IMAGES_DIR}/{item_id}.jpg: unreadable image of item '{item_id}' ({error})"
-                ) from error
-            unreadable.add(item_id)
-    return missing, unreadable
+            errors.append((index, str(error)))
+    return errors
+
+
+def decode_errors(paths: list[str], num_proc: int | None = None) -> list[tuple[int, str]]:
+    """(position, error) of each image of `paths` that does not decode, in order; `num_proc` processes share them
+    in contiguous chunks. The workers fork from a fresh server process, never from this one: a fork of a process
+    holding threads (arrow's, torch's) may deadlock."""
+    if not num_proc or num_proc < 2 or len(paths) < 2 * num_proc:
+        return _decode_errors_of(paths)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = -(-len(paths) // num_proc)
+    chunks = [paths[start : start + size] for start in range(0, len(paths), size)]
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # the server imports this module once; each worker forks from it
+    with ProcessPoolExecutor(num_proc, mp_context=context) as pool:
+        results = list(pool.map(_decode_errors_of, chunks))
+    return [(number * size + index, error) for number, errors in enumerate(results) for index, error in errors]
 
 
 def read_image_bytes(path: Path) -> bytes:
@@ -340,6 +372,7 @@ __all__ = [
     "PolyvoreRaw",
     "RawOutfit",
     "check_images",
+    "decode_errors",
     "load_json",
     "read_image_bytes",
     "read_raw",

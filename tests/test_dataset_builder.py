@@ -493,6 +493,46 @@ def test_missing_and_unreadable_images_drop_the_item_or_fail_with_strict(hand_ra
     assert not (tmp_path / "strict").exists()
 
 
+def test_num_proc_checks_the_images_in_processes_and_builds_the_same_folder(hand_raw, tmp_path):
+    (hand_raw / "images" / "404.jpg").unlink()
+    (hand_raw / "images" / "403.jpg").write_bytes(b"not a jpeg")
+    one = build_dataset(hand_raw, tmp_path / "one")
+    two = build_dataset(hand_raw, tmp_path / "two", num_proc=2)
+    assert one.items["unreadable_image"] == two.items["unreadable_image"] == 1
+    assert one.items["missing_image"] == two.items["missing_image"] == 1
+    files = sorted(path.relative_to(tmp_path / "one") for path in (tmp_path / "one").rglob("*") if path.is_file())
+    assert files == sorted(
+        path.relative_to(tmp_path / "two") for path in (tmp_path / "two").rglob("*") if path.is_file()
+    )
+    for name in files:
+        text = (
+            (tmp_path / "two" / name)
+            .read_bytes()
+            .replace(str(tmp_path / "two").encode(), str(tmp_path / "one").encode())
+        )
+        assert text == (tmp_path / "one" / name).read_bytes(), name
+    # The first bad image in item id order fails a strict build, whatever the number of processes.
+    for num_proc in (None, 2):
+        with pytest.raises(PolyvoreFormatError, match=r"images/403\.jpg: unreadable image of item '403'"):
+            build_dataset(hand_raw, tmp_path / f"strict{num_proc}", strict=True, num_proc=num_proc)
+
+
+def test_decode_errors_are_the_same_in_any_number_of_processes(tmp_path):
+    from dataset_builder.raw import decode_errors
+
+    paths = []
+    for number in range(9):
+        path = tmp_path / f"{number}.png"
+        Image.new("RGB", (8, 8), (number * 20, 0, 0)).save(path)
+        paths.append(str(path))
+    for bad in (1, 5, 8):
+        Path(paths[bad]).write_bytes(b"garbage")
+    expected = decode_errors(paths)
+    assert [index for index, _ in expected] == [1, 5, 8]
+    for num_proc in (2, 3):  # the messages name a memory address: compare the positions
+        assert [index for index, _ in decode_errors(paths, num_proc=num_proc)] == [1, 5, 8]
+
+
 def test_empty_result_after_filtering(hand_raw, tmp_path):
     with pytest.raises(EmptyDatasetError, match=r"no outfit of the train split.*'hats'.*--category_map"):
         build_dataset(hand_raw, tmp_path / "out", categories=("tops", "hats"), with_images=False)
