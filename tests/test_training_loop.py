@@ -160,6 +160,35 @@ def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
     assert result.global_step == 4 and len(result.history) == 2  # 4 batches per epoch, 2 per optimizer step
 
 
+def test_max_train_steps_ends_the_run_within_an_epoch_which_is_evaluated(tmp_path, monkeypatch):
+    logged = []
+    monkeypatch.setattr(Accelerator, "log", lambda self, values, step=None, **kwargs: logged.append((step, values)))
+    calls = []
+    args = training_args(tmp_path / "out", "--num_train_epochs", "3", "--max_train_steps", "6")
+    result, _ = regression_fit(args, training_step=recording_mse(calls))
+    assert result.global_step == 6 and len(calls) == 6  # 4 steps of epoch 1, then 2 of epoch 2
+    assert [entry["epoch"] for entry in result.history] == [1, 2]
+    rates = [values["train/learning_rate"] for _, values in logged if "train/learning_rate" in values]
+    assert len(rates) == 6 and rates[-1] == pytest.approx(0.0)  # the linear schedule spans the 6 steps
+
+
+def test_max_train_steps_beyond_the_epochs_changes_nothing(tmp_path):
+    bounded, _ = regression_fit(training_args(tmp_path / "bounded", "--max_train_steps", "100"))
+    plain, _ = regression_fit(training_args(tmp_path / "plain"))
+    assert bounded.global_step == plain.global_step == 8 and bounded.history == plain.history
+
+
+@pytest.mark.parametrize("checkpoint", ["step_6", "epoch_2"])
+def test_resuming_a_run_at_its_max_train_steps_trains_no_further(tmp_path, checkpoint):
+    """From its last step (saved before the epoch's evaluation, which the resumed run then makes) or its last epoch."""
+    flags = ["--max_train_steps", "6", "--num_train_epochs", "3"]
+    every = "2" if checkpoint.startswith("step") else "epoch"
+    stopped, model = regression_fit(training_args(tmp_path / "out", *flags, "--checkpointing_steps", every))
+    args = training_args(tmp_path / "again", *flags, "--resume_from_checkpoint", tmp_path / "out" / checkpoint)
+    resumed, resumed_model = regression_fit(args, training_step=lambda model, batch: pytest.fail("trained"))
+    assert resumed == stopped and torch.equal(resumed_model.weight, model.weight)
+
+
 def test_an_evaluate_without_the_monitored_metric_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"evaluate\(\) returned \['accuracy'\], without the monitored metric 'loss'"):
         regression_fit(training_args(tmp_path / "out"), evaluate=lambda model: {"accuracy": 1.0})
@@ -234,6 +263,7 @@ def test_a_validation_metric_never_finite_fails_instead_of_keeping_the_last_weig
         ("max_grad_norm", "nan"),
         ("num_warmup_steps", "-1"),
         ("checkpointing_steps", "0"),
+        ("max_train_steps", "0"),
     ],
 )
 def test_non_finite_or_out_of_range_numbers_are_refused_naming_the_flag(tmp_path, flag, value):

@@ -56,6 +56,13 @@ def add_training_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
     group.add_argument("--output_dir", type=str, required=True, help="Where the model, metrics and curves go.")
     group.add_argument("--seed", type=int, default=values["seed"], help="Same seed, same numbers on CPU.")
     group.add_argument("--num_train_epochs", type=int, default=values["num_train_epochs"])
+    group.add_argument(
+        "--max_train_steps",
+        type=int,
+        default=None,
+        help="Stop after this many optimizer steps, even within an epoch (which is then evaluated and ends the run); "
+        "the learning-rate schedule spans them. Default: --num_train_epochs whole epochs.",
+    )
     group.add_argument("--per_device_train_batch_size", type=int, default=values["per_device_train_batch_size"])
     group.add_argument("--per_device_eval_batch_size", type=int, default=values["per_device_eval_batch_size"])
     group.add_argument("--learning_rate", type=float, default=values["learning_rate"])
@@ -107,6 +114,9 @@ def check_training_args(args: argparse.Namespace) -> None:
     for name in ("num_train_epochs", "per_device_train_batch_size", "per_device_eval_batch_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}.")
+    max_train_steps = getattr(args, "max_train_steps", None)
+    if max_train_steps is not None and max_train_steps < 1:
+        raise ValueError(f"--max_train_steps must be at least 1, got {max_train_steps}.")
     if args.gradient_accumulation_steps < 1:
         raise ValueError(f"--gradient_accumulation_steps must be at least 1, got {args.gradient_accumulation_steps}.")
     # `<=` comparisons are False for NaN: test finiteness first, or NaN weights follow from the first step.

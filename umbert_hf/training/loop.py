@@ -165,7 +165,7 @@ def prepare_for_training(
     Returns `(model, optimizer, train_dataloader, lr_scheduler, *others)` prepared (e.g. an evaluation DataLoader).
     """
     steps_per_process = math.ceil(len(train_dataloader) / accelerator.num_processes)
-    num_training_steps = args.num_train_epochs * math.ceil(steps_per_process / args.gradient_accumulation_steps)
+    num_training_steps = planned_steps(math.ceil(steps_per_process / args.gradient_accumulation_steps), args)
     # The prepared scheduler steps once per process at every optimizer step.
     optimizer, lr_scheduler = create_optimizer_and_scheduler(
         model, args, num_training_steps * accelerator.num_processes
@@ -174,6 +174,13 @@ def prepare_for_training(
         model, optimizer, train_dataloader, lr_scheduler, *others
     )
     return (model, optimizer, train_dataloader, lr_scheduler, *others)
+
+
+def planned_steps(updates_per_epoch: int, args: argparse.Namespace) -> int:
+    """The optimizer steps of a run: `--num_train_epochs` epochs, at most `--max_train_steps`."""
+    steps = args.num_train_epochs * updates_per_epoch
+    max_train_steps = getattr(args, "max_train_steps", None)
+    return steps if max_train_steps is None else min(steps, max_train_steps)
 
 
 @dataclass
@@ -258,8 +265,9 @@ def fit(
         state, best_weights = load_checkpoint(accelerator, model, args.resume_from_checkpoint, args)
     step_interval = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
     updates_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+    total_steps = planned_steps(updates_per_epoch, args)
     progress = tqdm(
-        total=updates_per_epoch * args.num_train_epochs,
+        total=total_steps,
         initial=state.global_step,
         disable=not accelerator.is_local_main_process,
         desc="training",
@@ -270,6 +278,8 @@ def fit(
 
     try:
         for epoch in range(state.epoch, args.num_train_epochs):
+            if state.global_step >= total_steps and not state.batches_done_in_epoch:  # resumed after the last epoch
+                break
             model.train()
             _set_epoch(train_dataloader, epoch)
             batches = train_dataloader
@@ -277,6 +287,8 @@ def fit(
                 batches = accelerator.skip_first_batches(train_dataloader, state.batches_done_in_epoch)
             step_loss_sum, step_batches = 0.0, 0  # the micro-batches of one optimizer step
             for batch in batches:
+                if state.global_step >= total_steps:  # resumed from the last step: only the evaluation is left
+                    break
                 with accelerator.accumulate(model):
                     loss = training_step(model, batch)
                     # The `.item()` the running mean needs anyway: checked before a NaN reaches the weights.
@@ -308,6 +320,8 @@ def fit(
                         save_checkpoint(
                             accelerator, args.output_dir, f"step_{state.global_step}", state, best_weights, args
                         )
+                    if state.global_step >= total_steps:
+                        break  # --max_train_steps: this epoch ends here, and is evaluated
 
             metrics = evaluate(model)
             train_loss = accelerator.reduce(
@@ -339,6 +353,8 @@ def fit(
                 save_checkpoint(accelerator, args.output_dir, f"epoch_{epoch + 1}", state, best_weights, args)
             if state.stopped_early:
                 logger.info(f"Early stopping: no improvement of {metric_name} for {args.patience} epochs.")
+                break
+            if state.global_step >= total_steps:
                 break
     finally:
         progress.close()  # before an error is printed: a bar left open is redrawn after it
@@ -449,6 +465,7 @@ __all__ = [
     "fit",
     "make_accelerator",
     "make_dataloader",
+    "planned_steps",
     "plot_curves",
     "prepare_for_training",
 ]
