@@ -116,3 +116,16 @@ def test_an_output_file_inside_the_dataset_or_the_embeddings_is_refused(evaluate
         assert f"the input {flag}" in err and err.startswith("error: ") and err.count("\n") == 1
     assert sorted(os.listdir(dataset)) == ["README.md"] and os.listdir(workdir) == []
     assert (tmp_path / "e.parquet").read_bytes() == b"PAR1"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="faiss is not installed")
+def test_an_index_adds_its_recall_and_leaves_the_metrics_exact(evaluate, outfit_dataset, workdir, capsys):
+    dataset, embeddings = outfit_dataset
+    argv = ["--baseline", "context_mean", "--dataset", str(dataset), "--embeddings", str(embeddings)]
+    exact = evaluate.main(argv)
+    flat = evaluate.main([*argv, "--index", "Flat"])
+    assert "index_recall@10" not in exact and flat.pop("index_recall@10") == 1.0
+    assert flat == exact
+    capsys.readouterr()
+    error = run_failing(evaluate, capsys, [*argv, "--index", "Bogus12"])
+    assert "--index 'Bogus12'" in error and "factory string" in error

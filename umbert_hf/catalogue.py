@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
+from transformers.utils import logging
 
+from .faiss_index import SAVED_INDEX_FOLDER, FaissCategoryIndex, build_index, saved_index_folder
 from .retrieval import (
     CategoryIndex,
     check_diversity,
@@ -22,6 +24,8 @@ from .retrieval import (
     maximal_marginal_relevance,
     pairwise_scores,
 )
+
+logger = logging.get_logger(__name__)
 
 
 def _photo(value: Any) -> Any | None:
@@ -97,6 +101,8 @@ class OutfitCatalogueMixin:
                     "the folder is damaged or was edited."
                 )
         model.check_loaded(name)
+        # Where a FAISS index saved with the model would be: loaded (not rebuilt) at the first search that needs it.
+        model._saved_index_source = (name, kwargs.get("subfolder") or "", kwargs.get("revision"))
         return (model, info) if wants_info else model
 
     def check_loaded(self, name: str) -> None:
@@ -262,16 +268,69 @@ class OutfitCatalogueMixin:
         return cache["distinct"]
 
     def catalogue_index(self) -> CategoryIndex:
-        """The per-slot search index over the catalogue, rebuilt only when the embeddings or the catalogue change."""
+        """The per-slot search index over the catalogue (`config.search_index`: exact, or FAISS), rebuilt only when
+        the embeddings, the catalogue or the index settings change. A FAISS index saved with the model is loaded
+        instead of built when it was built from these very items (`FaissCategoryIndex.load` checks)."""
         cache = self._catalogue()
         embeddings = self.get_catalogue_embeddings()
-        key = (embeddings.data_ptr(), embeddings._version, self.config.distance, self._catalogue_cache_key)
+        settings = (self.config.distance, self.config.search_index, self.config.search_index_parameters)
+        key = (embeddings.data_ptr(), embeddings._version, *settings, self._catalogue_cache_key)
         if cache.get("index_key") != key:
-            cache["index"] = CategoryIndex(
-                embeddings, self.catalogue_categories, self.config.distance, num_categories=self.config.num_categories
+            index = build_index(
+                embeddings,
+                self.catalogue_categories,
+                self.config.distance,
+                num_categories=self.config.num_categories,
+                index=self.config.search_index,
+                parameters=self.config.search_index_parameters,
             )
-            cache["index_key"] = key
+            if isinstance(index, FaissCategoryIndex):
+                index = self._saved_faiss_index(index)
+            cache["index"], cache["index_key"] = index, key
         return cache["index"]
+
+    def _saved_faiss_index(self, fresh: FaissCategoryIndex) -> FaissCategoryIndex:
+        """The index saved with the model when it answers for these items with `fresh`'s settings, else `fresh`."""
+        source = getattr(self, "_saved_index_source", None)
+        folder = None if source is None else saved_index_folder(*source)
+        if folder is None:
+            return fresh
+        try:
+            saved = FaissCategoryIndex.load(
+                folder, fresh.embeddings, fresh.categories, fresh.distance, num_categories=fresh.num_categories
+            )
+        except ValueError as error:
+            logger.info("The saved FAISS index is not used; building a new one: %s", error)
+            return fresh
+        if (saved.factory, saved.min_items) != (fresh.factory, fresh.min_items):
+            return fresh
+        saved.set_parameters(fresh.parameters)
+        return saved
+
+    def set_search_index(self, index: str = "exact", parameters: str | None = None) -> None:
+        """Search the catalogue with `index` from now on: `"exact"` (the default and the reference), `"faiss"`,
+        `"auto"` or a FAISS factory string, with FAISS `parameters` (e.g. `"efSearch=256"`); see
+        `faiss_index.build_index`. Recorded in the config, so `save_pretrained` saves it, with the FAISS index
+        itself (loading it is much faster than building it again). A bad setting raises `ValueError` and changes
+        nothing."""
+        previous = (self.config.search_index, self.config.search_index_parameters)
+        self.config.search_index, self.config.search_index_parameters = index, parameters
+        try:
+            self.config._check_values()
+            if self.catalogue_item_ids.shape[0]:
+                self.catalogue_index()  # a bad factory string or parameter fails here, not at the first search
+        except ValueError:
+            self.config.search_index, self.config.search_index_parameters = previous
+            raise
+
+    def save_search_index(self, save_directory: str | os.PathLike) -> None:
+        """Write the FAISS index of the catalogue into `save_directory/faiss_index/` when the model searches on FAISS
+        (built first if needed); nothing for exact search."""
+        if self.config.search_index == "exact" or not self.catalogue_item_ids.shape[0]:
+            return
+        index = self.catalogue_index()
+        if isinstance(index, FaissCategoryIndex):
+            index.save(os.path.join(save_directory, SAVED_INDEX_FOLDER))
 
     def predict_masked(self, inputs_embeds: torch.Tensor, masked_positions: torch.Tensor) -> torch.Tensor:
         """(batch, hidden) prediction of each outfit's masked slot, in eval mode without gradients."""

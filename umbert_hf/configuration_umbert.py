@@ -43,6 +43,10 @@ class UmBertConfig(PreTrainedConfig):
             autoencoder's code); centring keeps the transformer's input and the loss well conditioned. Inputs and
             `reconstructions` stay in the original space, and Euclidean rankings are unchanged by the uniform scale.
         catalogue_size / catalogue_id_length: shapes of the catalogue buffers, kept in sync by `set_catalogue`.
+        search_index / search_index_parameters: how the catalogue is searched for suggestions (`complete`, the
+            pipeline, the app): `"exact"` (the default and the reference), `"faiss"`, `"auto"` or a FAISS index
+            factory string, with FAISS settings such as `"efSearch=256"` (`faiss_index.build_index`). Ranks and
+            metrics stay exact. Set with `model.set_search_index`.
         image_encoder / text_encoder / embedding_metadata: where the item embeddings came from (path or Hub id and
             preprocessing), so images can be embedded the same way at completion time.
     """
@@ -69,6 +73,8 @@ class UmBertConfig(PreTrainedConfig):
     standardize_embeddings: bool = True
     catalogue_size: int = 0
     catalogue_id_length: int = 1
+    search_index: str = "exact"
+    search_index_parameters: str | None = None
     image_encoder: str | None = None
     text_encoder: str | None = None
     embedding_metadata: dict | None = None
@@ -121,6 +127,14 @@ class UmBertConfig(PreTrainedConfig):
             raise ValueError(f"Unknown `hidden_act` {self.hidden_act!r}; expected 'gelu' or 'relu'.")
         if not 0 < self.contrastive_temperature < float("inf"):  # also refuses NaN
             raise ValueError(f"`contrastive_temperature` must be positive, got {self.contrastive_temperature}.")
+        if not isinstance(self.search_index, str) or not self.search_index.strip():
+            raise ValueError(
+                f"`search_index` must be 'exact', 'faiss', 'auto' or a FAISS factory string, got {self.search_index!r}."
+            )
+        if self.search_index_parameters is not None and not isinstance(self.search_index_parameters, str):
+            raise ValueError(
+                f"`search_index_parameters` must be a string such as 'efSearch=256', got {self.search_index_parameters!r}."
+            )
         if self.catalogue_size < 0 or self.catalogue_id_length < 1:
             raise ValueError(
                 f"Invalid catalogue shape: catalogue_size={self.catalogue_size}, "

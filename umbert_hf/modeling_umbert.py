@@ -13,6 +13,7 @@ from transformers.utils import ModelOutput, logging
 
 from .catalogue import OutfitCatalogueMixin
 from .configuration_umbert import UmBertConfig, WumBertConfig
+from .faiss_index import SAVED_INDEX_FOLDER
 from .masking import mask_slots
 from .retrieval import distinct_rows, pairwise_scores
 
@@ -260,12 +261,24 @@ class UmBertPreTrainedModel(OutfitCatalogueMixin, PreTrainedModel):
 
         The pipeline module is imported here rather than at the top (the model does not need it): the relative import
         still makes it travel with this file, so `pipeline("outfit-completion", model=folder, trust_remote_code=True)`
-        works wherever the folder (or Hub repo) goes.
+        works wherever the folder (or Hub repo) goes. A model that searches on FAISS (`set_search_index`) also saves
+        its index, in `faiss_index/`: loading it is much faster than building it again (docs/performance.md).
         """
         from .pipeline_outfit_completion import custom_pipelines_config
 
         self.config.custom_pipelines = custom_pipelines_config()
+        if kwargs.get("is_main_process", True):
+            os.makedirs(save_directory, exist_ok=True)
+            self.save_search_index(save_directory)  # first: `push_to_hub=True` uploads at the end of the save
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _get_files_timestamps(self, working_dir: str | os.PathLike) -> dict[str, float]:
+        """The files `save_pretrained(..., push_to_hub=True)` leaves out of its upload as unchanged, less the FAISS
+        index folder: written just before, it is part of the model."""
+        timestamps = super()._get_files_timestamps(working_dir)
+        if self.config.search_index != "exact":
+            timestamps.pop(SAVED_INDEX_FOLDER, None)
+        return timestamps
 
     def compute_loss(self, reconstructions, targets, masked_positions, target_rows=None, mse_targets=None):
         """`outfit_loss` in the internal (standardised) space; `target_rows` give the catalogue-wide negatives."""

@@ -44,6 +44,30 @@ def parse_outfit(assignments: Sequence[str]) -> dict[str, str | None]:
     return outfit
 
 
+def load_searching_model(args: argparse.Namespace):
+    """`load_model`, searching the catalogue as `--index` / `--index_parameters` say (default: as the model was saved)."""
+    model = load_model(args.model, args.trust_remote_code)
+    if args.index is not None or args.index_parameters is not None:
+        try:
+            model.set_search_index(args.index or model.config.search_index, args.index_parameters)
+        except ValueError as error:
+            raise ValueError(f"--index {args.index!r} --index_parameters {args.index_parameters!r}: {error}") from None
+    return model
+
+
+def add_index_flags(command: argparse.ArgumentParser) -> None:
+    """`--index` and `--index_parameters`: how a command searches the catalogue (`UmBertModel.set_search_index`)."""
+    command.add_argument(
+        "--index",
+        default=None,
+        help="How to search the catalogue: exact, faiss, auto or a FAISS factory string such as HNSW32 (pip install "
+        "'umbert-hf[faiss]'). Default: as the model was saved (exact unless set).",
+    )
+    command.add_argument(
+        "--index_parameters", default=None, help="FAISS settings, e.g. efSearch=256 (see docs/performance.md)."
+    )
+
+
 def run_complete(args: argparse.Namespace) -> int:
     from .rendering import CompletionRow, render_completions
 
@@ -59,7 +83,7 @@ def run_complete(args: argparse.Namespace) -> int:
             kind="file",
             overwrite=args.overwrite,
         )
-    model = load_model(args.model, args.trust_remote_code)
+    model = load_searching_model(args)
     titles, catalogue_images = catalogue_details(args.dataset)
     images = ChainMap({}, catalogue_images)  # the user's photos go into the first map
     query = outfit_query(model, outfit, images, args.trust_remote_code)
@@ -101,7 +125,7 @@ def run_score(args: argparse.Namespace) -> int:
     """How well a complete outfit goes together (`score_outfit`): each slot's percentile, the weakest slot and
     replacements for it."""
     outfit = parse_outfit(args.outfit)
-    model = load_model(args.model, args.trust_remote_code)
+    model = load_searching_model(args)
     titles, _ = catalogue_details(args.dataset)
     result = model.score_outfit([outfit_query(model, outfit, {}, args.trust_remote_code)], top_k=args.top_k)[0]
     print(f"Outfit score: {result['score']:.1f} / 100 (100: every item is the model's first choice; 50: random items)")
@@ -131,7 +155,7 @@ def run_app(args: argparse.Namespace) -> int:
         raise ValueError(f"--top_k must be at least 1 and --port in 1..65535, got {args.top_k} and {args.port}.")
     from .app import build_app
 
-    model = load_model(args.model, args.trust_remote_code)
+    model = load_searching_model(args)
     try:
         demo = build_app(model, args.dataset, top_k=args.top_k)
     except ValueError as error:
@@ -177,6 +201,7 @@ def add_outfit_command(
         action="store_true",
         help="Load a model (and its image encoder) with the code in its repo.",
     )
+    add_index_flags(command)
     return command
 
 
@@ -229,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Write app.py, requirements.txt and README.md of a Hugging Face Space to DIR instead of serving.",
     )
     app.add_argument("--trust_remote_code", action="store_true", help="Load a model with the code in its repo.")
+    add_index_flags(app)
     for name, help_text in (
         ("synthesize", "write a synthetic raw folder in the Polyvore Outfits format"),
         ("build", "build the outfits dataset (parquet + card) from a raw Polyvore Outfits folder"),

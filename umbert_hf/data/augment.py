@@ -28,7 +28,8 @@ import torch
 from huggingface_hub import DatasetCard
 from transformers.utils import logging
 
-from ..retrieval import DISTANCES, CategoryIndex
+from ..faiss_index import build_index
+from ..retrieval import DISTANCES
 from ..utils.files import atomic_path, clean_stale_temporaries
 from ..utils.paths import check_output, run_command
 from .embeddings import EmbeddingsTable, read_embeddings_table
@@ -76,6 +77,8 @@ def nearest_same_category(
     k: int,
     distance: str = "euclidean",
     pool: Sequence[str] | None = None,
+    index: str = "exact",
+    index_parameters: str | None = None,
 ) -> dict[str, list[str]]:
     """The `k` nearest items of the same category for each query item, nearest first, the item itself excluded.
 
@@ -83,6 +86,8 @@ def nearest_same_category(
 
     Args:
         pool: candidate item ids (default: every item of `category` in the table); only those of `category` count.
+        index, index_parameters: how to search (`faiss_index.build_index`): exact (the default), or an approximate
+            FAISS index for a catalogue of millions of items.
     """
     if category not in set(table.categories):
         raise ValueError(f"No item of category {category!r} in the embeddings table.")
@@ -94,13 +99,21 @@ def nearest_same_category(
     wanted = name_index[category]
     if not query_items or not bool((candidate_categories == wanted).any()):
         return {item_id: [] for item_id in query_items}
-    index = CategoryIndex(table.embeddings[candidate_rows], candidate_categories, distance, num_categories=len(names))
+    search = build_index(
+        table.embeddings[candidate_rows],
+        candidate_categories,
+        distance,
+        num_categories=len(names),
+        index=index,
+        parameters=index_parameters,
+    )
     queries = table.embeddings[table.rows(list(query_items))]
     # One extra neighbour, because a query usually finds itself first (ties may put it later; it is dropped anyway).
-    _, found = index.top_k(queries, torch.full((len(query_items),), wanted), k + 1)
+    _, found = search.top_k(queries, torch.full((len(query_items),), wanted), k + 1)
     neighbours = {}
-    for item_id, table_rows in zip(query_items, candidate_rows[found].tolist()):
-        neighbours[item_id] = [table.item_ids[row] for row in table_rows if table.item_ids[row] != item_id][:k]
+    candidate_ids = [table.item_ids[row] for row in candidate_rows.tolist()]
+    for item_id, positions in zip(query_items, found.tolist()):  # -1: a place an approximate index left empty
+        neighbours[item_id] = [candidate_ids[p] for p in positions if p >= 0 and candidate_ids[p] != item_id][:k]
     return neighbours
 
 
@@ -111,6 +124,8 @@ def augment_outfits(
     distance: str = "euclidean",
     neighbours: str = "train",
     embeddings_name: str | None = None,
+    index: str = "exact",
+    index_parameters: str | None = None,
 ) -> tuple[datasets.Dataset, AugmentationSummary]:
     """Each training outfit followed by its copies with one slot's item swapped for one of its `k` nearest
     same-category neighbours; copies equal to an outfit already present are skipped.
@@ -122,6 +137,7 @@ def augment_outfits(
         distance: `"euclidean"` or `"cosine"`.
         neighbours: `"train"` draws replacements only from items of the training outfits (no validation/test item
             leaks into training), `"catalogue"` from every item of the table (the original WumBERT data).
+        index, index_parameters: the neighbour search (`nearest_same_category`): exact, or FAISS.
 
     Returns:
         `(augmented, summary)`; `augmented` has the columns of `outfits` plus `source_outfit_id` and `swapped_slot`
@@ -139,7 +155,9 @@ def augment_outfits(
     for slot in slots:
         used = list(dict.fromkeys(columns[slot]))  # unique, first-seen order
         pool = used if neighbours == "train" else None
-        neighbour_lists[slot] = nearest_same_category(table, used, slot, k, distance=distance, pool=pool)
+        neighbour_lists[slot] = nearest_same_category(
+            table, used, slot, k, distance=distance, pool=pool, index=index, index_parameters=index_parameters
+        )
 
     rows = {name: [] for name in ["outfit_id", *slots, "source_outfit_id", "swapped_slot"]}
     seen = {tuple(columns[slot][index] for slot in slots) for index in range(len(outfits))}
@@ -311,6 +329,8 @@ def augment_dataset(
     neighbours: str = "train",
     overwrite: bool = False,
     cache_dir: str | None = None,
+    index: str = "exact",
+    index_parameters: str | None = None,
 ) -> AugmentationSummary:
     """Read the dataset's training outfits and the embeddings table, augment, and write the output folder.
 
@@ -320,7 +340,14 @@ def augment_dataset(
     table = read_embeddings_table(embeddings)
     outfits = load_dataset_config(dataset_dir, "outfits", cache_dir=cache_dir)["train"]
     augmented, summary = augment_outfits(
-        outfits, table, k=k, distance=distance, neighbours=neighbours, embeddings_name=os.path.basename(embeddings)
+        outfits,
+        table,
+        k=k,
+        distance=distance,
+        neighbours=neighbours,
+        embeddings_name=os.path.basename(embeddings),
+        index=index,
+        index_parameters=index_parameters,
     )
     write_augmented_dataset(dataset_dir, output_dir, augmented, summary, overwrite=overwrite, embeddings=embeddings)
     return summary
@@ -346,6 +373,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "from the whole catalogue (the original WumBERT data).",
     )
     parser.add_argument(
+        "--index",
+        default="exact",
+        help="The neighbour search: exact (default), faiss, auto or a FAISS factory string (pip install "
+        "'umbert-hf[faiss]'), for catalogues of millions of items.",
+    )
+    parser.add_argument("--index_parameters", default=None, help="FAISS settings, e.g. efSearch=256.")
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help=f"Replace a non-empty --output_dir written by an earlier augment run (it holds {MARKER_FILE}); any "
@@ -369,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         distance=args.distance,
         neighbours=args.neighbours,
         overwrite=args.overwrite,
+        index=args.index,
+        index_parameters=args.index_parameters,
     )
     print(
         f"{summary.num_original_outfits} training outfits + {summary.num_augmented_outfits} copies "

@@ -13,6 +13,8 @@ from ..masking import expand_fill_in_the_blank
 from ..retrieval import CategoryIndex, candidate_credit
 
 HIT_RATE_KS = (1, 10, 50)
+# `index_recall@10`: how much of the exact top 10 an approximate search index (FAISS) finds.
+INDEX_RECALL_K = 10
 EULER_GAMMA = 0.5772156649015329
 
 # predictor(inputs_embeds (batch, slots, hidden), masked_positions (batch,) or None) -> reconstructions (batch, slots, hidden)
@@ -51,6 +53,22 @@ def hit_rate_metrics(
     metrics[f"{prefix}mrr"] = reciprocal.mean().item()
     metrics[f"{prefix}mrr_chance"] = (_harmonic(sizes) / sizes).mean().item()
     return metrics
+
+
+def index_recall(exact_scores: torch.Tensor, found_scores: torch.Tensor) -> torch.Tensor:
+    """(queries,) share of each query's exact top k that an approximate index found, ties counted as found.
+
+    `exact_scores` (queries, k) are the exact top-k scores (NaN pads a category smaller than k); `found_scores` the
+    exact scores of the rows the index returned (NaN where it returned none). A returned row counts when it scores at
+    least the exact k-th best (within rounding): items tied at the boundary are interchangeable, so no ordering of
+    ties favours either search. A query with nothing to find (a NaN prediction) counts 1.
+    """
+    valid = ~exact_scores.isnan()
+    wanted = valid.sum(dim=1)
+    kth = torch.where(valid, exact_scores, torch.inf).amin(dim=1)
+    threshold = kth - 1e-5 * (1 + kth.abs())
+    found = (found_scores >= threshold[:, None]).sum(dim=1)  # NaN compares False
+    return torch.where(wanted > 0, found.clamp(max=wanted) / wanted.clamp(min=1), 1.0).double()
 
 
 def accuracy_metrics(correct: torch.Tensor, chance: torch.Tensor, name: str) -> dict[str, float]:
@@ -98,11 +116,20 @@ class OutfitEvaluator:
     items (e.g. identical title embeddings) and NaN predictions never favour the right item, here as everywhere.
     """
 
-    def __init__(self, catalogue_embeddings: torch.Tensor, catalogue_categories: torch.Tensor, distance: str):
+    def __init__(
+        self,
+        catalogue_embeddings: torch.Tensor,
+        catalogue_categories: torch.Tensor,
+        distance: str,
+        search_index: CategoryIndex | None = None,
+    ):
+        """`search_index`: an approximate index over the same catalogue rows (`faiss_index.build_index`); the
+        metrics stay exact, and `retrieval_ranks` adds each query's `index_recall` of the exact top 10."""
         self.embeddings = catalogue_embeddings
         self.distance = distance
         self.index = CategoryIndex(catalogue_embeddings, catalogue_categories, distance)
         self.category_sizes = self.index.sizes  # (slots,)
+        self.search_index = search_index
 
     def _masked_predictions(
         self, predict: Predictor, rows: torch.Tensor, masked_positions: torch.Tensor
@@ -117,7 +144,17 @@ class OutfitEvaluator:
         predictions = self._masked_predictions(predict, expanded, masked_positions)
         targets = expanded.gather(1, masked_positions[:, None]).squeeze(1)
         ranks, ties = self.index.rank(predictions, masked_positions, targets)
-        return {"ranks": ranks, "ties": ties, "category_sizes": self.category_sizes[masked_positions]}
+        quantities = {"ranks": ranks, "ties": ties, "category_sizes": self.category_sizes[masked_positions]}
+        if self.search_index is not None:
+            k = INDEX_RECALL_K
+            exact_scores, _ = self.index.top_k(predictions, masked_positions, k, pad=True)
+            _, found_rows = self.search_index.top_k(predictions, masked_positions, k, pad=True)
+            found = found_rows >= 0
+            found_scores = exact_scores.new_full(found_rows.shape, float("nan"))
+            queries = predictions[:, None].expand(-1, found_rows.shape[1], -1)
+            found_scores[found] = self.index.score(queries[found], found_rows[found]).to(found_scores.dtype)
+            quantities["index_recall"] = index_recall(exact_scores, found_scores)
+        return quantities
 
     def reconstruction(self, predict: Predictor, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Unmasked input: is each slot's nearest catalogue item of its category the input item (ties shared)?"""

@@ -28,6 +28,7 @@ from ..data.outfit_data import (
     read_catalogue,
 )
 from ..evaluation.metrics import (
+    INDEX_RECALL_K,
     VALIDATION_PREFIX,
     OutfitEvaluator,
     Predictor,
@@ -42,8 +43,10 @@ from ..evaluation.metrics import (
     random_predictor,
     without_chance_levels,
 )
+from ..faiss_index import FaissCategoryIndex, build_index
 from ..masking import expand_fill_in_the_blank
 from ..modeling_umbert import UmBertModel, UmBertPreTrainedModel, WumBertModel
+from ..retrieval import CategoryIndex
 from ..utils.logging import get_logger
 from ..utils.paths import first_line, is_local_path, shareable_metadata, shareable_name
 from .arguments import check_run_output_dir, check_training_args
@@ -297,10 +300,14 @@ def evaluate_split(
     distance: str,
     batch_size: int,
     loss_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    search_index: CategoryIndex | None = None,
 ) -> dict[str, float]:
-    """Every metric of the shared contract (with chance levels) on one split, distributed over processes."""
+    """Every metric of the shared contract (with chance levels) on one split, distributed over processes; with an
+    approximate `search_index` over the catalogue rows, also `index_recall@10` (`metrics.index_recall`)."""
     device = accelerator.device
-    evaluator = OutfitEvaluator(catalogue_embeddings.to(device), data.catalogue_categories.to(device), distance)
+    evaluator = OutfitEvaluator(
+        catalogue_embeddings.to(device), data.catalogue_categories.to(device), distance, search_index=search_index
+    )
     metrics: dict[str, float] = {}
     with torch.no_grad(), accelerator.autocast():
         if split in data.outfits and len(data.outfits[split].rows):
@@ -317,6 +324,8 @@ def evaluate_split(
                     "reconstruction_correct": reconstruction["correct"].view(-1, num_slots),
                     "reconstruction_chance": reconstruction["chance"].view(-1, num_slots),
                 }
+                if "index_recall" in fitb:
+                    quantities["index_recall"] = fitb["index_recall"].view(-1, num_slots)
                 if loss_fn is not None:
                     loss = loss_fn(rows[indices]).float()
                     quantities["loss"] = loss.expand(indices.shape[0])  # the batch mean, once per outfit
@@ -333,6 +342,8 @@ def evaluate_split(
             )
             if "loss" in out:
                 metrics["loss"] = out["loss"].mean().item()
+            if "index_recall" in out:
+                metrics[f"index_recall@{INDEX_RECALL_K}"] = out["index_recall"].mean().item()
         if split in data.fitb and len(data.fitb[split].labels):
             questions = data.fitb[split]
             tensors = [
@@ -384,23 +395,44 @@ def evaluate_model(
             unwrapped.config.distance,
             batch_size,
             loss_fn=loss_fn,
+            search_index=_approximate(unwrapped.catalogue_index())
+            if unwrapped.config.search_index != "exact"
+            else None,
         )
     finally:
         unwrapped.train(was_training)
 
 
+def _approximate(index: CategoryIndex) -> CategoryIndex | None:
+    """`index` when it searches on FAISS (so `index_recall@10` is worth reporting), else None."""
+    return index if isinstance(index, FaissCategoryIndex) else None
+
+
 def evaluate_baseline(
-    accelerator: Accelerator, baseline: str, data: OutfitData, split: str, batch_size: int, distance: str, seed: int
+    accelerator: Accelerator,
+    baseline: str,
+    data: OutfitData,
+    split: str,
+    batch_size: int,
+    distance: str,
+    seed: int,
+    search_index: str = "exact",
+    search_index_parameters: str | None = None,
 ) -> dict[str, float]:
-    """Score the same metrics for `random` guessing or the `context_mean` predictor, on the catalogue embeddings."""
+    """Score the same metrics for `random` guessing or the `context_mean` predictor, on the catalogue embeddings
+    (with `search_index` other than exact, also the index's `index_recall@10`)."""
     embeddings = data.catalogue.embeddings.to(accelerator.device)
+    categories = data.catalogue_categories.to(accelerator.device)
+    index = build_index(embeddings, categories, distance, index=search_index, parameters=search_index_parameters)
     if baseline == "random":
         predict = random_predictor(embeddings, seed=seed + accelerator.process_index)
     elif baseline == "context_mean":
         predict = context_mean_predictor()
     else:
         raise ValueError(f"Unknown baseline {baseline!r}; expected 'random' or 'context_mean'.")
-    return evaluate_split(accelerator, predict, data, split, embeddings, distance, batch_size)
+    return evaluate_split(
+        accelerator, predict, data, split, embeddings, distance, batch_size, search_index=_approximate(index)
+    )
 
 
 def format_comparison(columns: dict[str, dict[str, float]]) -> str:
@@ -554,14 +586,34 @@ def run_evaluation(args: argparse.Namespace) -> dict[str, Any]:
         catalogue = read_catalogue(args.embeddings, slots)
         distance = args.distance
     data = load_outfit_data(args.dataset, catalogue, slots, splits=(args.split,))
+    search_index = getattr(args, "index", None)
+    search_index_parameters = getattr(args, "index_parameters", None)
     if model is not None:
+        if search_index is not None or search_index_parameters is not None:
+            try:
+                model.set_search_index(search_index or model.config.search_index, search_index_parameters)
+            except ValueError as error:
+                raise ValueError(f"--index {search_index!r}: {first_line(error)}") from None
         model = accelerator.prepare_model(model, evaluation_mode=True)
         metrics = evaluate_model(accelerator, model, data, args.split, args.per_device_eval_batch_size)
         name = args.model_name_or_path
     else:
-        metrics = evaluate_baseline(
-            accelerator, args.baseline, data, args.split, args.per_device_eval_batch_size, distance, args.seed
-        )
+        try:
+            metrics = evaluate_baseline(
+                accelerator,
+                args.baseline,
+                data,
+                args.split,
+                args.per_device_eval_batch_size,
+                distance,
+                args.seed,
+                search_index=search_index or "exact",
+                search_index_parameters=search_index_parameters,
+            )
+        except ValueError as error:
+            if search_index is None and search_index_parameters is None:
+                raise
+            raise ValueError(f"--index {search_index!r}: {first_line(error)}") from None
         name = f"baseline:{args.baseline}"
     return {"model": str(name), "split": args.split, "distance": distance, **metrics, **data.skipped_counts()}
 
