@@ -482,3 +482,71 @@ def test_catalogue_negatives_train_umbert_and_wumbert():
         assert torch.isfinite(loss)
         loss.backward()
         assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and "category" not in n)
+
+
+def full_catalogue_logits(predictions, target_rows, row_categories, keys, key_categories, distance, scale):
+    """The catalogue loss's logits written plainly over every key: other categories and copies of the target at -inf."""
+    if distance == "cosine":
+        logits = torch.nn.functional.normalize(predictions, dim=1) @ torch.nn.functional.normalize(keys, dim=1).T
+    else:
+        logits = -torch.cdist(predictions, keys).pow(2) / (2 * (keys - keys.mean(dim=0)).pow(2).sum(dim=-1).mean())
+    rows = torch.arange(len(target_rows))
+    copies = (keys[None, :, :] == keys[target_rows][:, None, :]).all(dim=-1)
+    copies[rows, target_rows] = False
+    masked = copies | (key_categories[None, :] != row_categories[:, None])
+    return (scale * logits).masked_fill(masked, float("-inf"))
+
+
+def catalogue_case(seed: int = 7):
+    generator = torch.Generator().manual_seed(seed)
+    key_categories = torch.tensor([0] * 40 + [1] * 25 + [2] * 15)
+    keys = torch.randn(80, 6, generator=generator)
+    keys[3] = keys[0]  # a copy: never a negative of its twin
+    target_rows = torch.tensor([0, 5, 41, 60, 70, 3, 79])
+    predictions = torch.randn(7, 6, generator=generator, requires_grad=True)
+    return predictions, target_rows, key_categories[target_rows], keys, key_categories
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+@pytest.mark.parametrize("max_negatives", [None, 40, 1000])
+def test_the_catalogue_loss_scored_per_category_equals_the_full_catalogue_one(distance, max_negatives):
+    """Below the cap (every category here has at most 40 items), each category is scored whole: the loss is exactly
+    the cross-entropy over every key of the catalogue with other categories masked."""
+    from umbert_hf.modeling_umbert import catalogue_contrastive_loss
+
+    predictions, target_rows, row_categories, keys, key_categories = catalogue_case()
+    loss = catalogue_contrastive_loss(
+        predictions, target_rows, row_categories, keys, key_categories, torch.tensor(math.log(2.0)), distance,
+        max_negatives=max_negatives,
+    )  # fmt: skip
+    logits = full_catalogue_logits(predictions, target_rows, row_categories, keys, key_categories, distance, 2.0)
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits, target_rows))
+
+
+def test_a_category_above_the_cap_is_drawn_reproducibly_and_estimates_the_full_loss():
+    from umbert_hf.modeling_umbert import catalogue_contrastive_loss
+
+    predictions, target_rows, row_categories, keys, key_categories = catalogue_case(seed=8)
+    scale = torch.tensor(0.0)
+
+    def loss(max_negatives, seed):
+        torch.manual_seed(seed)
+        return catalogue_contrastive_loss(
+            predictions, target_rows, row_categories, keys, key_categories, scale, "euclidean",
+            max_negatives=max_negatives,
+        )  # fmt: skip
+
+    full = loss(None, 0)
+    assert torch.equal(loss(10, 1), loss(10, 1)) and not torch.equal(loss(10, 1), loss(10, 2))
+    drawn = torch.stack([loss(10, seed) for seed in range(200)])
+    assert bool(torch.isfinite(drawn).all())  # the target is always among the candidates
+    assert abs(drawn.mean().item() - full.item()) < 0.05 * full.item()  # the log(items / drawn) correction
+    loss(10, 3).backward()
+    assert predictions.grad is not None and bool(torch.isfinite(predictions.grad).all())
+
+
+def test_max_catalogue_negatives_must_be_a_positive_integer_or_none():
+    assert UmBertConfig(max_catalogue_negatives=None).max_catalogue_negatives is None
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="`max_catalogue_negatives` must be a positive integer or None"):
+            UmBertConfig(max_catalogue_negatives=bad)

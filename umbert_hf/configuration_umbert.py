@@ -37,6 +37,9 @@ class UmBertConfig(PreTrainedConfig):
         contrastive_negatives: `"batch"` (the batch's other targets of the same category) or `"catalogue"` (every
             catalogue item of the blank's category; needs `labels` as catalogue rows). Exact copies of the target are
             never negatives.
+        max_catalogue_negatives: with catalogue negatives, a category of more items is represented at each step by
+            this many drawn at random (their logits corrected so the loss estimates the full one), so that a step's
+            cost does not grow with the catalogue. None: every item, always.
         distance: `"euclidean"` or `"cosine"`, used for retrieval and as the contrastive similarity.
         standardize_embeddings: work internally on embeddings centred on the catalogue mean and divided by their
             overall spread (stored with the catalogue). Item embeddings often share a large common offset (e.g. an
@@ -69,6 +72,7 @@ class UmBertConfig(PreTrainedConfig):
     contrastive_temperature: float = 0.05
     learn_temperature: bool = True
     contrastive_negatives: str = "batch"
+    max_catalogue_negatives: int | None = 4096
     distance: str = "euclidean"
     standardize_embeddings: bool = True
     catalogue_size: int = 0
@@ -120,6 +124,14 @@ class UmBertConfig(PreTrainedConfig):
         if self.contrastive_negatives not in CONTRASTIVE_NEGATIVES:
             raise ValueError(
                 f"Unknown `contrastive_negatives` {self.contrastive_negatives!r}; expected one of {CONTRASTIVE_NEGATIVES}."
+            )
+        if self.max_catalogue_negatives is not None and (
+            isinstance(self.max_catalogue_negatives, bool)
+            or not isinstance(self.max_catalogue_negatives, int)
+            or self.max_catalogue_negatives < 1
+        ):
+            raise ValueError(
+                f"`max_catalogue_negatives` must be a positive integer or None, got {self.max_catalogue_negatives!r}."
             )
         if self.distance not in DISTANCES:
             raise ValueError(f"Unknown `distance` {self.distance!r}; expected one of {DISTANCES}.")

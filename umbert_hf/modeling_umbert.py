@@ -101,19 +101,26 @@ class UmBertEncoder(nn.Module):
         return self.decoders(last_hidden_state), last_hidden_state
 
 
-def _similarity_logits(predictions: torch.Tensor, targets: torch.Tensor, distance: str) -> torch.Tensor:
+def _similarity_logits(
+    predictions: torch.Tensor, targets: torch.Tensor, distance: str, spread: torch.Tensor | None = None
+) -> torch.Tensor:
     """(rows, rows) similarities on a scale that does not depend on the embedding size or spread.
 
     The scores of `retrieval.pairwise_scores`. Cosine similarity lies in [-1, 1]. The Euclidean score is minus the
     squared distance divided by twice the targets' mean squared deviation (the expected squared distance between two
     random targets), so a random pair scores about -1 and a perfect prediction 0, whatever the dimension: without
     that normalisation, 384-d embeddings give logits in the thousands, the softmax saturates and only the hardest
-    negative gets a gradient.
+    negative gets a gradient. `spread` gives that normaliser when `targets` are a part of the keys (`_spread`).
     """
     if distance == "cosine":
         return pairwise_scores(predictions, targets, distance)
-    spread = 2 * (targets - targets.mean(dim=0)).pow(2).sum(dim=-1).mean().detach().clamp_min(1e-12)
+    spread = _spread(targets) if spread is None else spread
     return pairwise_scores(predictions, targets, distance, squared=True) / spread  # (rows, rows)
+
+
+def _spread(keys: torch.Tensor) -> torch.Tensor:
+    """Twice the keys' mean squared deviation (the expected squared distance between two random keys), detached."""
+    return 2 * (keys - keys.mean(dim=0)).pow(2).sum(dim=-1).mean().detach().clamp_min(1e-12)
 
 
 def contrastive_loss(
@@ -146,21 +153,47 @@ def catalogue_contrastive_loss(
     logit_scale: torch.Tensor,
     distance: str,
     distinct: torch.Tensor | None = None,
+    max_negatives: int | None = None,
 ) -> torch.Tensor:
     """InfoNCE against the whole catalogue: each prediction must pick its target row among every item of its category.
 
     Items whose embedding equals the target's (the same garment in another listing) are excluded, as in
-    `contrastive_loss`; so are items of other categories. `distinct` (one id per distinct key, see `distinct_rows`)
-    saves recomputing it when the keys do not change.
+    `contrastive_loss`; so are items of other categories (each category is scored apart: its items only). `distinct`
+    (one id per distinct key, see `distinct_rows`) saves recomputing it when the keys do not change.
+
+    `max_negatives` bounds the cost of a step on a catalogue of hundreds of thousands of items: a category with more
+    items is represented by that many of them drawn at random (torch's generator, so `--seed` repeats them), plus the
+    batch's targets, and each negative's logit gains log(items / drawn), so that the loss estimates the full one. A
+    category of at most `max_negatives` items is scored whole, exactly (MANGO's largest has 2,190).
     """
-    logits = _similarity_logits(predictions, keys, distance) * logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+    scale = logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
     if distinct is None:
         distinct = distinct_rows(keys)
-    copies = distinct[None, :] == distinct[target_rows][:, None]  # (rows, catalogue)
-    copies[torch.arange(target_rows.shape[0], device=keys.device), target_rows] = False
-    other_category = key_categories[None, :] != row_categories[:, None]
-    logits = logits.masked_fill(copies | other_category, torch.finfo(logits.dtype).min)
-    return nn.functional.cross_entropy(logits.float(), target_rows)
+    spread = None if distance == "cosine" else _spread(keys)  # over every key, as one catalogue-wide logit scale
+    total = predictions.new_zeros((), dtype=torch.float32)
+    position = torch.full((keys.shape[0],), -1, dtype=torch.long, device=keys.device)
+    for category in torch.unique(row_categories).tolist():
+        queries = torch.nonzero(row_categories == category).flatten()
+        candidates = torch.nonzero(key_categories == category).flatten()
+        targets = target_rows[queries]
+        correction = 0.0
+        if max_negatives is not None and candidates.numel() > max_negatives:
+            drawn = candidates[torch.randperm(candidates.numel(), device=keys.device)[:max_negatives]]
+            correction = math.log(candidates.numel() / max_negatives)
+            wanted = torch.unique(targets)
+            candidates = torch.cat([wanted, drawn[~torch.isin(drawn, wanted)]])
+        position[candidates] = torch.arange(candidates.numel(), device=keys.device)
+        target_positions = position[targets]
+        logits = _similarity_logits(predictions[queries], keys[candidates], distance, spread) * scale
+        copies = distinct[candidates][None, :] == distinct[targets][:, None]  # (queries, candidates)
+        own = torch.zeros_like(copies)
+        own[torch.arange(queries.numel(), device=keys.device), target_positions] = True
+        if correction:
+            logits = logits + torch.where(own, 0.0, correction)
+        logits = logits.masked_fill(copies & ~own, torch.finfo(logits.dtype).min)
+        total = total + nn.functional.cross_entropy(logits.float(), target_positions, reduction="sum")
+        position[candidates] = -1
+    return total / predictions.shape[0]
 
 
 @dataclass
@@ -217,6 +250,7 @@ def outfit_loss(
                 logit_scale,
                 config.distance,
                 distinct=catalogue.distinct,
+                max_negatives=config.max_catalogue_negatives,
             )
     return loss
 

@@ -24,6 +24,8 @@ logger = logging.get_logger(__name__)
 
 METADATA_KEY = b"umbert_hf"
 REQUIRED_COLUMNS = ("item_id", "category", "embedding")
+# Rows per parquet row group of an embeddings table (about 32 MiB of 512-d float32 embeddings).
+ROW_GROUP_ROWS = 16_384
 
 
 @dataclass(eq=False)
@@ -122,7 +124,8 @@ def write_embeddings_table(
     ).replace_schema_metadata(schema_metadata)
 
     with atomic_path(path) as temporary:
-        pq.write_table(arrow_table, temporary)
+        # Row groups of a bounded size: the writer encodes one at a time, so its buffers do not grow with the table.
+        pq.write_table(arrow_table, temporary, row_group_size=ROW_GROUP_ROWS)
     return path
 
 

@@ -151,6 +151,23 @@ class CatalogueImages(torch.utils.data.Dataset):
         return [self._item(row, image) for row, image in zip(rows, self.images[rows]["image"])]
 
 
+class _Rows:
+    """Batch outputs written into one (rows, ...) tensor allocated at the first batch: no list of batches and no
+    concatenated copy, so extracting a catalogue holds its table once."""
+
+    def __init__(self, num_rows: int, out: torch.Tensor | None = None):
+        self.num_rows, self.filled, self.tensor = num_rows, 0, out
+
+    def add(self, batch: torch.Tensor) -> None:
+        if self.tensor is None:
+            self.tensor = torch.empty(self.num_rows, *batch.shape[1:], dtype=batch.dtype)
+        self.tensor[self.filled : self.filled + batch.shape[0]] = batch
+        self.filled += batch.shape[0]
+
+    def result(self, empty: torch.Tensor) -> torch.Tensor:
+        return empty if self.tensor is None else self.tensor[: self.filled]
+
+
 def _gather_shards(accelerator, tensor: torch.Tensor, num_items: int, batch_size: int = 1) -> torch.Tensor:
     """Concatenate every process's contiguous share (padded to equal size for the collective) in catalogue order."""
     if accelerator is None or accelerator.num_processes == 1:
@@ -176,6 +193,7 @@ def extract_image_embeddings(
     num_workers: int | None = None,
     accelerator=None,
     progress: bool = True,
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.BoolTensor, ExtractionStats]:
     """Image embeddings of every catalogue row (in order), on every process.
 
@@ -188,10 +206,11 @@ def extract_image_embeddings(
         num_workers: DataLoader workers per process; default `default_num_workers`.
         accelerator: an `accelerate.Accelerator` to share the work between processes; `None` for one process.
         progress: show a progress bar on the local main process.
+        out: a (num_items, dim) float32 tensor (e.g. the columns of a table) to write the embeddings into.
 
     Returns:
         `(embeddings (num_items, dim) float32, readable (num_items,) bool, stats)`; rows of unreadable images are
-        zeros.
+        zeros. With `out`, the embeddings are `out`.
     """
     if "image" not in catalogue.column_names:
         raise ValueError("The catalogue has no `image` column (was the dataset built without images?).")
@@ -219,18 +238,21 @@ def extract_image_embeddings(
     model = model.to(device).eval()
     show = progress and (accelerator is None or accelerator.is_local_main_process)
     began = time.perf_counter()
-    embeddings, readable = [], []
+    embeddings = _Rows(len(images), out if out is not None and num_processes == 1 else None)
+    readable = _Rows(len(images))
     autocast = accelerator.autocast() if accelerator is not None else torch.autocast(device.type, enabled=False)
     with autocast, tqdm(total=len(images), desc="Embedding images", unit="img", disable=not show) as bar:
         for batch in loader:
             pixel_values = preprocessing.normalize(batch["pixels"].to(device, non_blocking=True))
-            embeddings.append(model.get_image_embeddings(pixel_values).float().cpu())
-            readable.append(batch["readable"])
+            embeddings.add(model.get_image_embeddings(pixel_values).float().cpu())
+            readable.add(batch["readable"])
             bar.update(len(batch["readable"]))
-    local_embeddings = torch.cat(embeddings) if embeddings else torch.zeros(0, image_embedding_dim(model))
-    local_readable = torch.cat(readable) if readable else torch.zeros(0, dtype=torch.bool)
+    local_embeddings = embeddings.result(torch.zeros(0, image_embedding_dim(model)))
+    local_readable = readable.result(torch.zeros(0, dtype=torch.bool))
 
     all_embeddings = _gather_shards(accelerator, local_embeddings, num_items, batch_size)
+    if out is not None and all_embeddings is not out:
+        all_embeddings = out.copy_(all_embeddings)
     all_readable = _gather_shards(accelerator, local_readable.to(torch.uint8), num_items, batch_size).bool()
     all_embeddings[~all_readable] = 0.0
     item_ids = list(catalogue["item_id"]) if "item_id" in catalogue.column_names else list(range(num_items))
@@ -343,6 +365,7 @@ def extract_text_embeddings(
     accelerator=None,
     progress: bool = True,
     trust_remote_code: bool = False,
+    out: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, ExtractionStats]:
     """Embeddings of `texts` (in order, on every process) from a `transformers` text encoder (see `TextEncoder`).
 
@@ -353,6 +376,7 @@ def extract_text_embeddings(
         texts: one text per item; `None` counts as empty.
         max_length: token limit per text (for a folder or Hub id; a `TextEncoder` has its own).
         trust_remote_code: for a folder or Hub id whose model ships its own code.
+        out: a (num_texts, dim) float32 tensor (e.g. the columns of a table) to write the embeddings into.
     """
     encoder = text_encoder
     if not isinstance(encoder, TextEncoder):
@@ -366,15 +390,17 @@ def extract_text_embeddings(
     encoder.model.to(device).eval()
     show = progress and (accelerator is None or accelerator.is_local_main_process)
     began = time.perf_counter()
-    embeddings = []
+    embeddings = _Rows(len(shard), out if out is not None and num_processes == 1 else None)
     with tqdm(total=len(shard), desc="Embedding titles", unit="text", disable=not show) as bar:
         for batch in loader:
             batch = {name: value.to(device) for name, value in batch.items()}
-            embeddings.append(encoder.embed(batch).float().cpu())
-            bar.update(embeddings[-1].shape[0])
-    local = torch.cat(embeddings) if embeddings else torch.zeros(0, encoder.embedding_dim)
+            embedded = encoder.embed(batch).float().cpu()
+            embeddings.add(embedded)
+            bar.update(embedded.shape[0])
+    local = embeddings.result(torch.zeros(0, encoder.embedding_dim))
     stats = ExtractionStats(num_items=len(texts), seconds=time.perf_counter() - began)
-    return _gather_shards(accelerator, local, len(texts), batch_size), stats
+    gathered = _gather_shards(accelerator, local, len(texts), batch_size)
+    return (out.copy_(gathered) if out is not None and gathered is not out else gathered), stats
 
 
 def _impute_by_category(embeddings: torch.Tensor, readable: torch.BoolTensor, categories: list[str]) -> torch.Tensor:
@@ -506,8 +532,20 @@ def compute_catalogue_embeddings(
         "parts": [],
     }
 
+    # Both encoders first, so that every part is written straight into its columns of one table: the catalogue's
+    # embeddings are held once, whatever its size.
+    model = encoder = None
+    widths = []
     if image_encoder is not None:
         model = load_image_encoder(os.fspath(image_encoder), trust_remote_code=trust_remote_code)
+        widths.append(image_embedding_dim(model))
+    if text_encoder is not None:
+        encoder = TextEncoder.from_pretrained(text_encoder, text_max_length, trust_remote_code)
+        widths.append(encoder.embedding_dim)
+    table_embeddings = torch.empty(len(item_ids), sum(widths))
+    columns = iter(table_embeddings.split(widths, dim=1))
+
+    if image_encoder is not None:
         preprocessing = image_preprocessing_for(model)
         embeddings, readable, stats = extract_image_embeddings(
             model,
@@ -517,6 +555,7 @@ def compute_catalogue_embeddings(
             num_workers=num_workers,
             accelerator=accelerator,
             progress=progress,
+            out=next(columns),
         )
         report.update(
             images_per_second=stats.items_per_second,
@@ -539,7 +578,7 @@ def compute_catalogue_embeddings(
                 action = ": imputed with their category mean." if missing_images == "impute" else ": dropped."
                 logger.warning(message + action)
             if missing_images == "impute":
-                embeddings = _impute_by_category(embeddings, readable, categories)
+                embeddings.copy_(_impute_by_category(embeddings, readable, categories))
             else:
                 keep &= readable
         parts.append(embeddings)
@@ -558,9 +597,8 @@ def compute_catalogue_embeddings(
 
     if text_encoder is not None:
         titles = catalogue["title"] if "title" in catalogue.column_names else [None] * len(item_ids)
-        encoder = TextEncoder.from_pretrained(text_encoder, text_max_length, trust_remote_code)
         embeddings, stats = extract_text_embeddings(
-            encoder, titles, batch_size=batch_size, accelerator=accelerator, progress=progress
+            encoder, titles, batch_size=batch_size, accelerator=accelerator, progress=progress, out=next(columns)
         )
         report.update(texts_per_second=stats.items_per_second, text_seconds=stats.seconds)
         parts.append(embeddings)
@@ -573,8 +611,9 @@ def compute_catalogue_embeddings(
         )
 
     if normalize:
-        parts = [torch.nn.functional.normalize(part, dim=1) for part in parts]
-    embeddings = torch.cat(parts, dim=1)[keep]
+        for part in parts:  # in place, in the table's columns; as `torch.nn.functional.normalize`
+            part.div_(part.norm(dim=1, keepdim=True).clamp_min(1e-12))
+    embeddings = table_embeddings if bool(keep.all()) else table_embeddings[keep]
     kept_rows = torch.nonzero(keep).flatten().tolist()
     metadata["embedding_dim"] = embeddings.shape[1]
     metadata["num_items"] = len(kept_rows)

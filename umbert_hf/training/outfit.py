@@ -103,6 +103,14 @@ def add_model_args(parser: argparse.ArgumentParser) -> list[str]:
         default=MODEL_DEFAULTS["contrastive_negatives"],
         help="Negatives of the contrastive loss: the batch's items of the blank's category, or all the catalogue's.",
     )
+    group.add_argument(
+        "--max_catalogue_negatives",
+        type=int,
+        default=UmBertConfig.max_catalogue_negatives,
+        help="With catalogue negatives, a category of more items is represented at each step by this many drawn at "
+        "random (the loss corrected to estimate the full one), so a step costs the same on any catalogue "
+        "(default 4096; MANGO's categories are all smaller, so scored whole).",
+    )
     group.add_argument("--distance", choices=DISTANCES, default=MODEL_DEFAULTS["distance"])
     group.add_argument(
         "--contrastive_temperature",
@@ -170,6 +178,7 @@ def model_config_kwargs(args: argparse.Namespace, embedding_dim: int) -> dict[st
         "use_category_embeddings": args.use_category_embeddings,
         "loss_type": args.loss_type,
         "contrastive_negatives": args.contrastive_negatives,
+        "max_catalogue_negatives": args.max_catalogue_negatives,
         "distance": args.distance,
         "contrastive_temperature": args.contrastive_temperature,
     }
