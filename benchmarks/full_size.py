@@ -563,7 +563,8 @@ def gpu_estimate(stages: list[Stage], work: Path) -> dict:
     decode_rate = pieces["image decode"]["per"] / pieces["image decode"]["cpu_seconds"]
 
     def batches(piece: str, items: float) -> tuple[str, float]:
-        return piece, items / pieces[piece]["per"]
+        # A piece not measured (no bundled text encoder without the `text` extra) is left out below.
+        return piece, items / pieces[piece]["per"] if piece in pieces else 0.0
 
     encoder_stage = by_name["image encoder"]
     encoder_metrics = json.loads((work / "image_encoder" / "metrics.json").read_text())
