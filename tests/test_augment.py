@@ -1,6 +1,7 @@
 """Tests of the WumBERT-style outfit augmentation: nearest same-category swaps, duplicates, the written dataset
 folder (`outfits_augmented` config) and the bad inputs."""
 
+import importlib.util
 import os
 
 import datasets
@@ -275,3 +276,14 @@ def test_missing_readme_is_reported(tmp_path):
 
 def slot_names(dataset: datasets.Dataset) -> list[str]:
     return [name for name in dataset.column_names if name != "outfit_id"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="faiss is not installed")
+def test_a_bad_index_is_one_line_and_writes_nothing(built_dataset, tmp_path, capsys):
+    output = tmp_path / "augmented"
+    argv = ["--dataset", str(built_dataset / "source"), "--embeddings", str(built_dataset / "emb.parquet")]
+    argv += ["--output_dir", str(output)]
+    assert main([*argv, "--index", "Bogus12"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "Bogus12" in error[0] and "factory string" in error[0]
+    assert not output.exists()

@@ -48,10 +48,9 @@ def load_searching_model(args: argparse.Namespace):
     """`load_model`, searching the catalogue as `--index` / `--index_parameters` say (default: as the model was saved)."""
     model = load_model(args.model, args.trust_remote_code)
     if args.index is not None or args.index_parameters is not None:
-        try:
-            model.set_search_index(args.index or model.config.search_index, args.index_parameters)
-        except ValueError as error:
-            raise ValueError(f"--index {args.index!r} --index_parameters {args.index_parameters!r}: {error}") from None
+        from ..training.outfit import apply_index_flags
+
+        apply_index_flags(model, args.index, args.index_parameters)
     return model
 
 

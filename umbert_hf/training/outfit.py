@@ -417,6 +417,21 @@ def _approximate(index: CategoryIndex) -> CategoryIndex | None:
     return index if isinstance(index, FaissCategoryIndex) else None
 
 
+def index_flag_error(index: str | None, error: ValueError) -> ValueError:
+    """A bad `--index` / `--index_parameters` as one line naming the flag."""
+    return ValueError(f"--index {index!r}: {first_line(error)}")
+
+
+def apply_index_flags(model: UmBertPreTrainedModel, index: str | None, parameters: str | None) -> None:
+    """`model.set_search_index` from the `--index` / `--index_parameters` flags (None: as the model was saved)."""
+    if index is None and parameters is None:
+        return
+    try:
+        model.set_search_index(index or model.config.search_index, parameters)
+    except ValueError as error:
+        raise index_flag_error(index, error) from None
+
+
 def evaluate_baseline(
     accelerator: Accelerator,
     baseline: str,
@@ -425,14 +440,11 @@ def evaluate_baseline(
     batch_size: int,
     distance: str,
     seed: int,
-    search_index: str = "exact",
-    search_index_parameters: str | None = None,
+    search_index: CategoryIndex | None = None,
 ) -> dict[str, float]:
     """Score the same metrics for `random` guessing or the `context_mean` predictor, on the catalogue embeddings
-    (with `search_index` other than exact, also the index's `index_recall@10`)."""
+    (with an approximate `search_index` over them, also its `index_recall@10`)."""
     embeddings = data.catalogue.embeddings.to(accelerator.device)
-    categories = data.catalogue_categories.to(accelerator.device)
-    index = build_index(embeddings, categories, distance, index=search_index, parameters=search_index_parameters)
     if baseline == "random":
         predict = random_predictor(embeddings, seed=seed + accelerator.process_index)
     elif baseline == "context_mean":
@@ -440,7 +452,7 @@ def evaluate_baseline(
     else:
         raise ValueError(f"Unknown baseline {baseline!r}; expected 'random' or 'context_mean'.")
     return evaluate_split(
-        accelerator, predict, data, split, embeddings, distance, batch_size, search_index=_approximate(index)
+        accelerator, predict, data, split, embeddings, distance, batch_size, search_index=_approximate(search_index)
     )
 
 
@@ -598,31 +610,31 @@ def run_evaluation(args: argparse.Namespace) -> dict[str, Any]:
     search_index = getattr(args, "index", None)
     search_index_parameters = getattr(args, "index_parameters", None)
     if model is not None:
-        if search_index is not None or search_index_parameters is not None:
-            try:
-                model.set_search_index(search_index or model.config.search_index, search_index_parameters)
-            except ValueError as error:
-                raise ValueError(f"--index {search_index!r}: {first_line(error)}") from None
+        apply_index_flags(model, search_index, search_index_parameters)
         model = accelerator.prepare_model(model, evaluation_mode=True)
         metrics = evaluate_model(accelerator, model, data, args.split, args.per_device_eval_batch_size)
         name = args.model_name_or_path
     else:
-        try:
-            metrics = evaluate_baseline(
-                accelerator,
-                args.baseline,
-                data,
-                args.split,
-                args.per_device_eval_batch_size,
+        try:  # the index is checked (and built) before the baseline runs
+            index = build_index(
+                data.catalogue.embeddings.to(accelerator.device),
+                data.catalogue_categories.to(accelerator.device),
                 distance,
-                args.seed,
-                search_index=search_index or "exact",
-                search_index_parameters=search_index_parameters,
+                index=search_index or "exact",
+                parameters=search_index_parameters,
             )
         except ValueError as error:
-            if search_index is None and search_index_parameters is None:
-                raise
-            raise ValueError(f"--index {search_index!r}: {first_line(error)}") from None
+            raise index_flag_error(search_index, error) from None
+        metrics = evaluate_baseline(
+            accelerator,
+            args.baseline,
+            data,
+            args.split,
+            args.per_device_eval_batch_size,
+            distance,
+            args.seed,
+            search_index=index,
+        )
         name = f"baseline:{args.baseline}"
     return {"model": str(name), "split": args.split, "distance": distance, **metrics, **data.skipped_counts()}
 
@@ -633,6 +645,7 @@ __all__ = [
     "OBJECTIVES",
     "PRETRAIN_DEFAULTS",
     "add_data_args",
+    "apply_index_flags",
     "add_model_args",
     "catalogue_of_model",
     "check_model_args",
