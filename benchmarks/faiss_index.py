@@ -33,6 +33,8 @@ import torch
 
 from umbert_hf.faiss_index import DEFAULT_FAISS_FACTORY, DEFAULT_FAISS_PARAMETERS, FaissCategoryIndex, import_faiss
 from umbert_hf.retrieval import DISTANCES, CategoryIndex
+from umbert_hf.utils.files import write_json
+from umbert_hf.utils.paths import check_output, run_command
 
 DATA = ("spectrum", "gaussian")
 
@@ -199,8 +201,7 @@ def build_index_figures(args, factory, parameters, items, categories) -> tuple[F
         "load_fingerprint_seconds": fingerprint_seconds,
     }
     if folder:
-        with open(os.path.join(folder, "build_figures.json"), "w", encoding="utf-8") as file:
-            json.dump(figures, file, indent=2)
+        write_json(os.path.join(folder, "build_figures.json"), figures)
     print(
         f"{factory} ({parameters}): built in {build_seconds:.1f} s, {size / 2**20:,.0f} MiB saved, RSS "
         f"+{growth / 2**20:,.0f} MiB; save {save_seconds:.1f} s, load {load_seconds:.1f} s (of which fingerprint "
@@ -243,6 +244,8 @@ def measure_index(args, factory, items, categories, queries, query_categories, e
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.output:  # checked first: a refused file costs no computation
+        check_output(args.output, flag="--output", kind="file", overwrite=True)
     faiss = import_faiss()
     items, categories, queries, query_categories = catalogue(args)
     print(
@@ -284,12 +287,11 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     print(f"peak RSS {results['peak_rss_bytes'] / 2**30:.2f} GiB")
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as file:
-            json.dump(results, file, indent=2)
+        write_json(args.output, results)
     if floor_failures:
         raise SystemExit(f"below the recall floor {args.recall_floor}: {'; '.join(floor_failures)}")
     return results
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from umbert_hf.utils.files import write_json  # noqa: E402
-from umbert_hf.utils.paths import check_output  # noqa: E402
+from umbert_hf.utils.paths import check_output, run_command  # noqa: E402
 
 MARKER = ".umbert_full_size_benchmark"
 DATASETS_CACHE = "hf_datasets_cache"
@@ -643,4 +643,4 @@ def stage_inputs(name: str) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))
