@@ -273,8 +273,14 @@ def fill_counts(stage: Stage, work: Path, num_items: int) -> None:
         metrics = json.loads((work / "umbert" / "metrics.json").read_text())
         stage.count = summary["outfits"]["train"]["kept"]
         stage.record["steps"] = metrics["global_step"]
+        # Where the stage's time went, as the run itself measured it (`metrics.json`).
+        for name in ("train_runtime", "validation_runtime", "final_evaluation_runtime", "baselines_runtime"):
+            stage.record[name] = metrics.get(name)
     elif stage.name.startswith("evaluate"):
         stage.count = summary["outfits"]["test"]["kept"]
+        # The work that ranking defines: every test outfit's item ranked among every item of its category.
+        slots = [name for name in summary.get("catalogue", {}) if name != "total"]
+        stage.record["ranked_pairs"] = stage.count * sum(summary["catalogue"][slot] for slot in slots)
     elif stage.name == "complete":
         stage.count = 1
     if stage.record.get("seconds"):
@@ -316,6 +322,8 @@ def markdown_table(stages: list[Stage], estimate: dict | None = None) -> str:
     for stage in stages:
         record = stage.record
         throughput = f"{record.get('per_second', 0):,.1f} {stage.unit}/s" if stage.name != "complete" else "1 outfit"
+        if record.get("ranked_pairs") and record.get("seconds"):
+            throughput += f" ({record['ranked_pairs'] / record['seconds'] / 1e6:,.0f} M ranked pairs/s)"
         line = (
             f"| {stage.name} | {record['seconds']:,.1f} | {throughput} | {record['peak_rss_mib']:,.0f} | "
             f"{record['peak_rss_anon_mib']:,.0f} / {record['peak_rss_file_mib']:,.0f} | "

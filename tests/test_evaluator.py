@@ -13,10 +13,12 @@ from umbert_hf.data.outfit_data import CompatibilityOutfits, FitbQuestions, Outf
 from umbert_hf.evaluation.metrics import (
     OutfitEvaluator,
     accuracy_metrics,
+    compatibility_metrics,
     hit_rate_metrics,
+    matching_rows,
     model_predictor,
 )
-from umbert_hf.training.outfit import evaluate_split
+from umbert_hf.training.outfit import compatibility_scores, evaluate_split
 
 # Two slots on a line (second coordinate 0). Slot 0: rows 0, 2, 4 at x = 0, 1, 3. Slot 1: rows 1, 3, 5 at x = 10,
 # 11, 10 (rows 1 and 5 are identical items, like two products sharing a title embedding).
@@ -212,3 +214,49 @@ def test_evaluate_split_of_a_tiny_model_matches_the_evaluator():
     targets = expanded.gather(1, masked_positions[:, None]).squeeze(1)
     assert torch.equal(top[:, 0] == targets, ranked["ranks"] == 1)
     assert 0 < int((ranked["ranks"] == 1).sum()) < len(targets)  # both cases occur
+
+
+@pytest.mark.parametrize("batch_size", [2, 64])
+def test_compatibility_positives_reuse_the_outfit_ranks_and_score_as_ranked_afresh(batch_size):
+    """The positives of a compatibility split are the split's outfits: they are scored from the ranks of the outfit
+    pass (not ranked again), and every score equals `OutfitEvaluator.compatibility` of that outfit alone."""
+    tester = UmBertModelTester()
+    model = tester.umbert().eval()
+    catalogue = EmbeddingsTable(tester.item_ids, tester.item_categories, tester.item_embeddings)
+    data = OutfitData(catalogue=catalogue, slots=list(tester.categories))
+    rows = tester.outfit_rows(6)
+    data.outfits["test"] = OutfitRows([f"o{index}" for index in range(6)], rows)
+    negatives = torch.stack([rows[:, slot].roll(slot) for slot in range(rows.shape[1])], dim=1)  # new outfits
+    assert not set(map(tuple, negatives.tolist())) & set(map(tuple, rows.tolist()))
+    order = torch.tensor([3, 6, 0, 7, 8, 1, 2, 9, 10, 11, 4, 5])  # mixed, not in outfit order
+    compatibility_rows, labels = torch.cat([rows, negatives])[order], (order < 6).long()
+    data.compatibility["test"] = CompatibilityOutfits(rows=compatibility_rows, labels=labels)
+    predicted: list[int] = []
+
+    def predict(inputs_embeds, masked_positions):
+        if masked_positions is not None:
+            predicted.append(inputs_embeds.shape[0])
+        return model_predictor(model)(inputs_embeds, masked_positions)
+
+    embeddings = model.get_catalogue_embeddings().detach()
+    metrics = evaluate_split(Accelerator(cpu=True), predict, data, "test", embeddings, "euclidean", batch_size)
+    assert sum(predicted) == rows.shape[1] * 12  # the 6 outfits once, then only the 6 negatives
+    evaluator = OutfitEvaluator(embeddings, data.catalogue_categories, "euclidean")
+    with torch.no_grad():
+        expected = evaluator.compatibility(model_predictor(model), compatibility_rows)
+        fitb = evaluator.retrieval_ranks(model_predictor(model), rows)
+        ranked = {"rows": rows, **{name: fitb[name].view(6, -1) for name in ("ranks", "ties", "similarities")}}
+        ranked["sizes"] = fitb["category_sizes"].view(6, -1)
+        scores = compatibility_scores(Accelerator(cpu=True), evaluator, predict, compatibility_rows, ranked, batch_size)
+    torch.testing.assert_close(scores["scores"], expected["scores"].double())
+    torch.testing.assert_close(scores["rank_scores"], expected["rank_scores"])
+    assert metrics == pytest.approx(
+        {**metrics, **compatibility_metrics(expected["scores"], labels, expected["rank_scores"])}
+    )
+
+
+def test_matching_rows_finds_equal_outfits():
+    reference = torch.tensor([[0, 1], [2, 3], [4, 5]])
+    assert matching_rows(torch.tensor([[2, 3], [1, 0], [0, 1], [4, 5]]), reference).tolist() == [1, -1, 0, 2]
+    assert matching_rows(torch.zeros(0, 2, dtype=torch.long), reference).tolist() == []
+    assert matching_rows(reference, torch.zeros(0, 2, dtype=torch.long)).tolist() == [-1, -1, -1]

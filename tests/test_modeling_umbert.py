@@ -484,6 +484,41 @@ def test_catalogue_negatives_train_umbert_and_wumbert():
         assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and "category" not in n)
 
 
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_the_standardised_catalogue_is_reused_until_it_changes(distance):
+    """umBERT's loss keys are computed once, not every step, and follow any change of the catalogue or the
+    standardisation; WumBERT's keys train, so they are recomputed with their gradient."""
+    from umbert_hf.modeling_umbert import _spread
+
+    model = UmBertModelTester(contrastive_negatives="catalogue", distance=distance).umbert()
+
+    def expected():
+        keys = model.standardize(model.catalogue_embeddings)
+        return keys, None if distance == "cosine" else _spread(keys)
+
+    keys, spread = model.standardized_catalogue()
+    assert model.standardized_catalogue()[0] is keys  # reused
+    torch.testing.assert_close((keys, spread), expected())
+    with torch.no_grad():
+        model.catalogue_embeddings[2] += 3.0  # in place
+    assert model.standardized_catalogue()[0] is not keys
+    torch.testing.assert_close(model.standardized_catalogue(), expected())
+    keys = model.standardized_catalogue()[0]
+    model.embedding_scale = model.embedding_scale * 2  # another tensor
+    torch.testing.assert_close(model.standardized_catalogue(), expected())
+    assert model.standardized_catalogue()[0] is not keys
+    # The loss of a step is the loss with the keys computed afresh.
+    rows, masked = expand_fill_in_the_blank(UmBertModelTester().outfit_rows(3))
+    cached = model(inputs_embeds=model.catalogue_embeddings[rows], masked_positions=masked, labels=rows).loss
+    model._catalogue().pop("standardized")
+    fresh = model(inputs_embeds=model.catalogue_embeddings[rows], masked_positions=masked, labels=rows).loss
+    assert torch.equal(cached, fresh)
+
+    wumbert = UmBertModelTester(contrastive_negatives="catalogue", distance=distance).wumbert()
+    keys, _ = wumbert.standardized_catalogue()
+    assert keys.requires_grad and wumbert.standardized_catalogue()[0] is not keys
+
+
 def full_catalogue_logits(predictions, target_rows, row_categories, keys, key_categories, distance, scale):
     """The catalogue loss's logits written plainly over every key: other categories and copies of the target at -inf."""
     if distance == "cosine":

@@ -13,6 +13,7 @@ from umbert_hf.retrieval import (
     prepare_distinct_keys,
     rank_of_targets,
     top_k,
+    top_one_credit,
 )
 
 
@@ -148,6 +149,45 @@ def test_category_index_ranks_equal_rank_of_targets_per_category(distance):
     assert index.distinct_keys(0) is index.distinct_keys(0)
     with pytest.raises(ValueError, match="item of its query's category"):
         index.rank(queries[:1], torch.tensor([1]), torch.tensor([0]))
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_top_one_credit_equals_the_rank_one_share_of_rank_of_targets(distance, monkeypatch):
+    """The probe settles most queries, never wrongly: the credit is `(ranks == 1) / (ties + 1)` exactly, whether the
+    target is the nearest, one of tied nearest copies, beaten by a hair, or the prediction is NaN."""
+    generator = torch.Generator().manual_seed(11)
+    keys = torch.randn(300, 8, generator=generator)
+    keys[7] = keys[3]  # copies tie
+    keys[150] = keys[3] * 1.000001  # a near copy: beaten or not by a hair
+    targets = torch.randint(300, (200,), generator=generator)
+    targets[:4] = torch.tensor([3, 7, 150, 3])
+    queries = torch.randn(200, 8, generator=generator)
+    queries[:60] = keys[targets[:60]] + 0.01 * torch.randn(60, 8, generator=generator)  # often the nearest
+    queries[:4] = keys[3]  # exactly on the copies
+    queries[5] = float("nan")
+    ranks, ties = rank_of_targets(queries, keys, targets, distance)
+    expected = (ranks == 1).double() / (ties + 1).double()
+    import umbert_hf.retrieval as retrieval
+
+    ranked = []
+    monkeypatch.setattr(
+        retrieval, "rank_of_targets", lambda q, *args: ranked.append(len(q)) or rank_of_targets(q, *args)
+    )
+    for probe_size in (4, 16, 1024):  # 1024 > 300 / 2: no probe, every query ranked
+        ranked.clear()
+        credit = top_one_credit(queries, keys, targets, distance, probe_size=probe_size)
+        assert torch.equal(credit, expected)
+        if probe_size == 16:
+            assert sum(ranked) < 120  # the probe settled most of the 140 random queries
+    assert ranked == [200]
+    assert 0 < int((expected > 0).sum()) < 200  # both kinds occur
+    index = CategoryIndex(keys, torch.arange(300) % 2, distance)
+    target_rows = torch.arange(200)  # query i's target is row i, an item of category i % 2
+    categories = target_rows % 2
+    index_ranks, index_ties = index.rank(queries, categories, target_rows)
+    torch.testing.assert_close(
+        index.top_one_credit(queries, categories, target_rows), (index_ranks == 1).double() / (index_ties + 1).double()
+    )
 
 
 def test_rank_of_targets_accepts_prepared_distinct_keys():

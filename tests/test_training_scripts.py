@@ -103,6 +103,8 @@ def test_finetune_beats_both_baselines(pretrained, outfit_dataset, tmp_path):
     )
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["objective"] == "fill_in_the_blank"
+    runtimes = [metrics[name] for name in ("validation_runtime", "final_evaluation_runtime", "baselines_runtime")]
+    assert all(seconds > 0 for seconds in runtimes) and metrics["train_runtime"] > metrics["validation_runtime"]
     for metric in ("fitb_accuracy", "hit_rate@10"):
         model_value = metrics[f"test_{metric}"]
         assert model_value > metrics[f"test_random_{metric}"], metric

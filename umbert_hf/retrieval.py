@@ -247,6 +247,61 @@ def rank_of_targets(
     return torch.cat(ranks), torch.cat(ties)
 
 
+def top_one_credit(
+    queries: torch.Tensor,
+    keys: torch.Tensor | DistinctKeys,
+    targets: torch.Tensor,
+    distance: str = "euclidean",
+    probe_size: int = 1024,
+) -> torch.Tensor:
+    """Expected credit for `keys[targets[i]]` being query i's nearest key under random tie-breaking: 1 / (1 + ties)
+    when no key scores strictly better, else 0; exactly `(ranks == 1) / (ties + 1)` of `rank_of_targets`.
+
+    Most queries of a poor reconstruction are settled by an evenly spaced probe of `probe_size` keys: one of them beats
+    the target by more than the rounding of either computation can explain. Only the queries left (where the target
+    may be the nearest) are ranked against every key, so the answer is exact and usually costs a fraction of a rank.
+    """
+    distinct = keys if isinstance(keys, DistinctKeys) else prepare_distinct_keys(keys, distance)
+    prepared = distinct.prepared
+    if prepared.distance != distance:
+        raise ValueError(f"Keys were prepared for {prepared.distance!r}, not {distance!r}.")
+    _check_inputs(queries, prepared.keys, 1, distance)
+    num_distinct = prepared.keys.shape[0]
+    settled = torch.zeros(queries.shape[0], dtype=torch.bool, device=queries.device)
+    if num_distinct > 2 * probe_size and queries.shape[0]:
+        probe = slice(0, num_distinct, num_distinct // probe_size)
+        probe_keys = prepared.keys[probe]
+        probe_bias = None if prepared.key_bias is None else prepared.key_bias[probe]
+        unit = queries.to(prepared.keys.dtype)
+        if distance == "cosine":
+            unit = torch.nn.functional.normalize(unit, dim=1)
+        target_keys = prepared.keys[distinct.key_group[targets]]
+        target_scores = (1.0 if distance == "cosine" else 2.0) * (unit * target_keys).sum(dim=1)
+        # Both computations round each score by at most d * eps of its magnitude, |q.k| plus the bias |k|^2.
+        largest = prepared.keys.norm(dim=1).max()
+        magnitude = 2 * unit.norm(dim=1) * largest
+        if prepared.key_bias is not None:
+            target_scores = target_scores + prepared.key_bias[distinct.key_group[targets]]
+            magnitude = magnitude + largest.pow(2)
+        dtype = (
+            torch.get_autocast_dtype(queries.device.type) if torch.is_autocast_enabled(queries.device.type) else None
+        )
+        eps = torch.finfo(dtype or unit.dtype).eps
+        margin = 4 * unit.shape[1] * eps * magnitude
+        block = max(1, DEFAULT_MAX_BLOCK_ELEMENTS // probe_keys.shape[0])
+        for start in range(0, unit.shape[0], block):
+            scores = _ranking_scores(unit[start : start + block], probe_keys, probe_bias)
+            best = scores.amax(dim=1)
+            stop = start + scores.shape[0]
+            settled[start:stop] = best > target_scores[start:stop] + margin[start:stop]  # NaN: not settled
+    credit = torch.zeros(queries.shape[0], dtype=torch.double, device=queries.device)
+    open_queries = torch.nonzero(~settled).flatten()
+    if open_queries.numel():
+        ranks, ties = rank_of_targets(queries[open_queries], distinct, targets[open_queries], distance)
+        credit[open_queries] = (ranks == 1).double() / (ties + 1).double()
+    return credit
+
+
 # ----- the per-category index -------------------------------------------------------------------------------------
 
 
@@ -382,11 +437,10 @@ class CategoryIndex:
         inverse = order.argsort()
         return torch.cat(scores)[inverse], torch.cat(rows)[inverse]
 
-    def rank(
-        self, queries: torch.Tensor, categories: torch.Tensor, target_rows: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(ranks, ties)` of each target catalogue row among the items of its query's category (see
-        `rank_of_targets`: ties and NaN never favour the target). One search per category."""
+    def _per_category_targets(
+        self, queries: torch.Tensor, categories: torch.Tensor, target_rows: torch.Tensor, measure
+    ) -> list[torch.Tensor]:
+        """`measure(queries, distinct keys, target positions)` of each category's queries, back in query order."""
         order, counts = self._group_by_category(queries, categories)
         if target_rows.shape != categories.shape:
             raise ValueError(
@@ -394,20 +448,37 @@ class CategoryIndex:
             )
         if bool((self.categories[target_rows] != categories).any()):
             raise ValueError("Each target row must be an item of its query's category.")
-        ranks, ties = [], []
+        parts = []
         grouped = zip(queries[order].split(counts), target_rows[order].split(counts))
         for category, (category_queries, category_targets) in enumerate(grouped):
             if counts[category] == 0:
                 continue
-            category_ranks, category_ties = rank_of_targets(
-                category_queries, self.distinct_keys(category), self.positions[category_targets], self.distance
-            )
-            ranks.append(category_ranks)
-            ties.append(category_ties)
-        if not ranks:
-            return torch.empty_like(target_rows), torch.empty_like(target_rows)
+            result = measure(category_queries, self.distinct_keys(category), self.positions[category_targets])
+            parts.append(result if isinstance(result, tuple) else (result,))
+        if not parts:
+            return [torch.empty_like(target_rows)] * 2
         inverse = order.argsort()
-        return torch.cat(ranks)[inverse], torch.cat(ties)[inverse]
+        return [torch.cat(values)[inverse] for values in zip(*parts)]
+
+    def rank(
+        self, queries: torch.Tensor, categories: torch.Tensor, target_rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(ranks, ties)` of each target catalogue row among the items of its query's category (see
+        `rank_of_targets`: ties and NaN never favour the target). One search per category."""
+        ranks, ties = self._per_category_targets(
+            queries, categories, target_rows, lambda q, keys, targets: rank_of_targets(q, keys, targets, self.distance)
+        )
+        return ranks, ties
+
+    def top_one_credit(
+        self, queries: torch.Tensor, categories: torch.Tensor, target_rows: torch.Tensor
+    ) -> torch.Tensor:
+        """(queries,) credit for each target row being the nearest item of its query's category, ties shared (see
+        `top_one_credit`; equal to `(ranks == 1) / (ties + 1)` of `rank`, at a fraction of its cost)."""
+        credit = self._per_category_targets(
+            queries, categories, target_rows, lambda q, keys, targets: top_one_credit(q, keys, targets, self.distance)
+        )[0]
+        return credit.double()
 
 
 # ----- diverse suggestions ------------------------------------------------------------------------------------------
@@ -508,5 +579,6 @@ __all__ = [
     "prepare_distinct_keys",
     "prepare_keys",
     "rank_of_targets",
+    "top_one_credit",
     "top_k",
 ]

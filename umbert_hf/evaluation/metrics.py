@@ -138,13 +138,27 @@ class OutfitEvaluator:
         reconstructions = predict(self.embeddings[rows], masked_positions)
         return reconstructions[torch.arange(rows.shape[0], device=rows.device), masked_positions]
 
-    def retrieval_ranks(self, predict: Predictor, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Mask every slot of every outfit in turn; ranks of the true item (for hit rate@k and MRR)."""
+    def _fill_in_the_blank(self, predict: Predictor, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Mask every slot of every outfit in turn: the predictions, and the rank and score of each true item."""
         expanded, masked_positions = expand_fill_in_the_blank(rows)  # (outfits * slots, slots)
         predictions = self._masked_predictions(predict, expanded, masked_positions)
         targets = expanded.gather(1, masked_positions[:, None]).squeeze(1)
         ranks, ties = self.index.rank(predictions, masked_positions, targets)
-        quantities = {"ranks": ranks, "ties": ties, "category_sizes": self.category_sizes[masked_positions]}
+        return {
+            "ranks": ranks,
+            "ties": ties,
+            "category_sizes": self.category_sizes[masked_positions],
+            "similarities": self.index.score(predictions, targets),
+            "predictions": predictions,
+            "masked_positions": masked_positions,
+        }
+
+    def retrieval_ranks(self, predict: Predictor, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Mask every slot of every outfit in turn; ranks of the true item (for hit rate@k and MRR) and its score
+        (`similarities`, from which `compatibility_from_ranks` scores the outfits without ranking them again)."""
+        fitb = self._fill_in_the_blank(predict, rows)
+        predictions, masked_positions = fitb.pop("predictions"), fitb.pop("masked_positions")
+        quantities = fitb
         if self.search_index is not None:
             k = INDEX_RECALL_K
             exact_scores, _ = self.index.top_k(predictions, masked_positions, k, pad=True)
@@ -160,8 +174,9 @@ class OutfitEvaluator:
         """Unmasked input: is each slot's nearest catalogue item of its category the input item (ties shared)?"""
         reconstructions = predict(self.embeddings[rows], None)  # (outfits, slots, hidden)
         slots = torch.arange(rows.shape[1], device=rows.device).repeat(rows.shape[0])
-        ranks, ties = self.index.rank(reconstructions.reshape(-1, reconstructions.shape[-1]), slots, rows.reshape(-1))
-        correct = (ranks == 1).double() / (ties + 1).double()
+        correct = self.index.top_one_credit(
+            reconstructions.reshape(-1, reconstructions.shape[-1]), slots, rows.reshape(-1)
+        )
         return {"correct": correct, "chance": 1.0 / self.category_sizes[slots].double()}
 
     def multiple_choice(
@@ -191,17 +206,34 @@ class OutfitEvaluator:
         not comparable across outfits once the contrastive objective has trained the model (only the order of the
         candidates for one prediction is), while the item's rank among its category is.
         """
-        expanded, masked_positions = expand_fill_in_the_blank(rows)
-        predictions = self._masked_predictions(predict, expanded, masked_positions)
-        target_rows = expanded.gather(1, masked_positions[:, None]).squeeze(1)
-        similarity = self.index.score(predictions, target_rows)
-        ranks, ties = self.index.rank(predictions, masked_positions, target_rows)
-        expected_rank = ranks.double() + ties.double() / 2
-        surprise = torch.log(expected_rank / self.category_sizes[masked_positions].double())
-        return {
-            "scores": similarity.view(rows.shape[0], rows.shape[1]).mean(dim=1),
-            "rank_scores": -surprise.view(rows.shape[0], rows.shape[1]).mean(dim=1),
-        }
+        fitb = self._fill_in_the_blank(predict, rows)
+        return compatibility_from_ranks(
+            fitb["similarities"], fitb["ranks"], fitb["ties"], fitb["category_sizes"], rows.shape[1]
+        )
+
+
+def compatibility_from_ranks(
+    similarities: torch.Tensor, ranks: torch.Tensor, ties: torch.Tensor, category_sizes: torch.Tensor, num_slots: int
+) -> dict[str, torch.Tensor]:
+    """`OutfitEvaluator.compatibility`'s two outfit scores from the fill-in-the-blank quantities of every slot of
+    every outfit (outfit-major, as `retrieval_ranks` gives them): an outfit that was ranked for hit rate@k and MRR
+    needs no second ranking to be scored for compatibility."""
+    expected_rank = ranks.double() + ties.double() / 2
+    surprise = torch.log(expected_rank / category_sizes.double())
+    return {
+        "scores": similarities.reshape(-1, num_slots).mean(dim=1),
+        "rank_scores": -surprise.reshape(-1, num_slots).mean(dim=1),
+    }
+
+
+def matching_rows(rows: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """(len(rows),) index of a row of `reference` equal to each row of `rows` (an outfit with the same items), or -1."""
+    if rows.shape[0] == 0 or reference.shape[0] == 0:
+        return torch.full((rows.shape[0],), -1, dtype=torch.long, device=rows.device)
+    _, group = torch.unique(torch.cat([reference, rows]), dim=0, return_inverse=True)
+    position = torch.full((int(group.max()) + 1,), -1, dtype=torch.long, device=rows.device)
+    position[group[: reference.shape[0]]] = torch.arange(reference.shape[0], device=rows.device)
+    return position[group[reference.shape[0] :]]
 
 
 def model_predictor(model: torch.nn.Module) -> Predictor:
@@ -294,11 +326,13 @@ __all__ = [
     "accuracy_metrics",
     "add_prefix",
     "chance_levels_by_metric",
+    "compatibility_from_ranks",
     "compatibility_metrics",
     "context_mean_predictor",
     "greater_is_better",
     "hit_rate_metrics",
     "is_chance_level",
+    "matching_rows",
     "model_predictor",
     "random_predictor",
     "roc_auc",
