@@ -119,6 +119,22 @@ def test_bad_tables_are_rejected_naming_the_file_and_the_column(tmp_path, column
     assert str(path) in str(error.value)
 
 
+def test_a_table_of_many_row_groups_is_read_chunk_by_chunk_into_the_right_rows(tmp_path):
+    """Each row group is copied straight into its rows (no combined copy); errors still name the right item."""
+    embeddings = torch.arange(60, dtype=torch.float32).reshape(20, 3)
+    ids, categories = [f"i{row}" for row in range(20)], ["a", "b"] * 10
+    table = pa.table({"item_id": ids, "category": categories, "embedding": embeddings.tolist()})
+    pq.write_table(table, tmp_path / "groups.parquet", row_group_size=3)
+    assert pq.ParquetFile(tmp_path / "groups.parquet").num_row_groups == 7
+    read = read_embeddings_table(tmp_path / "groups.parquet")
+    assert read.item_ids == ids and torch.equal(read.embeddings, embeddings)
+    uneven = embeddings.tolist()
+    uneven[13] = [1.0, 2.0]  # in the fifth row group
+    pq.write_table(table.set_column(2, "embedding", pa.array(uneven)), tmp_path / "bad.parquet", row_group_size=3)
+    with pytest.raises(ValueError, match=r"item 'i13' \(row 13\) has 2 values, the first row 3"):
+        read_embeddings_table(tmp_path / "bad.parquet")
+
+
 def test_missing_or_unreadable_sources_fail_clearly(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_embeddings_table(tmp_path / "nothing.parquet")

@@ -233,3 +233,21 @@ def test_category_index_pads_per_category_instead_of_cutting_to_the_smallest():
     assert scores[0, 2:].isnan().all() and not scores[1].isnan().any()
     alone_scores, alone_rows = index.top_k(queries[1:], query_categories[1:], 4, pad=True)
     assert torch.equal(alone_rows, rows[1:]) and torch.equal(alone_scores, scores[1:])
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_exact_search_ignores_autocast(distance):
+    """Evaluation runs under `accelerator.autocast()`: with `--mixed_precision bf16` a bf16 product would reorder near
+    items and a bf16 count of better keys would round every rank above 256. Search stays in the keys' precision."""
+    generator = torch.Generator().manual_seed(12)
+    keys, queries = torch.randn(2000, 16, generator=generator), torch.randn(40, 16, generator=generator)
+    targets = torch.randint(2000, (40,), generator=generator)
+    expected = rank_of_targets(queries, keys, targets, distance), top_k(queries, keys, 5, distance)
+    expected_credit = top_one_credit(queries, keys, targets, distance, probe_size=64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ranks = rank_of_targets(queries, keys, targets, distance)
+        found = top_k(queries, keys, 5, distance)
+        credit = top_one_credit(queries, keys, targets, distance, probe_size=64)
+    assert int(expected[0][0].max()) > 256  # ranks a bf16 count could not hold
+    for got, want in zip((*ranks, *found, credit), (*expected[0], *expected[1], expected_credit)):
+        assert torch.equal(got, want)
