@@ -70,18 +70,24 @@ def test_identical_keys_tie_and_never_favour_the_target(distance):
     assert ranks.tolist() == [1, 4, 2] and ties.tolist() == [2, 1, 2]  # (1, 0) and (-1, 0) tie for query 1
 
 
-def test_nan_predictions_rank_the_target_last():
-    keys = torch.randn(7, 3)
-    queries = torch.tensor([[float("nan")] * 3, [1.0, 2.0, 3.0]])
-    ranks, ties = rank_of_targets(queries, keys, torch.tensor([4, 4]))
-    assert ranks[0].item() == 7 and ties[0].item() == 0
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_nan_and_infinite_predictions_rank_the_target_last(distance):
+    keys = torch.randn(7, 3, generator=torch.Generator().manual_seed(3)).abs() + 0.1
+    inf = float("inf")
+    queries = torch.tensor([[float("nan")] * 3, [1.0, 2.0, 3.0], [inf, 1.0, 1.0], [inf, -inf, 0.0]])
+    ranks, ties = rank_of_targets(queries, keys, torch.tensor([4, 4, 4, 4]), distance)
+    assert ranks[[0, 2, 3]].tolist() == [7, 7, 7] and ties[[0, 2, 3]].tolist() == [0, 0, 0]
+    assert 1 <= ranks[1].item() <= 7
 
 
 def test_candidate_credit_shares_ties_and_gives_nan_nothing():
-    scores = torch.tensor([[0.9, 0.9, 0.1, 0.9], [0.2, 0.8, 0.1, 0.0], [float("nan")] * 4, [0.5, 0.1, 0.5, 0.1]])
-    right = torch.tensor([0, 1, 2, 1])
-    assert candidate_credit(scores, right).tolist() == pytest.approx([1 / 3, 1.0, 0.0, 0.0])
-    same = torch.zeros(4, 4, dtype=torch.bool)
+    inf = float("inf")
+    scores = torch.tensor(
+        [[0.9, 0.9, 0.1, 0.9], [0.2, 0.8, 0.1, 0.0], [float("nan")] * 4, [0.5, 0.1, 0.5, 0.1], [-inf] * 4]
+    )  # the last row: an infinite prediction is at distance inf from every candidate
+    right = torch.tensor([0, 1, 2, 1, 0])
+    assert candidate_credit(scores, right).tolist() == pytest.approx([1 / 3, 1.0, 0.0, 0.0, 0.0])
+    same = torch.zeros(5, 4, dtype=torch.bool)
     same[1, 3] = True  # candidate 3 is a copy of the right one: a tie, whatever its score
     assert candidate_credit(scores, right, same)[1].item() == pytest.approx(0.5)
 
