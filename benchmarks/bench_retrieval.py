@@ -9,7 +9,7 @@ tiles of 2,048 keys) against `rank_of_targets` on raw keys (deduplicated on ever
 before the index) and a bare whole-row rank (one matrix product per slot, then a count of the better keys).
 
 At the 250k full-size shapes (`--items_per_category 41700 --outfits 256 --hidden_size 512`) the index ranks about
-1.8 times as many queries per second as the bare whole-row rank: a row of 41,700 scores leaves the cache before it
+2.2 times as many queries per second as the bare whole-row rank: a row of 41,700 scores leaves the cache before it
 is counted (docs/performance.md).
 """
 
