@@ -257,3 +257,30 @@ def test_exact_search_ignores_autocast(distance):
     assert int(expected[0][0].max()) > 256  # ranks a bf16 count could not hold
     for got, want in zip((*ranks, *found, credit), (*expected[0], *expected[1], expected_credit)):
         assert torch.equal(got, want)
+
+
+def test_searches_inside_and_outside_inference_mode_share_no_scratch_block():
+    """The pipeline searches under `torch.inference_mode()`; a scratch block made there cannot be written outside."""
+    import threading
+
+    generator = torch.Generator().manual_seed(13)
+    keys, queries = torch.randn(300, 8, generator=generator), torch.randn(5, 8, generator=generator)
+    targets = torch.arange(5)
+    expected = rank_of_targets(queries, keys, targets), top_k(queries, keys, 3)
+    results, errors = [], []
+
+    def search_in_a_fresh_thread():  # a new thread has no scratch block yet: the first one is made in inference mode
+        try:
+            with torch.inference_mode():
+                results.append((rank_of_targets(queries, keys, targets), top_k(queries, keys, 3)))
+            results.append((rank_of_targets(queries, keys, targets), top_k(queries, keys, 3)))
+        except RuntimeError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=search_in_a_fresh_thread)
+    thread.start()
+    thread.join()
+    assert not errors and len(results) == 2
+    for got in results:
+        for got_part, want_part in zip((*got[0], *got[1]), (*expected[0], *expected[1])):
+            assert torch.equal(got_part, want_part)

@@ -97,9 +97,11 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torc
     """
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})
     numel = math.prod(shape)
-    buffer = buffers.get((name, dtype, device))
+    # A tensor made under `torch.inference_mode()` (the pipeline's) cannot be written outside it: one per mode.
+    key = (name, dtype, torch.device(device), torch.is_inference_mode_enabled())
+    buffer = buffers.get(key)
     if buffer is None or buffer.numel() < numel:
-        buffer = buffers[(name, dtype, device)] = torch.empty(numel, dtype=dtype, device=device)
+        buffer = buffers[key] = torch.empty(numel, dtype=dtype, device=device)
     return buffer[:numel].view(shape)
 
 
