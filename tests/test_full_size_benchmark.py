@@ -43,6 +43,13 @@ def test_every_stage_is_measured_at_a_tiny_size(tmp_path, capsys):
         assert record["count"] > 0 and record["per_second"] > 0, name
     assert result["stages"]["build"]["disk_mib"] > 0 and result["stages"]["fine-tuning"]["disk_mib"] > 0
     assert result["stages"]["image encoder"]["steps"] >= 1 and result["stages"]["fine-tuning"]["steps"] >= 1
+    finetune = result["stages"]["fine-tuning"]  # where its time went, from the run's metrics.json
+    parts = ("validation_runtime", "final_evaluation_runtime", "baselines_runtime")
+    assert all(finetune[name] > 0 for name in parts) and finetune["train_runtime"] < finetune["seconds"]
+    evaluation = result["stages"]["evaluate umBERT"]  # every test outfit's items ranked among their categories
+    assert (
+        evaluation["ranked_pairs"] > evaluation["count"] > 0 and evaluation["ranked_pairs"] % evaluation["count"] == 0
+    )
     estimate = result["gpu_estimate"]["stages"]
     assert estimate["fine-tuning"]["gflop"] > 0 and estimate["embeddings"]["gflop"] > 0
     assert all(estimate[name]["gpu_seconds"] > 0 for name in STAGES)

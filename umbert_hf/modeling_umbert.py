@@ -337,13 +337,13 @@ class UmBertPreTrainedModel(OutfitCatalogueMixin, PreTrainedModel):
         cache = self._catalogue()
         sources = (embeddings, self.embedding_mean, self.embedding_scale)
         versions = (*(source._version for source in sources), self.config.distance)
-        cached = cache.get("standardized")
-        if cached is None or any(a is not b for a, b in zip(cached[0], sources)) or cached[1] != versions:
+        cached_sources, cached_versions, keys, spread = cache.get("standardized", ((), None, None, None))
+        if cached_versions != versions or any(a is not b for a, b in zip(cached_sources, sources)):
             with torch.no_grad():
                 keys = self.standardize(embeddings)
                 spread = None if self.config.distance == "cosine" else _spread(keys)
-            cached = cache["standardized"] = (sources, versions, keys, spread)
-        return cached[2], cached[3]
+            cache["standardized"] = (sources, versions, keys, spread)
+        return keys, spread
 
     def compute_loss(self, reconstructions, targets, masked_positions, target_rows=None, mse_targets=None):
         """`outfit_loss` in the internal (standardised) space; `target_rows` give the catalogue-wide negatives."""

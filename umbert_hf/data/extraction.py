@@ -168,10 +168,13 @@ class _Rows:
         return empty if self.tensor is None else self.tensor[: self.filled]
 
 
-def _gather_shards(accelerator, tensor: torch.Tensor, num_items: int, batch_size: int = 1) -> torch.Tensor:
-    """Concatenate every process's contiguous share (padded to equal size for the collective) in catalogue order."""
+def _gather_shards(
+    accelerator, tensor: torch.Tensor, num_items: int, batch_size: int = 1, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Concatenate every process's contiguous share (padded to equal size for the collective) in catalogue order;
+    into `out` when given (a one-process `tensor` may already be `out`)."""
     if accelerator is None or accelerator.num_processes == 1:
-        return tensor
+        return tensor if out is None or tensor is out else out.copy_(tensor)
     per_process = shard_size(num_items, accelerator.num_processes, batch_size)
     padded = tensor.new_zeros((per_process, *tensor.shape[1:]))
     padded[: tensor.shape[0]] = tensor
@@ -180,7 +183,7 @@ def _gather_shards(accelerator, tensor: torch.Tensor, num_items: int, batch_size
     for process in range(accelerator.num_processes):
         start, end = shard_bounds(num_items, accelerator.num_processes, process, batch_size)
         pieces.append(gathered[process * per_process : process * per_process + end - start])
-    return torch.cat(pieces)
+    return torch.cat(pieces, out=out)
 
 
 @torch.no_grad()
@@ -250,9 +253,7 @@ def extract_image_embeddings(
     local_embeddings = embeddings.result(torch.zeros(0, image_embedding_dim(model)))
     local_readable = readable.result(torch.zeros(0, dtype=torch.bool))
 
-    all_embeddings = _gather_shards(accelerator, local_embeddings, num_items, batch_size)
-    if out is not None and all_embeddings is not out:
-        all_embeddings = out.copy_(all_embeddings)
+    all_embeddings = _gather_shards(accelerator, local_embeddings, num_items, batch_size, out=out)
     all_readable = _gather_shards(accelerator, local_readable.to(torch.uint8), num_items, batch_size).bool()
     all_embeddings[~all_readable] = 0.0
     item_ids = list(catalogue["item_id"]) if "item_id" in catalogue.column_names else list(range(num_items))
@@ -399,8 +400,7 @@ def extract_text_embeddings(
             bar.update(embedded.shape[0])
     local = embeddings.result(torch.zeros(0, encoder.embedding_dim))
     stats = ExtractionStats(num_items=len(texts), seconds=time.perf_counter() - began)
-    gathered = _gather_shards(accelerator, local, len(texts), batch_size)
-    return (out.copy_(gathered) if out is not None and gathered is not out else gathered), stats
+    return _gather_shards(accelerator, local, len(texts), batch_size, out=out), stats
 
 
 def _impute_by_category(embeddings: torch.Tensor, readable: torch.BoolTensor, categories: list[str]) -> torch.Tensor:
